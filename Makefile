@@ -1,0 +1,41 @@
+# Set-up is two commands on a fresh machine: `make test` and `make demo`.
+# CPU-only machines elsewhere: make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.s4fuse-installed
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+TORCH_INDEX ?=
+PYTEST_ARGS ?=
+export YOLO_OFFLINE := 1
+export YOLO_AUTOINSTALL := false
+export MPLBACKEND := Agg
+
+.PHONY: install test test-all demo bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip wheel setuptools
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install $(TORCH_SPEC) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/python -m pip install -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Fast suite (what CI runs); `make test-all` includes the slow end-to-end tests.
+test: install
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: install
+	$(BIN)/python -m pipelines.run fuse_then_detect
+
+bench: install
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,94 @@
+"""Applying a fusion model: padding to valid sizes, the color policy, files and folders.
+
+Sizes: S4Fusion needs H, W = 12k+1. Like the official test script we zero-pad each axis to the
+next valid size, ``before = rest // 2`` and ``after = rest - before``, and crop the output back.
+Color: IR is read as gray; a color VIS image is converted to YCbCr (BT.601 full range, the MMIF
+convention), its Y is fused with IR and the result is recolored with the VIS Cb/Cr.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from data.color import rgb_to_ycbcr, to_gray, ycbcr_to_rgb
+from data.io import read_image, write_png_atomic
+from fusion.model import S4Fusion
+
+
+def padding_for(size: int, multiple: int = 12) -> tuple[int, int]:
+    """(before, after) zero padding taking ``size`` to the smallest ``multiple*k + 1 >= size`` (k >= 1)."""
+    k = max(1, -(-(size - 1) // multiple))
+    rest = multiple * k + 1 - size
+    return rest // 2, rest - rest // 2
+
+
+def fuse(model: nn.Module, ir: Tensor, vi: Tensor, clamp: bool = True) -> Tensor:
+    """Fuse (B,1,H,W) tensors in [0,1] of any size; returns (B,1,H,W) on the inputs' device."""
+    if ir.shape != vi.shape or ir.dim() != 4 or ir.shape[1] != 1:
+        raise ValueError(f"ir and vi must both be (B,1,H,W), got {tuple(ir.shape)} and {tuple(vi.shape)}")
+    multiple = model.cfg.size_multiple if isinstance(model, S4Fusion) else 12
+    (top, bottom), (left, right) = padding_for(ir.shape[-2], multiple), padding_for(ir.shape[-1], multiple)
+    pad = (left, right, top, bottom)
+    param = next(model.parameters())
+    out = model(F.pad(ir, pad).to(param), F.pad(vi, pad).to(param))
+    out = out[..., top:top + ir.shape[-2], left:left + ir.shape[-1]].to(ir)
+    return out.clamp(0.0, 1.0) if clamp else out
+
+
+def _to_tensor(gray_u8_or_float: np.ndarray) -> Tensor:
+    return torch.from_numpy(np.ascontiguousarray(gray_u8_or_float, dtype=np.float32) / 255.0)[None, None]
+
+
+@torch.no_grad()
+def fuse_image_arrays(model: nn.Module, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+    """uint8 IR (H,W[,3]) + VIS (H,W) gray or (H,W,3) RGB -> uint8 fused, gray or RGB like VIS."""
+    if ir.shape[:2] != vi.shape[:2]:
+        raise ValueError(f"IR {ir.shape[:2]} and VIS {vi.shape[:2]} sizes differ")
+    was_training = model.training
+    model.eval()
+    color = vi.ndim == 3 and vi.shape[2] == 3
+    if color:
+        y, cb, cr = rgb_to_ycbcr(vi)
+    else:
+        y = to_gray(vi)
+    fused_y = fuse(model, _to_tensor(to_gray(ir)), _to_tensor(y))[0, 0].cpu().numpy() * 255.0
+    model.train(was_training)
+    if color:
+        return ycbcr_to_rgb(fused_y, cb, cr)
+    return np.clip(np.rint(fused_y), 0, 255).astype(np.uint8)
+
+
+def fuse_files(model: nn.Module, ir_path: str | os.PathLike, vi_path: str | os.PathLike,
+               out_path: str | os.PathLike) -> Path:
+    """Read an IR/VIS pair, fuse (color policy above) and write an 8-bit PNG atomically."""
+    fused = fuse_image_arrays(model, read_image(ir_path, "gray"), read_image(vi_path, "unchanged"))
+    return write_png_atomic(out_path, fused)
+
+
+def fuse_pairs(model: nn.Module, pairs: Iterable[tuple[str, Path, Path]], out_dir: str | os.PathLike,
+               overwrite: bool = False, desc: str = "fuse") -> list[Path]:
+    """Fuse (name, ir_path, vi_path) pairs into ``out_dir/<name>.png``; existing outputs are kept
+    (outputs are written atomically, so an existing file is complete) unless ``overwrite``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pairs = list(pairs)
+    written = []
+    for name, ir_path, vi_path in tqdm(pairs, desc=desc, unit="pair"):
+        target = out_dir / f"{name}.png"
+        if overwrite or not target.exists():
+            fuse_files(model, ir_path, vi_path, target)
+        written.append(target)
+    return written
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", scan_backend: str | None = None) -> S4Fusion:
+    """Load any checkpoint :meth:`S4Fusion.load` accepts, in eval mode on ``device``."""
+    overrides = {"scan_backend": scan_backend} if scan_backend else {}
+    return S4Fusion.load(path, **overrides).to(device).eval()

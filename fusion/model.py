@@ -1,0 +1,224 @@
+"""The assembled S4Fusion network, its config, and official-checkpoint loading.
+
+Structure (paper Fig. 2, details as in the official code): two overlap patch embeddings and
+two VSS encoders (IR, VIS) of 3 stages; at each stage input a fusion layer of K interaction
+blocks (CMSA by default) fuses the IR/VIS skips; a VSS decoder starts from the sum of the
+deepest encoder outputs and adds the fused skips of levels 2 and 1; a fold head returns a
+one-channel image. The level-0 fusion layer exists in the official checkpoint but its output
+is never used there: we keep its parameters for compatibility and do not compute it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from fusion.modules.cmsa import FusionLayer
+from fusion.modules.interactions import build_interaction
+from fusion.modules.patch import FoldHead, OverlapPatchEmbed
+from fusion.modules.ss2d import VSSLayer
+
+EXPORT_FORMAT = "s4fuse"
+
+
+@dataclass
+class S4FusionConfig:
+    """Defaults are the paper's model (2.03M used parameters at these sizes)."""
+
+    dims: tuple[int, ...] = (48, 96, 192)
+    depths: tuple[int, ...] = (1, 2, 1)
+    depths_decoder: tuple[int, ...] = (1, 2, 1)
+    num_cmsa: int = 3  # K interaction blocks per level
+    d_state: int = 12  # VSS blocks
+    d_state_fusion: int = 18  # CMSA blocks
+    expand: float = 1.5
+    patch_size: int = 4
+    patch_stride: int = 3
+    fold_chans: int = 12
+    interaction: str = "cmsa"
+    patch_mark: bool = True
+    scan_backend: str = "auto"
+    extra: dict = field(default_factory=dict, repr=False)  # free-form notes carried with checkpoints
+
+    def __post_init__(self) -> None:
+        self.dims, self.depths, self.depths_decoder = tuple(self.dims), tuple(self.depths), tuple(self.depths_decoder)
+        if not len(self.dims) == len(self.depths) == len(self.depths_decoder):
+            raise ValueError(f"dims, depths and depths_decoder need equal lengths, got {self}")
+        if any(d2 != 2 * d1 for d1, d2 in zip(self.dims, self.dims[1:])):
+            raise ValueError(f"each stage must double the width (patch merging), got dims={self.dims}")
+
+    @property
+    def size_multiple(self) -> int:
+        """Valid sizes are ``size_multiple * k + 1`` (patch stride x 2 per downsampling)."""
+        return self.patch_stride * 2 ** (len(self.dims) - 1)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "S4FusionConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown S4FusionConfig keys {unknown}; known: {sorted(known)}")
+        return cls(**dict(d))
+
+
+class S4Fusion(nn.Module):
+    """``S4Fusion(cfg)(ir, vi)``: (B,1,H,W) IR and VIS-Y in [0,1], H and W = 12k+1 -> (B,1,H,W).
+
+    The output is raw (no activation or clamp), as in the official model; use
+    :func:`fusion.inference.fuse` for arbitrary sizes and clamping to [0, 1].
+    """
+
+    def __init__(self, cfg: S4FusionConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or S4FusionConfig()
+        dims, n = cfg.dims, len(cfg.dims)
+        vss = dict(d_state=cfg.d_state, expand=cfg.expand, scan_backend=cfg.scan_backend)
+        self.patch_embed_ir = OverlapPatchEmbed(1, dims[0], cfg.patch_size, cfg.patch_stride)
+        self.patch_embed_vis = OverlapPatchEmbed(1, dims[0], cfg.patch_size, cfg.patch_stride)
+        self.encoder_ir = nn.ModuleList(VSSLayer(dims[i], cfg.depths[i], downsample=i < n - 1, **vss) for i in range(n))
+        self.encoder_vis = nn.ModuleList(VSSLayer(dims[i], cfg.depths[i], downsample=i < n - 1, **vss) for i in range(n))
+        # fusion[i] fuses the inputs of encoder stage i (dims[i]); fusion[0] is kept, never computed.
+        self.fusion = nn.ModuleList(
+            FusionLayer([build_interaction(cfg.interaction, dims[i], cfg.d_state_fusion, cfg.expand,
+                                           cfg.scan_backend, cfg.patch_mark) for _ in range(cfg.num_cmsa)])
+            for i in range(n))
+        # decoder stage j works at dims[n-1-j]; stages j>0 first upsample from dims[n-j].
+        self.decoder = nn.ModuleList(
+            VSSLayer(dims[n - 1 - j], cfg.depths_decoder[j], upsample_from=dims[n - j] if j else None, **vss)
+            for j in range(n))
+        self.head = FoldHead(dims[0], cfg.fold_chans, cfg.patch_size, cfg.patch_stride)
+
+    def check_input_size(self, height: int, width: int) -> None:
+        m = self.cfg.size_multiple
+        if (height - 1) % m or (width - 1) % m or height < m + 1 or width < m + 1:
+            raise ValueError(f"S4Fusion needs H and W of the form {m}k+1 (k>=1), got {height}x{width}; "
+                             "use fusion.inference.fuse to pad arbitrary sizes")
+
+    def forward(self, ir: Tensor, vi: Tensor) -> Tensor:
+        self.check_input_size(ir.shape[-2], ir.shape[-1])
+        x_ir, x_vis = self.patch_embed_ir(ir), self.patch_embed_vis(vi)
+        skips = []
+        for enc_ir, enc_vis in zip(self.encoder_ir, self.encoder_vis):
+            skips.append((x_ir, x_vis))
+            x_ir, x_vis = enc_ir(x_ir), enc_vis(x_vis)
+        h = self.decoder[0](x_ir + x_vis)
+        n = len(self.decoder)
+        for j in range(1, n):
+            level = n - j
+            h = self.decoder[j](h + self.fusion[level](*skips[level]))
+        return self.head(h)
+
+    # ---- parameters -------------------------------------------------------------------
+    def unused_parameter_names(self) -> list[str]:
+        """Parameters that never influence the output (level-0 fusion layer, the head's norm)."""
+        return [name for name, _ in self.named_parameters() if name.startswith(("fusion.0.", "head.norm."))]
+
+    def num_parameters(self, used_only: bool = False) -> int:
+        skip = set(self.unused_parameter_names()) if used_only else set()
+        return sum(p.numel() for name, p in self.named_parameters() if name not in skip)
+
+    # ---- checkpoints ------------------------------------------------------------------
+    @classmethod
+    def from_official_state_dict(cls, sd: Mapping[str, Tensor], strict: bool = True,
+                                 cfg: S4FusionConfig | None = None) -> "S4Fusion":
+        """Build from an official checkpoint (keys ``vmunet.*``; the ``{'model': sd}`` wrapper of
+        the released ``model.pkl`` is accepted). Every key must map; mismatches are named."""
+        model = cls(cfg or S4FusionConfig())
+        native = official_to_native(sd)
+        expected = model.state_dict()
+        missing = sorted(set(expected) - set(native))
+        unexpected = sorted(set(native) - set(expected))
+        wrong_shape = sorted(k for k in set(native) & set(expected) if native[k].shape != expected[k].shape)
+        if strict and (missing or unexpected or wrong_shape):
+            problems = [f"{label}: {names[:12]}" + (f" (+{len(names) - 12} more)" if len(names) > 12 else "")
+                        for label, names in (("missing", missing), ("unexpected", unexpected),
+                                             ("shape mismatch", wrong_shape)) if names]
+            raise KeyError("official checkpoint does not match S4Fusion(" + repr(model.cfg) + "): " + "; ".join(problems)
+                           + " (names shown in this package's convention; see fusion.model._OFFICIAL_TO_NATIVE)")
+        model.load_state_dict({k: v for k, v in native.items() if k not in wrong_shape}, strict=strict)
+        return model
+
+    def save_exported(self, path: str | Path) -> Path:
+        """Write ``{"format", "config", "state_dict"}`` atomically; loads with weights_only=True."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save({"format": EXPORT_FORMAT, "config": self.cfg.to_dict(), "state_dict": self.state_dict()}, tmp)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, map_location: str | torch.device = "cpu", **cfg_overrides) -> "S4Fusion":
+        """Load an exported s4fuse model, a plain native state dict (default config) or an
+        official checkpoint (``model.pkl`` or a ``vmunet.*`` state dict)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"S4Fusion checkpoint not found: {path}")
+        try:
+            obj = torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as exc:  # corrupted, truncated or not a torch file
+            raise ValueError(f"cannot read S4Fusion checkpoint {path}: {exc}") from exc
+        if isinstance(obj, Mapping) and obj.get("format") == EXPORT_FORMAT:
+            cfg = S4FusionConfig.from_dict({**obj["config"], **cfg_overrides})
+            model = cls(cfg)
+            model.load_state_dict(obj["state_dict"])
+            return model
+        cfg = S4FusionConfig(**cfg_overrides)
+        if isinstance(obj, Mapping) and any(k.startswith("vmunet.") for k in _unwrap(obj)):
+            return cls.from_official_state_dict(obj, cfg=cfg)
+        if isinstance(obj, Mapping) and all(isinstance(v, Tensor) for v in obj.values()):
+            model = cls(cfg)
+            model.load_state_dict(obj)
+            return model
+        raise ValueError(f"{path} is neither an s4fuse export, a native state dict nor an official S4Fusion checkpoint")
+
+
+# ---- official checkpoint key mapping --------------------------------------------------------
+# (official pattern, native replacement), applied in order to each key after removing "vmunet."
+_OFFICIAL_TO_NATIVE: list[tuple[str, str]] = [
+    (r"^patch_embed_x\.", "patch_embed_ir."),
+    (r"^patch_embed_y\.", "patch_embed_vis."),
+    (r"^layers_x\.", "encoder_ir."),
+    (r"^layers_y\.", "encoder_vis."),
+    (r"^layers_up\.", "decoder."),
+    (r"\.ln_1\.", ".norm."),
+    (r"\.self_attention\.", ".ss2d."),
+    (r"^fusion_layers\.(\d+)\.layers\.", r"fusion.\1.blocks."),
+    (r"^(fusion\.\d+\.blocks\.\d+)\.x_proj_weight$", r"\1.x_proj_weight_ir"),
+    (r"^(fusion\.\d+\.blocks\.\d+)\.y_proj_weight$", r"\1.x_proj_weight_vis"),
+    (r"^final_up\.expand\.", "head.expand."),
+    (r"^final_up\.norm\.", "head.norm."),
+    (r"^final_conv\.", "head.conv."),
+]
+
+
+def _unwrap(sd: Mapping) -> Mapping:
+    return sd["model"] if "model" in sd and isinstance(sd["model"], Mapping) else sd
+
+
+def official_key_to_native(key: str) -> str:
+    if not key.startswith("vmunet."):
+        raise KeyError(f"official S4Fusion keys start with 'vmunet.', got {key!r}")
+    key = key[len("vmunet."):]
+    for pattern, repl in _OFFICIAL_TO_NATIVE:
+        key = re.sub(pattern, repl, key)
+    return key
+
+
+def official_to_native(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Rename an official state dict to this package's names (tensors are not copied)."""
+    sd = _unwrap(sd)
+    bad = [k for k in sd if not k.startswith("vmunet.")]
+    if bad:
+        raise KeyError(f"not an official S4Fusion state dict: keys without the 'vmunet.' prefix: {bad[:10]}"
+                       + (f" (+{len(bad) - 10} more)" if len(bad) > 10 else ""))
+    return {official_key_to_native(k): v for k, v in sd.items()}

@@ -1,0 +1,147 @@
+"""MLflow tracking for pipelines: SQLite by default, parent/child runs that survive a resume.
+
+Layout: one experiment per dataset/config; one parent run per pipeline invocation; one nested
+child run per method. Runs are found again by tags (``s4fuse.key``), so a rerun after an
+interruption continues the same parent run and never duplicates a child that already finished.
+All calls go through an explicit :class:`mlflow.MlflowClient` (no global active-run state), so
+nothing else in the process (e.g. ultralytics' own MLflow callback, which detection/ disables)
+can attach to or end our runs.
+"""
+from __future__ import annotations
+
+import math
+import os
+import platform
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+KEY_TAG = "s4fuse.key"
+KIND_TAG = "s4fuse.kind"
+PARENT_TAG = "mlflow.parentRunId"
+_MAX_PARAM_CHARS = 6000
+
+
+def default_tracking_uri(runs_dir: str | os.PathLike) -> str:
+    """``sqlite:///<runs_dir>/mlflow.db`` (MLflow 3's plain ``./mlruns`` file store is not supported)."""
+    return f"sqlite:///{Path(runs_dir).resolve() / 'mlflow.db'}"
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists are kept as values)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def environment_info() -> dict[str, str]:
+    """Versions that matter for reproducing a run."""
+    import numpy
+    import torch
+
+    info = {"python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
+            "numpy": numpy.__version__, "cuda": str(torch.cuda.is_available())}
+    for name in ("ultralytics", "mlflow", "pycocotools"):
+        try:
+            from importlib.metadata import version
+
+            info[name] = version(name)
+        except Exception:  # noqa: BLE001 - a missing optional package is simply not recorded
+            continue
+    return info
+
+
+class Tracker:
+    """Thin layer over MlflowClient: resumable parent/child runs and safe param logging."""
+
+    def __init__(self, tracking_uri: str, experiment: str, artifact_dir: str | os.PathLike | None = None):
+        from mlflow import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            location = None
+            if artifact_dir is not None:
+                Path(artifact_dir).mkdir(parents=True, exist_ok=True)
+                location = Path(artifact_dir).resolve().as_uri()
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+        else:
+            if found.lifecycle_stage == "deleted":
+                self.client.restore_experiment(found.experiment_id)
+            self.experiment_id = found.experiment_id
+        self.experiment = experiment
+
+    def _find(self, key: str, parent_id: str | None = None):
+        query = f"tags.`{KEY_TAG}` = '{key}'"
+        if parent_id is not None:
+            query += f" and tags.`{PARENT_TAG}` = '{parent_id}'"
+        runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=2,
+                                       order_by=["attributes.start_time ASC"])
+        return runs[0] if runs else None
+
+    def start_run(self, key: str, name: str, kind: str, parent_id: str | None = None,
+                  tags: Mapping[str, str] | None = None) -> tuple[str, bool]:
+        """Open the run tagged ``key`` (under ``parent_id`` if given), creating it if needed.
+
+        Returns ``(run_id, finished)``; ``finished`` is True when that run already completed, in
+        which case it is left untouched.
+        """
+        existing = self._find(key, parent_id)
+        if existing is not None:
+            if existing.info.status == "FINISHED":
+                return existing.info.run_id, True
+            self.client.update_run(existing.info.run_id, status="RUNNING")
+            return existing.info.run_id, False
+        all_tags = {KEY_TAG: key, KIND_TAG: kind, **(tags or {})}
+        if parent_id is not None:
+            all_tags[PARENT_TAG] = parent_id
+        run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
+        return run.info.run_id, False
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        """Log params; ones already logged with the same value are skipped (resume), a changed value
+        raises (MLflow params are immutable: a different value means a different run)."""
+        from mlflow.entities import Param
+
+        logged = self.client.get_run(run_id).data.params
+        new = []
+        for k, v in flatten(params).items():
+            value = str(v)[:_MAX_PARAM_CHARS]
+            if k in logged:
+                if logged[k] != value:
+                    raise ValueError(f"MLflow run {run_id}: param {k!r} was {logged[k]!r}, now {value!r}")
+                continue
+            new.append(Param(k, value))
+        for i in range(0, len(new), 100):  # MLflow's batch limit
+            self.client.log_batch(run_id, params=new[i:i + 100])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Log finite metrics (NaN = undefined, e.g. a class absent from the test split, is skipped)."""
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None and math.isfinite(v)]
+        for i in range(0, len(batch), 500):
+            self.client.log_batch(run_id, metrics=batch[i:i + 500])
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        for k, v in tags.items():
+            self.client.set_tag(run_id, k, str(v))
+
+    def log_artifact(self, run_id: str, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        path = Path(path)
+        if path.is_dir():
+            self.client.log_artifacts(run_id, str(path), artifact_path)
+        else:
+            self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def finish(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)

@@ -1,0 +1,18 @@
+"""Shared fixtures: the read-only ``../shared/data`` beside the checkout (CI has it there too)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("S4FUSE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "README.md").is_file():
+        pytest.fail(f"shared test data not found at {SHARED_DATA}: it must sit beside the checkout "
+                    "(../shared/data) or be named by S4FUSE_SHARED_DATA")
+    return SHARED_DATA
