@@ -59,7 +59,7 @@ class SyntheticConfig:
     night_fraction: float = 0.4      # illumination 0.04-0.12
     dusk_fraction: float = 0.15      # illumination 0.3-0.5; the rest is day (0.7-1.0)
     fog_fraction: float = 0.2        # heavy fog in VIS (density 0.8-0.95 at the horizon)
-    glare_fraction: float = 0.15
+    glare_fraction: float = 0.1
     cold_vehicle_fraction: float = 0.45  # of vehicles in lit, fog-free scenes: parked, engine off
     ir_noise: float = 3.0            # IR sensor noise std (gray levels)
     # relative frequency of each class among placed objects (M3FD order)
@@ -176,8 +176,8 @@ def _background(rng: np.random.Generator, cfg: SyntheticConfig) -> _Scene:
         step = max(int(round(7 * sc)), 5)
         for wy in range(int(top) + 3, horizon - 3, step):
             for wx in range(int(x) + 3, int(x + bw) - 4, step):
-                _rect(refl, wx, wy, wx + 3 * sc, wy + 4 * sc, facade * 0.45)
-                if condition != "day" and rng.random() < 0.2:
+                _rect(refl, wx, wy, wx + 3 * sc, wy + 4 * sc, facade * 0.7)
+                if condition != "day" and rng.random() < 0.1:
                     _rect(emit, wx, wy, wx + 3 * sc, wy + 4 * sc, np.array([200, 170, 90], np.float32))
                     _rect(ir, wx, wy, wx + 3 * sc, wy + 4 * sc, 8.0, add=True)
         x += bw + rng.uniform(0, 12) * sc
@@ -193,7 +193,7 @@ def _background(rng: np.random.Generator, cfg: SyntheticConfig) -> _Scene:
         _rect(ir, dx, lane_y, dx + 10 * sc, lane_y + 2 * sc, -5.0, add=True)
 
     # Texture: VIS fine-grained; IR gets only low-frequency variation.
-    refl += rng.normal(0, 7, (h, w, 1)).astype(np.float32) + rng.normal(0, 3, (h, w, 3)).astype(np.float32)
+    refl += rng.normal(0, 5, (h, w, 1)).astype(np.float32) + rng.normal(0, 2, (h, w, 3)).astype(np.float32)
     ir += gaussian_filter(rng.normal(0, 6, (h, w)).astype(np.float32), 4)
 
     # Hot background clutter in IR (vents, manholes, exhausts): warm blobs that are not objects.
@@ -372,7 +372,7 @@ def _render(s: _Scene, rng: np.random.Generator, cfg: SyntheticConfig) -> tuple[
             _glow(vis, rng.uniform(0, w), rng.uniform(0, s.horizon), rng.uniform(18, 30) * h / 128, (170, 165, 140))
         else:
             _glow(vis, rng.uniform(0, w), rng.uniform(s.horizon, h), rng.uniform(8, 14) * h / 128, (255, 250, 230))
-    vis = vis + rng.normal(0, 2 + 6 * (1 - s.light), (h, w, 3)).astype(np.float32)
+    vis = vis + rng.normal(0, 2 + 4 * (1 - s.light), (h, w, 3)).astype(np.float32)
     ir = gaussian_filter(s.ir, 0.7)
     ir = ir + rng.normal(0, cfg.ir_noise, (h, w)).astype(np.float32) + rng.normal(0, 1.5, (1, w)).astype(np.float32)
     to8 = lambda a: np.clip(np.rint(a), 0, 255).astype(np.uint8)  # noqa: E731

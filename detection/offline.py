@@ -9,7 +9,6 @@ of this package obtains ultralytics through it.
 """
 from __future__ import annotations
 
-import logging
 import os
 import re
 import shutil
@@ -17,7 +16,6 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-LOGGER = logging.getLogger(__name__)
 
 # Names ultralytics rewrites to "<name>u.pt" and then downloads (utils.checks.check_yolov5u_filename).
 _REWRITTEN_WEIGHT_NAME = re.compile(r"(yolov5[nsmlx]6?|yolov3(-tiny|-spp)?)\.pt$", re.IGNORECASE)

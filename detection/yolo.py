@@ -10,18 +10,14 @@ albumentations is installed) are switched off for every method by passing an emp
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from detection.offline import check_local_weight, import_ultralytics
 
-LOGGER = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,7 +47,7 @@ class DetectorConfig:
 
     # Keys owned by DetectorConfig / the wrapper; a train_args entry may not override them.
     _reserved = ("model", "data", "epochs", "imgsz", "batch", "optimizer", "lr0", "workers", "device", "seed",
-                 "deterministic", "project", "name", "exist_ok", "augmentations", "resume", "close_mosaic")
+                 "deterministic", "project", "name", "exist_ok", "augmentations", "resume", "close_mosaic", "amp")
 
     def __post_init__(self) -> None:
         clash = sorted(set(self.train_args) & set(self._reserved))
@@ -127,7 +123,7 @@ def _recording_validator_class():
     """A DetectionValidator that keeps every scaled prediction instead of writing COCO JSON.
 
     ``save_json`` makes ultralytics scale predictions back to original pixels; we keep them in
-    memory (unrounded) and skip ultralytics' faster-coco-eval step: the COCO cross-check is ours.
+    memory and skip ultralytics' faster-coco-eval step: the COCO cross-check is ours.
     """
     import_ultralytics()
     from ultralytics.models.yolo.detect import DetectionValidator
@@ -138,9 +134,10 @@ def _recording_validator_class():
             self.records: list[Prediction] = []
 
         def pred_to_json(self, predn, pbatch):
+            # Rounded like ultralytics' own COCO JSON, so a reloaded result equals the recorded one.
             name = Path(pbatch["im_file"]).name
             for b, s, c in zip(predn["bboxes"].tolist(), predn["conf"].tolist(), predn["cls"].tolist()):
-                self.records.append(Prediction(name, tuple(float(x) for x in b), float(s), int(c)))
+                self.records.append(Prediction(name, tuple(round(x, 3) for x in b), round(s, 5), int(c)))
 
         def eval_json(self, stats):
             return stats
@@ -171,12 +168,13 @@ def train_and_evaluate(data_yaml: str | os.PathLike, out_dir: str | os.PathLike,
     device = resolve_device(cfg.device)
     start = time.perf_counter()
     model = YOLO(str(check_local_weight(cfg.weights)) if cfg.weights else cfg.model, task="detect")
-    model.train(
+    train_kwargs = dict(
         data=str(data_yaml), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch, optimizer=cfg.optimizer,
         lr0=cfg.lr0, workers=cfg.workers, device=device, seed=seed, deterministic=True,
         close_mosaic=cfg.close_mosaic, project=str(out_dir), name="train", exist_ok=True,
-        augmentations=[], amp=device != "cpu", plots=False, verbose=False, val=True, **cfg.train_args,
+        augmentations=[], amp=device != "cpu", plots=False, verbose=False,
     )
+    model.train(**{**train_kwargs, **cfg.train_args})
     train_seconds = time.perf_counter() - start
     best = out_dir / "train" / "weights" / "best.pt"
     if not best.is_file():
@@ -202,11 +200,3 @@ def train_and_evaluate(data_yaml: str | os.PathLike, out_dir: str | os.PathLike,
     tmp.write_text(json.dumps(result.to_json()))
     os.replace(tmp, result_file)
     return result
-
-
-def detector_summary(values: list[float]) -> tuple[float, float]:
-    """Mean and (population) std over seeds, NaN-aware."""
-    arr = np.asarray(values, dtype=np.float64)
-    if np.all(np.isnan(arr)):
-        return float("nan"), float("nan")
-    return float(np.nanmean(arr)), float(np.nanstd(arr))

@@ -119,8 +119,11 @@ class S4Fusion(nn.Module):
 
     # ---- parameters -------------------------------------------------------------------
     def unused_parameter_names(self) -> list[str]:
-        """Parameters that never influence the output (level-0 fusion layer, the head's norm)."""
-        return [name for name, _ in self.named_parameters() if name.startswith(("fusion.0.", "head.norm."))]
+        """Parameters that never influence the output: the level-0 fusion layer, the head's norm,
+        and the Patch Mark projections when ``patch_mark`` is off."""
+        return [name for name, _ in self.named_parameters()
+                if name.startswith(("fusion.0.", "head.norm."))
+                or (not self.cfg.patch_mark and name.endswith(".mark_proj"))]
 
     def num_parameters(self, used_only: bool = False) -> int:
         skip = set(self.unused_parameter_names()) if used_only else set()

@@ -545,11 +545,11 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool = True, tra
                         num_workers=cfg.data.num_workers, pin_memory=ctx.device.type == "cuda",
                         # own generator: creating an iterator must not consume the global RNG
                         generator=torch.Generator().manual_seed(cfg.seed))
-    val_pairs = []
+    val_pairs: list[tuple[np.ndarray, np.ndarray]] = []
     if ctx.is_main and cfg.data.val:
         for ds in resolve_sources(cfg.data.val, cfg.data.split_seed)[0]:
-            val_pairs += [(s.ir.astype(np.float32), to_gray(s.vi)) for s in ds]
-        val_pairs = val_pairs[:cfg.data.val_pairs]
+            for i in range(min(len(ds), cfg.data.val_pairs - len(val_pairs))):
+                val_pairs.append((ds[i].ir.astype(np.float32), to_gray(ds[i].vi)))
 
     # Model, loss, optimiser, schedule.
     seed_everything(cfg.seed)

@@ -14,13 +14,13 @@ from torch.utils.data import Dataset, DistributedSampler
 
 from data.adapters import PairedImageDataset
 from data.color import to_gray
+from data.transforms import PairedAugment
 
 
 class PairedCropDataset(Dataset):
-    """(ir, vi_y) float32 tensors (1, S, S) in [0, 1]: random paired crop of size S and flips.
+    """(ir, vi_y) float32 tensors (1, S, S) in [0, 1]: ``data.transforms.PairedAugment`` crop + flips.
 
-    Images smaller than the crop are zero-padded (bottom/right) to it; the loss then sees the
-    padding as part of both sources, which keeps small datasets (e.g. TNO) usable.
+    Images smaller than the crop are zero-padded (centred) to it by PairedAugment.
     """
 
     def __init__(self, datasets: Sequence[PairedImageDataset], crop_size: int, hflip: bool = True,
@@ -37,35 +37,13 @@ class PairedCropDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def name(self, index: int) -> str:
-        ds, i = self.items[index]
-        return f"{ds.name}/{ds.stems[i]}"
-
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         ds, i = self.items[index]
         sample = ds[i]
-        ir, vi = sample.ir.astype(np.float32), to_gray(sample.vi)
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        ir, vi = paired_crop_flip(ir, vi, self.crop_size, rng, self.hflip, self.vflip)
-        return (torch.from_numpy(ir / np.float32(255.0))[None], torch.from_numpy(vi / np.float32(255.0))[None])
-
-
-def paired_crop_flip(ir: np.ndarray, vi: np.ndarray, size: int, rng: np.random.Generator,
-                     hflip: bool, vflip: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Identical random crop (zero-padded when smaller) and flips of two (H, W) arrays."""
-    h, w = ir.shape
-    if h < size or w < size:
-        pad = ((0, max(0, size - h)), (0, max(0, size - w)))
-        ir, vi = np.pad(ir, pad), np.pad(vi, pad)
-        h, w = ir.shape
-    top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
-    ir, vi = ir[top:top + size, left:left + size], vi[top:top + size, left:left + size]
-    flip_h, flip_v = rng.random() < 0.5, rng.random() < 0.5
-    if hflip and flip_h:
-        ir, vi = ir[:, ::-1], vi[:, ::-1]
-    if vflip and flip_v:
-        ir, vi = ir[::-1], vi[::-1]
-    return np.ascontiguousarray(ir), np.ascontiguousarray(vi)
+        item_seed = int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
+        augment = PairedAugment(self.crop_size, self.hflip, self.vflip, seed=item_seed)
+        pair = augment(sample.ir.astype(np.float32) / 255.0, to_gray(sample.vi) / 255.0)
+        return torch.from_numpy(np.ascontiguousarray(pair.ir))[None], torch.from_numpy(np.ascontiguousarray(pair.vi))[None]
 
 
 class ResumableDistributedSampler(DistributedSampler):

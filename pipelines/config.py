@@ -30,7 +30,8 @@ class ConfigError(ValueError):
 
 @dataclass
 class DatasetConfig:
-    """``name`` is a data.adapters dataset name; ``synthetic`` is generated into the run folder."""
+    """``name`` is a data.adapters dataset name at ``root``. ``synthetic`` is generated (once, with
+    ``synthetic`` as its data.synthetic.SyntheticConfig) into ``root``, default ``<run folder>/data``."""
 
     name: str = "synthetic"
     root: str | None = None
@@ -121,77 +122,110 @@ def _build(cls, data: Any, where: str):
 
 
 def parse_config(raw: dict[str, Any], source: str = "<config>") -> PipelineConfig:
-    """Build and validate a PipelineConfig from a plain mapping (as read from YAML)."""
+    """Build and validate a PipelineConfig from a plain mapping (as read from YAML).
+
+    Every problem found is reported at once (one ConfigError listing them all).
+    """
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping")
     raw = copy.deepcopy(raw)
+    problems: list[str] = []
     if "name" not in raw:
-        raise ConfigError(f"{source}: missing key 'name'")
+        problems.append(f"{source}: missing key 'name'")
     methods = raw.pop("methods", None)
     if not methods or not isinstance(methods, list):
-        raise ConfigError(f"{source}: 'methods' must be a non-empty list")
+        problems.append(f"{source}: 'methods' must be a non-empty list")
+        methods = []
     sections = {"dataset": DatasetConfig, "detector": DetectorConfig, "report": ReportConfig,
                 "tracking": TrackingConfig}
     for key, cls in sections.items():
         if key in raw:
-            raw[key] = _build(cls, raw[key] or {}, f"{source}: {key}")
-    raw["methods"] = [_build(MethodConfig, m, f"{source}: methods[{i}]") for i, m in enumerate(methods)]
-    cfg = _build(PipelineConfig, raw, source)
-    validate(cfg, source)
+            try:
+                raw[key] = _build(cls, raw[key] or {}, f"{source}: {key}")
+            except ConfigError as exc:
+                problems.append(str(exc))
+                raw.pop(key)
+    built = []
+    for i, m in enumerate(methods):
+        try:
+            built.append(_build(MethodConfig, m, f"{source}: methods[{i}]"))
+        except ConfigError as exc:
+            problems.append(str(exc))
+    raw["methods"] = built
+    if not problems:
+        try:
+            cfg = _build(PipelineConfig, raw, source)
+        except ConfigError as exc:
+            problems.append(str(exc))
+        else:
+            problems += validate(cfg, source)
+    elif built:
+        raw.setdefault("name", "?")
+        try:
+            problems += validate(_build(PipelineConfig, raw, source), source)
+        except ConfigError:
+            pass  # already reported above
+    if problems:
+        raise ConfigError(problems[0] if len(problems) == 1 else
+                          f"{len(problems)} problems:\n  " + "\n  ".join(problems))
     return cfg
 
 
-def validate(cfg: PipelineConfig, source: str = "<config>") -> None:
+def validate(cfg: PipelineConfig, source: str = "<config>") -> list[str]:
     """Static checks (no dataset access): kinds, required keys, files that must exist."""
     from fusion.baselines import BASELINES
 
+    problems: list[str] = []
     seen: set[str] = set()
     for i, m in enumerate(cfg.methods):
         where = f"{source}: methods[{i}] ({m.name!r})"
         if not _METHOD_NAME.match(str(m.name)):
-            raise ConfigError(f"{where}: method names may use letters, digits and _ . + - only")
+            problems.append(f"{where}: method names may use letters, digits and _ . + - only")
         if m.name in seen:
-            raise ConfigError(f"{where}: duplicate method name")
+            problems.append(f"{where}: duplicate method name")
         seen.add(m.name)
         if m.kind not in METHOD_KINDS:
-            raise ConfigError(f"{where}: unknown method kind {m.kind!r}; expected one of {list(METHOD_KINDS)}")
+            problems.append(f"{where}: unknown method kind {m.kind!r}; expected one of {list(METHOD_KINDS)}")
+            continue
         allowed = {"source": {"source"}, "baseline": {"baseline"}, "s4fusion": {"checkpoint", "train"},
                    "precomputed": {"folder"}}[m.kind]
         extra = sorted(k for k in m.identity() if k != "kind" and k not in allowed)
         if extra:
-            raise ConfigError(f"{where}: key(s) {extra} do not apply to kind {m.kind!r} (allowed: {sorted(allowed)})")
+            problems.append(f"{where}: key(s) {extra} do not apply to kind {m.kind!r} (allowed: {sorted(allowed)})")
         if m.kind == "source" and m.source not in ("ir", "vi"):
-            raise ConfigError(f"{where}: source must be 'ir' or 'vi', got {m.source!r}")
+            problems.append(f"{where}: source must be 'ir' or 'vi', got {m.source!r}")
         if m.kind == "baseline" and m.baseline not in BASELINES:
-            raise ConfigError(f"{where}: unknown baseline {m.baseline!r}; available: {sorted(BASELINES)}")
+            problems.append(f"{where}: unknown baseline {m.baseline!r}; available: {sorted(BASELINES)}")
         if m.kind == "s4fusion":
             if (m.checkpoint is None) == (m.train is None):
-                raise ConfigError(f"{where}: give exactly one of 'checkpoint' (a trained model file) or "
-                                  f"'train' (a train_fusion config, path or mapping)")
-            if m.checkpoint is not None and not Path(m.checkpoint).expanduser().is_file():
-                raise ConfigError(f"{where}: S4Fusion checkpoint {m.checkpoint} does not exist")
-            if isinstance(m.train, str) and not Path(m.train).expanduser().is_file():
-                raise ConfigError(f"{where}: train config {m.train} does not exist")
+                problems.append(f"{where}: give exactly one of 'checkpoint' (a trained model file) or "
+                                f"'train' (a train_fusion config, path or mapping)")
+            elif m.checkpoint is not None and not Path(m.checkpoint).expanduser().is_file():
+                problems.append(f"{where}: S4Fusion checkpoint {m.checkpoint} does not exist")
+            elif isinstance(m.train, str) and not Path(m.train).expanduser().is_file():
+                problems.append(f"{where}: train config {m.train} does not exist")
         if m.kind == "precomputed":
             if not m.folder:
-                raise ConfigError(f"{where}: 'folder' (the method's fused images) is required")
-            if not Path(m.folder).expanduser().is_dir():
-                raise ConfigError(f"{where}: folder {m.folder} does not exist; put the method's fused images "
-                                  f"there, one per dataset image, named by the dataset's file stems")
+                problems.append(f"{where}: 'folder' (the method's fused images) is required")
+            elif not Path(m.folder).expanduser().is_dir():
+                problems.append(f"{where}: folder {m.folder} does not exist; put the method's fused images "
+                                f"there, one per dataset image, named by the dataset's file stems")
     if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
-        raise ConfigError(f"{source}: 'seeds' must be a non-empty list of distinct integers, got {cfg.seeds}")
+        problems.append(f"{source}: 'seeds' must be a non-empty list of distinct integers, got {cfg.seeds}")
     ds = cfg.dataset
     if ds.name != "synthetic":
         if not ds.root:
-            raise ConfigError(f"{source}: dataset.root is required for dataset {ds.name!r} (only 'synthetic' is generated)")
-        if not Path(ds.root).expanduser().is_dir():
-            raise ConfigError(f"{source}: dataset.root {ds.root} does not exist; download {ds.name} and point "
-                              f"dataset.root (or --set dataset.root=PATH) at it")
+            problems.append(f"{source}: dataset.root is required for dataset {ds.name!r} (only 'synthetic' is "
+                            f"generated)")
+        elif not Path(ds.root).expanduser().is_dir():
+            problems.append(f"{source}: dataset.root {ds.root} does not exist; download {ds.name} and point "
+                            f"dataset.root (or --set dataset.root=PATH) at it")
     if len(ds.split_ratios) != 3 or any(r < 0 for r in ds.split_ratios) or ds.split_ratios[2] <= 0:
-        raise ConfigError(f"{source}: dataset.split_ratios must be 3 non-negative train/val/test ratios with a "
-                          f"test share, got {ds.split_ratios}")
+        problems.append(f"{source}: dataset.split_ratios must be 3 non-negative train/val/test ratios with a "
+                        f"test share, got {ds.split_ratios}")
     if cfg.report.sample_images < 0:
-        raise ConfigError(f"{source}: report.sample_images must be >= 0")
+        problems.append(f"{source}: report.sample_images must be >= 0")
+    return problems
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -45,7 +45,6 @@ from detection.yolo import DetectionResult, DetectorConfig, train_and_evaluate
 from pipelines.config import ConfigError, MethodConfig, PipelineConfig, load_config
 from pipelines.tracking import Tracker, default_tracking_uri, environment_info
 
-LOGGER = logging.getLogger(__name__)
 DONE = "done.json"
 
 
@@ -93,6 +92,7 @@ class PreparedData:
     data_id: str  # identity of the images + split (cache key component)
     class_names: list[str]
     split_dir: Path
+    root: Path
 
 
 def prepare_data(cfg: PipelineConfig, run_dir: Path, progress: bool = True) -> PreparedData:
@@ -104,7 +104,11 @@ def prepare_data(cfg: PipelineConfig, run_dir: Path, progress: bool = True) -> P
             synth = SyntheticConfig(**ds_cfg.synthetic)
         except TypeError as exc:
             raise ConfigError(f"dataset.synthetic: {exc}") from None
-        root = generate_synthetic_dataset(run_dir / "data" / "synthetic", synth, progress=progress)
+        target = Path(ds_cfg.root).expanduser() if ds_cfg.root else run_dir / "data" / "synthetic"
+        try:
+            root = generate_synthetic_dataset(target, synth, progress=progress)
+        except FileExistsError as exc:
+            raise ConfigError(str(exc)) from None
         identity = {"dataset": "synthetic", "config_hash": synth.config_hash()}
     else:
         root = Path(ds_cfg.root).expanduser().resolve()
@@ -124,7 +128,7 @@ def prepare_data(cfg: PipelineConfig, run_dir: Path, progress: bool = True) -> P
     except SplitMismatchError as exc:
         raise ConfigError(f"{exc}\n(this run folder belongs to another dataset/split: choose another --runs-dir)") from None
     return PreparedData(dataset, split, s_hash, _digest({**identity, "split": s_hash}, 16),
-                        list(dataset.class_names), split_dir)
+                        list(dataset.class_names), split_dir, Path(root).resolve())
 
 
 def all_stems(data: PreparedData) -> list[str]:
@@ -171,7 +175,7 @@ def _train_config(method: MethodConfig, data: PreparedData, run_dir: Path):
             cfg = TrainConfig.from_dict(method.train, source=f"methods.{method.name}.train")
     except (ValueError, FileNotFoundError) as exc:
         raise ConfigError(f"method {method.name!r}: invalid S4Fusion train config: {exc}") from None
-    root = str(Path(data.dataset.files(0).ir).parent.parent)
+    root = str(data.root)
     cfg.data.train = [DataSource(dataset=data.dataset.name, root=root, stems=list(data.split["train"]))]
     cfg.data.val = [DataSource(dataset=data.dataset.name, root=root, stems=list(data.split["val"]))]
     cfg.tracking.enabled = False  # logged into the method's child run instead
@@ -186,6 +190,13 @@ def check_inputs(cfg: PipelineConfig, data: PreparedData, run_dir: Path) -> dict
             prepared[m.name] = precomputed_files(m, data)
         elif m.kind == "s4fusion" and m.train is not None:
             prepared[m.name] = _train_config(m, data, run_dir)
+        elif m.kind == "s4fusion":
+            from fusion.inference import load_model
+
+            try:
+                load_model(m.checkpoint)
+            except (ValueError, KeyError, RuntimeError) as exc:
+                raise ConfigError(f"method {m.name!r}: cannot load S4Fusion checkpoint {m.checkpoint}: {exc}") from None
     return prepared
 
 
@@ -339,12 +350,16 @@ def detector_key(cfg: PipelineConfig, data: PreparedData) -> str:
     return _digest({"detector": cfg.detector.to_dict(), "classes": data.class_names})
 
 
+def detector_dir(run_dir: Path, name: str, key: str, cfg: PipelineConfig, data: PreparedData, seed: int) -> Path:
+    return run_dir / "detect" / f"{name}-{key}" / detector_key(cfg, data) / f"seed{seed}"
+
+
 def detect_method(name: str, key: str, data_yaml: Path, data: PreparedData, cfg: PipelineConfig,
                   run_dir: Path) -> tuple[list[DetectionResult], list[CocoMetrics]]:
     results, cocos = [], []
     gt = ground_truth_from_yolo(data_yaml.parent, "test")
-    for seed in cfg.seeds:
-        out = run_dir / "detect" / f"{name}-{key}" / detector_key(cfg, data) / f"seed{seed}"
+    for seed in tqdm(cfg.seeds, desc=f"detector {name}", unit="seed", disable=len(cfg.seeds) == 1):
+        out = detector_dir(run_dir, name, key, cfg, data, seed)
         result = train_and_evaluate(data_yaml, out, cfg.detector, seed, data.class_names)
         results.append(result)
         cocos.append(coco_map(gt, result.predictions, data.class_names, max_dets=cfg.detector.max_det))
@@ -408,14 +423,16 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> PipelineResult:
 
     uri = cfg.tracking.uri or default_tracking_uri(run_dir)
     experiment = cfg.tracking.experiment or f"fuse_then_detect/{cfg.dataset.name}/{cfg.name}"
-    tracker = Tracker(uri, experiment, artifact_dir=None if cfg.tracking.uri else run_dir / "mlartifacts")
-    parent_id, _ = tracker.start_run(_digest([cfg.digest(), str(run_dir)], 24), cfg.name, "pipeline",
+    tracker = Tracker(uri, experiment)
+    # A parent run is one invocation of one exact config in one run folder: rerunning it after an
+    # interruption continues that run; any config change starts a new parent.
+    parent_id, _ = tracker.start_run(_digest([cfg.to_dict(), str(run_dir)], 24), cfg.name, "pipeline",
                                      tags={"s4fuse.run_dir": str(run_dir)})
     tracker.log_params(parent_id, {"config": {k: v for k, v in cfg.to_dict().items() if k != "methods"},
                                    "methods": [m.name for m in cfg.methods], "config_sha256": cfg.digest(),
                                    "split": {"sha256": data.split_hash,
-                                             **{p: len(v) for p, v in data.split.items()}},
-                                   "env": environment_info()})
+                                             **{p: len(v) for p, v in data.split.items()}}})
+    tracker.set_tags(parent_id, {f"env.{k}": v for k, v in environment_info().items()})
     tracker.log_artifact(parent_id, run_dir / "config.yaml")
     tracker.log_artifact(parent_id, data.split_dir, "split")
 
@@ -475,7 +492,8 @@ def _run_method(m: MethodConfig, cfg: PipelineConfig, data: PreparedData, prepar
             tracker.log_artifact(run_id, samples, "samples")
             for seed, r in zip(cfg.seeds, detections):
                 tracker.log_artifact(run_id, r.weights, f"weights/seed{seed}")
-                tracker.log_artifact(run_id, Path(r.weights).parents[2] / "result.json", f"results/seed{seed}")
+                tracker.log_artifact(run_id, detector_dir(run_dir, m.name, key, cfg, data, seed) / "result.json",
+                                     f"results/seed{seed}")
             if checkpoint is not None:
                 tracker.log_artifact(run_id, checkpoint, "s4fusion")
             tracker.finish(run_id)

@@ -56,11 +56,11 @@ def summary_markdown(per_image: pd.DataFrame, metrics: Sequence[str] | None = No
             text = f"{_format_number(mean, decimals)} ± {_format_number(float(sd), decimals)}"
             text = f"**{text}**" if rank == 0 else f"<u>{text}</u>" if rank == 1 else text
             if dropped:
-                text += f" ({dropped} NaN)"
+                text += f" ({dropped} n/a)"
             row.append(text)
         total_dropped = int(summary[f"{m}_dropped"].sum())
         if total_dropped:
-            notes.append(f"{m}: {total_dropped} undefined (NaN) value(s) left out of the means")
+            notes.append(f"{m}: {total_dropped} value(s) undefined (NaN) or missing, left out of the means")
     lines = [f"### {title}", ""] if title else []
     lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + [":---:"] * len(metrics)) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in cells]

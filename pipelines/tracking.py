@@ -60,10 +60,16 @@ class Tracker:
     """Thin layer over MlflowClient: resumable parent/child runs and safe param logging."""
 
     def __init__(self, tracking_uri: str, experiment: str, artifact_dir: str | os.PathLike | None = None):
+        """``artifact_dir``: where a new experiment stores artifacts (default for SQLite URIs: an
+        ``mlartifacts`` folder beside the database; for a server: the server's default)."""
         from mlflow import MlflowClient
 
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri)
+        if artifact_dir is None and tracking_uri.startswith("sqlite:///"):
+            # MLflow's default artifact root is ./mlruns in the working directory: keep the
+            # artifacts beside the database instead.
+            artifact_dir = Path(tracking_uri[len("sqlite:///"):]).parent / "mlartifacts"
         found = self.client.get_experiment_by_name(experiment)
         if found is None:
             location = None

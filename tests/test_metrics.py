@@ -163,3 +163,14 @@ def test_summarize_ignores_and_counts_nan():
     assert s.loc["a", "SCD_mean"] == 2.0 and s.loc["a", "SCD_std"] == pytest.approx(math.sqrt(2))
     assert s.loc["a", "SCD_n"] == 2 and s.loc["a", "SCD_dropped"] == 1 and s.loc["b", "SCD_dropped"] == 0
     assert s.loc["b", "EN_std"] == 0.0
+
+
+def test_perceptual_needs_pyiqa_with_clear_message():
+    import importlib.util
+
+    from fusion.metrics.perceptual import perceptual_scores
+
+    if importlib.util.find_spec("pyiqa") is not None:
+        pytest.skip("pyiqa is installed here; this test covers the message when it is absent")
+    with pytest.raises(ImportError, match="s4fuse\\[iqa\\]"):
+        perceptual_scores(np.zeros((8, 8), np.uint8))

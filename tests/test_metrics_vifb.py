@@ -48,9 +48,10 @@ def test_vifb_table_shape(vifb):
     assert set(table.key) == set(METRICS)
 
 
-def test_vifb_all_images_one_method_all_metrics(vifb):
+def test_vifb_all_metrics_few_images(vifb):
     root, table = vifb
-    failures = _check(root, table, ["GFF"], sorted(table.image.unique()), METRICS)
+    # three sizes (460x630, 276x768, 240x320); the slow test covers every method and image
+    failures = _check(root, table, ["GFF", "MSVD"], ["carLight", "carShadow", "walking"], METRICS)
     assert not failures, "\n".join(failures)
 
 

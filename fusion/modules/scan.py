@@ -12,14 +12,9 @@ from collections.abc import Iterator
 
 from torch import Tensor
 
-from fusion.ops.selective_scan import selective_scan_fn
+from fusion.ops.selective_scan import selective_scan_flops, selective_scan_fn
 
 _scan_flops: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("s4fuse_scan_flops", default=None)
-
-
-def scan_flops(batch: int, dim: int, length: int, d_state: int) -> int:
-    """FLOPs of one selective scan as counted for Table VII: 9·B·L·D·N + B·D·L (the D skip)."""
-    return 9 * batch * length * dim * d_state + batch * dim * length
 
 
 @contextlib.contextmanager
@@ -39,6 +34,6 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
     """Selective scan with softplus(delta + delta_bias), the form every S4Fusion block uses."""
     record = _scan_flops.get()
     if record is not None:
-        record.append(scan_flops(u.shape[0], u.shape[1], u.shape[2], A.shape[1]))
+        record.append(selective_scan_flops(u.shape[0], u.shape[1], u.shape[2], A.shape[1]))
         return u.new_zeros(u.shape)
     return selective_scan_fn(u, delta, A, B, C, D, delta_bias=delta_bias, delta_softplus=True, backend=backend)

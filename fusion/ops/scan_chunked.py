@@ -34,16 +34,15 @@ def scan_chunked(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
     # Zero padding at the end is inert: delta=0 means decay 1 and no input, so the last state is unchanged.
     pad = n_chunks * chunk - length
 
-    def chunked(t: Tensor) -> Tensor:  # (..., L) -> (..., n_chunks, T)
-        return F.pad(t, (0, pad)).unflatten(-1, (n_chunks, chunk))
+    def time_major(t: Tensor) -> Tensor:  # (..., L) -> (T, ..., n_chunks), contiguous per time step
+        return F.pad(t, (0, pad)).unflatten(-1, (n_chunks, chunk)).movedim(-1, 0).contiguous()
 
-    delta_c = chunked(delta).view(batch, groups, per_group, n_chunks, chunk)
-    delta_u = chunked(delta * u).view(batch, groups, per_group, n_chunks, chunk)
-    B_c = chunked(B).permute(0, 1, 3, 4, 2)[:, :, None]  # (b, g, 1, n_chunks, T, N)
-    C_c = chunked(C).permute(0, 1, 3, 4, 2)[:, :, None]
+    delta_c = time_major(delta).view(chunk, batch, groups, per_group, n_chunks)
+    delta_u = time_major(delta * u).view(chunk, batch, groups, per_group, n_chunks)
+    B_c = time_major(B).transpose(-1, -2).contiguous()[:, :, :, None]  # (T, b, g, 1, n_chunks, N)
+    C_c = time_major(C).transpose(-1, -2).contiguous()[:, :, :, None]
     A_g = A.view(groups, per_group, 1, d_state)  # broadcasts over (b, g, h, n_chunks, N)
-
-    steps = list(zip(delta_c.unbind(-1), delta_u.unbind(-1), B_c.unbind(-2), C_c.unbind(-2)))
+    steps = list(zip(delta_c.unbind(0), delta_u.unbind(0), B_c.unbind(0), C_c.unbind(0)))
 
     # 1. local scans from zero, all chunks at once (decays are recomputed in pass 3 rather than kept:
     #    holding all of them would be a full (b, D, L, N) tensor even without autograd)
@@ -52,7 +51,7 @@ def scan_chunked(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
         local = torch.exp(delta_t[..., None] * A_g) * local + du_t[..., None] * B_t
 
     # 2. carry states across chunk boundaries
-    chunk_decay = torch.exp(delta_c.sum(-1)[..., None] * A_g)  # (b, g, h, n_chunks, N)
+    chunk_decay = torch.exp(delta_c.sum(0)[..., None] * A_g)  # (b, g, h, n_chunks, N)
     state = torch.zeros_like(local[:, :, :, 0])
     entering = []
     for decay_c, local_c in zip(chunk_decay.unbind(3), local.unbind(3)):
@@ -65,5 +64,5 @@ def scan_chunked(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
     for delta_t, du_t, B_t, C_t in steps:
         x = torch.exp(delta_t[..., None] * A_g) * x + du_t[..., None] * B_t
         ys.append((x * C_t).sum(-1))
-    y = torch.stack(ys, dim=-1).reshape(batch, dim, n_chunks * chunk)[..., :length]
+    y = torch.stack(ys, dim=-1).reshape(batch, dim, n_chunks * chunk)[..., :length]  # (b, g, h, n_chunks, T)
     return y, state.reshape(batch, dim, d_state)

@@ -1,0 +1,159 @@
+"""S4Fusion loss terms on hand-made inputs with known answers."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from fusion.losses import (LossConfig, PerceptionConfig, PerceptionNet, S4FusionLoss, dssim,
+                           feature_gradient_energy, prediction_entropy, resolve_resnet50_weights,
+                           sobel_magnitude, source_weights)
+
+C1 = 0.01 ** 2  # SSIM constant for data range 1
+
+
+@pytest.fixture(scope="module")
+def perception() -> PerceptionNet:
+    with pytest.warns(UserWarning, match="UNTRAINED ResNet50"):
+        return PerceptionNet("random")
+
+
+def border_map(h: int, w: int) -> torch.Tensor:
+    """S of a constant image of value 1 with zero padding: 6 at corners, 4 on edges, 0 inside."""
+    m = torch.zeros(h, w, dtype=torch.float64)
+    m[0, :] = m[-1, :] = m[:, 0] = m[:, -1] = 4.0
+    m[0, 0] = m[0, -1] = m[-1, 0] = m[-1, -1] = 6.0
+    return m
+
+
+def test_sobel_of_constant_image_is_the_zero_padding_border():
+    x = torch.full((1, 1, 5, 7), 0.5, dtype=torch.float64)
+    assert torch.equal(sobel_magnitude(x)[0, 0], 0.5 * border_map(5, 7))
+
+
+def test_sobel_of_ramps():
+    ramp = torch.arange(6, dtype=torch.float64).repeat(6, 1)[None, None]  # x[i, j] = j
+    s = sobel_magnitude(ramp)[0, 0, 1:-1, 1:-1]
+    assert torch.equal(s, torch.full_like(s, 8.0))  # |gx| = 2 * (1 + 2 + 1), gy = 0
+    s = sobel_magnitude(ramp.transpose(-1, -2))[0, 0, 1:-1, 1:-1]
+    assert torch.equal(s, torch.full_like(s, 8.0))
+
+
+def test_sobel_is_per_channel():
+    x = torch.zeros(2, 3, 4, 4, dtype=torch.float64)
+    x[1, 2] = 1.0
+    s = sobel_magnitude(x)
+    assert s[1, 2].equal(border_map(4, 4)) and s[0].abs().sum() == 0 and s[1, :2].abs().sum() == 0
+
+
+def test_source_weights_softmax_with_temperature():
+    c = 5.0
+    w = source_weights(torch.tensor([2.0, 1.0 + c * math.log(3.0)]), torch.tensor([2.0, 1.0]), temperature=c)
+    torch.testing.assert_close(w, torch.tensor([[0.5, 0.5], [0.75, 0.25]]))
+
+
+def test_feature_gradient_energy_known_maps():
+    # stage 1: constant 2 on 3x3 -> mean S^2 = 4 * (4*36 + 4*16) / 9; stage 2: 1x1 maps -> S = 0
+    f1 = torch.full((1, 2, 3, 3), 2.0, dtype=torch.float64)
+    f2 = torch.ones(1, 5, 1, 1, dtype=torch.float64)
+    expected = (4.0 * 208.0 / 9.0 + 0.0) / 2
+    torch.testing.assert_close(feature_gradient_energy([f1, f2]), torch.tensor([expected], dtype=torch.float64))
+
+
+def test_entropy_uniform_two_class_and_one_hot():
+    assert prediction_entropy(torch.zeros(3, 1000)).item() == pytest.approx(math.log(1000.0), rel=1e-6)
+    two = torch.full((1, 1000), -1e4)
+    two[0, :2] = 0.0
+    assert prediction_entropy(two).item() == pytest.approx(math.log(2.0), rel=1e-6)
+    one_hot = torch.zeros(2, 1000)
+    one_hot[:, 7] = 100.0
+    assert prediction_entropy(one_hot).item() < 1e-30
+
+
+def test_dssim_identity_and_constant_images():
+    x = torch.rand(2, 1, 23, 23, generator=torch.Generator().manual_seed(0))
+    assert dssim(x, x).abs().max() < 1e-6
+    a, b = 0.8, 0.2
+    d = dssim(torch.full((1, 1, 16, 16), a), torch.full((1, 1, 16, 16), b))
+    expected = (1 - (2 * a * b + C1) / (a * a + b * b + C1)) / 2  # contrast/structure term = 1
+    assert d.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_equal_sources_get_equal_weights_and_known_terms(perception):
+    # IR = VIS = a (constant), F = b (constant): omega = 0.5 each, every term has a closed form.
+    a, b, h = 0.8, 0.2, 25
+    ir = torch.full((1, 1, h, h), a)
+    fused = torch.full((1, 1, h, h), b)
+    loss = S4FusionLoss(LossConfig(), perception)
+    total, terms = loss(ir, ir.clone(), fused)
+    assert terms["omega_ir"].item() == pytest.approx(0.5, abs=1e-6)
+    assert terms["l1"].item() == pytest.approx(abs(a - b), rel=1e-5)
+    assert terms["ssim"].item() == pytest.approx((1 - (2 * a * b + C1) / (a * a + b * b + C1)) / 2, rel=1e-4)
+    assert terms["grad"].item() == pytest.approx(abs(a - b) * border_map(h, h).mean().item(), rel=1e-5)
+    expected = 15 * (terms["l1"] + terms["ssim"] + terms["grad"]) + terms["per"]
+    assert total.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_fused_equal_to_a_source(perception):
+    g = torch.Generator().manual_seed(1)
+    ir = torch.rand(2, 1, 25, 25, generator=g)
+    vi = torch.rand(2, 1, 25, 25, generator=g) * 0.5
+    _, terms = S4FusionLoss(LossConfig(), perception)(ir, vi, ir)
+    w_vi = 1.0 - source_weights(*feature_gradient_energy(perception.stage_features(torch.cat([ir, vi]))).chunk(2),
+                                temperature=5.0)[:, 0]
+    assert terms["l1"].item() == pytest.approx((w_vi * (vi - ir).abs().mean(dim=(1, 2, 3))).mean().item(), rel=1e-5)
+    assert terms["ssim"].item() == pytest.approx((w_vi * dssim(vi, ir)).mean().item(), rel=1e-5)
+
+
+
+def test_gradient_term_zero_when_fused_has_the_stronger_source_gradient(perception):
+    ir = torch.rand(1, 1, 25, 25, generator=torch.Generator().manual_seed(4))
+    _, terms = S4FusionLoss(LossConfig(perception=PerceptionConfig(enabled=False)), perception)(
+        ir, torch.zeros_like(ir), ir)
+    assert terms["grad"].item() == 0.0
+
+
+def test_without_perception_term_drops_it(perception):
+    g = torch.Generator().manual_seed(2)
+    ir, vi, f = (torch.rand(1, 1, 25, 25, generator=g) for _ in range(3))
+    cfg = LossConfig(w_l1=1.0, w_ssim=2.0, w_grad=3.0, perception=PerceptionConfig(enabled=False))
+    total, terms = S4FusionLoss(cfg, perception)(ir, vi, f)
+    assert "per" not in terms
+    assert total.item() == pytest.approx((terms["l1"] + 2 * terms["ssim"] + 3 * terms["grad"]).item(), rel=1e-6)
+
+
+def test_gradient_reaches_the_fused_image_only(perception):
+    g = torch.Generator().manual_seed(3)
+    ir = torch.rand(1, 1, 25, 25, generator=g).requires_grad_()
+    vi = torch.rand(1, 1, 25, 25, generator=g)
+    f = torch.rand(1, 1, 25, 25, generator=g).requires_grad_()
+    perception.train()  # frozen: stays in eval mode
+    assert not perception.training and not any(p.requires_grad for p in perception.parameters())
+    total, _ = S4FusionLoss(LossConfig(), perception)(ir, vi, f)
+    total.backward()
+    assert f.grad is not None and f.grad.abs().sum() > 0
+    # omega and the targets carry no gradient; IR only enters through |IR - F|, SSIM and Sobel targets
+    assert all(p.grad is None for p in perception.parameters())
+
+
+def test_missing_imagenet_weights_error_names_file_and_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"resnet50-0676ba61\.pth.*" + str(tmp_path / "checkpoints")):
+        resolve_resnet50_weights("imagenet")
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        resolve_resnet50_weights(str(tmp_path / "nope.pth"))
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "resnet50-0676ba61.pth").touch()
+    assert resolve_resnet50_weights("imagenet") == tmp_path / "checkpoints" / "resnet50-0676ba61.pth"
+
+
+def test_weights_loaded_from_explicit_path(tmp_path, perception):
+    path = tmp_path / "r50.pth"
+    sd = {k: v + 0.5 if v.is_floating_point() else v for k, v in perception.net.state_dict().items()}
+    torch.save(sd, path)
+    net = PerceptionNet(str(path))
+    assert net.source == str(path) and torch.equal(net.net.fc.weight, sd["fc.weight"])
+    torch.save({"not": torch.zeros(1)}, path)
+    with pytest.raises(ValueError, match="not a torchvision ResNet50"):
+        PerceptionNet(str(path))

@@ -1,0 +1,292 @@
+"""Orchestration of fuse_then_detect: caching, resume, MLflow content, input checks.
+
+The YOLO detector is replaced AT TEST LEVEL ONLY by `stub_detector_for_orchestration_tests`
+(predictions = the test ground truth plus one false positive per image, scored with pycocotools),
+so these tests cover everything but ultralytics training in seconds. The real detector runs in
+tests/test_detection_yolo.py and end-to-end in tests/test_pipeline_e2e.py.
+"""
+import argparse
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import pipelines.fuse_then_detect as ftd
+from data.adapters import open_dataset
+from data.io import write_png_atomic
+from data.synthetic import SyntheticConfig, generate_synthetic_dataset
+from detection.coco_eval import coco_map, ground_truth_from_yolo
+from detection.yolo import DetectionResult, Prediction
+from fusion import S4Fusion, S4FusionConfig
+from fusion.baselines import fuse_baseline
+from pipelines.config import ConfigError, parse_config
+from pipelines.table6 import verdict_line
+
+SYNTH = {"n_images": 12, "width": 64, "height": 64, "seed": 5}
+TINY_MODEL = {"dims": [8, 16, 32], "depths": [1, 1, 1], "depths_decoder": [1, 1, 1], "num_cmsa": 1,
+              "d_state": 4, "d_state_fusion": 4}
+
+
+class StubDetector:
+    """stub_detector_for_orchestration_tests: stands in for detection.yolo.train_and_evaluate."""
+
+    def __init__(self, interrupt_at: int | None = None):
+        self.calls: list[Path] = []
+        self.interrupt_at = interrupt_at
+
+    def __call__(self, data_yaml, out_dir, cfg, seed, class_names):
+        out_dir = Path(out_dir)
+        if (out_dir / "result.json").is_file():  # same contract as the real one: finished runs are reused
+            return DetectionResult.from_json(json.loads((out_dir / "result.json").read_text()))
+        self.calls.append(out_dir)
+        if self.interrupt_at is not None and len(self.calls) == self.interrupt_at:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "partial.txt").write_text("interrupted")  # a partial output that must not count
+            raise KeyboardInterrupt
+        gt = ground_truth_from_yolo(Path(data_yaml).parent, "test")
+        preds = [Prediction(name, tuple(float(v) for v in box), 0.9, int(c))
+                 for name, (boxes, classes) in gt.items() for box, c in zip(boxes, classes)]
+        preds += [Prediction(name, (0.0, 0.0, 3.0 + seed, 3.0), 0.95, 0) for name in gt]
+        coco = coco_map(gt, preds, class_names)
+        weights = out_dir / "train" / "weights" / "best.pt"
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        weights.write_bytes(b"stub weights")
+        result = DetectionResult(coco.map50, coco.map50_95, coco.ap50_per_class, preds, weights, 0.0, cfg.initialisation)
+        (out_dir / "result.json").write_text(json.dumps(result.to_json()))
+        return result
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """Synthetic data, a precomputed method folder and a tiny S4Fusion checkpoint (module-wide)."""
+    tmp = tmp_path_factory.mktemp("ftd_inputs")
+    root = generate_synthetic_dataset(tmp / "synthetic", SyntheticConfig(**SYNTH), progress=False)
+    pre = tmp / "precomputed"
+    for sample in open_dataset("synthetic", root):
+        write_png_atomic(pre / f"{sample.name}.png", fuse_baseline("max", sample.ir, sample.vi))
+    torch.manual_seed(0)
+    ckpt = S4Fusion(S4FusionConfig(**TINY_MODEL)).save_exported(tmp / "s4fusion_tiny.pt")
+    return {"root": root, "precomputed": pre, "checkpoint": ckpt, "tmp": tmp}
+
+
+@pytest.fixture(scope="module")
+def mlflow_db(tmp_path_factory):
+    # One SQLite store for the module (creating one runs migrations for seconds); experiments differ per test.
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+def make_cfg(inputs, run_dir, mlflow_db, experiment, **changes):
+    raw = {
+        "name": "orchestration",
+        "runs_dir": str(run_dir),
+        "dataset": {"name": "synthetic", "root": str(inputs["root"]), "synthetic": SYNTH},
+        "methods": [
+            {"name": "IR", "kind": "source", "source": "ir"},
+            {"name": "VI", "kind": "source", "source": "vi"},
+            {"name": "Average", "kind": "baseline", "baseline": "average"},
+            {"name": "Max-precomputed", "kind": "precomputed", "folder": str(inputs["precomputed"])},
+            {"name": "S4Fusion", "kind": "s4fusion", "checkpoint": str(inputs["checkpoint"])},
+        ],
+        "detector": {"model": "yolov8n.yaml", "imgsz": 64, "epochs": 1, "device": "cpu"},
+        "seeds": [0, 1],
+        "report": {"sample_images": 1, "fusion_metrics": ["EN", "SF"]},
+        "tracking": {"uri": mlflow_db, "experiment": experiment},
+    }
+    raw.update(changes)
+    return parse_config(raw)
+
+
+def search_runs(uri, experiment):
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        return mlflow.search_runs(experiment_names=[experiment])
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+@pytest.fixture
+def stub(monkeypatch):
+    detector = StubDetector()
+    monkeypatch.setattr(ftd, "train_and_evaluate", detector)
+    return detector
+
+
+def test_full_run_writes_consistent_report_and_mlflow_runs_and_reruns_from_cache(inputs, mlflow_db, tmp_path, stub,
+                                                                                 monkeypatch):
+    cfg = make_cfg(inputs, tmp_path / "run", mlflow_db, "full")
+    result = ftd.run_pipeline(cfg, progress=False)
+    names = [m.name for m in cfg.methods]
+    assert len(stub.calls) == len(names) * 2  # every method x seed trained once
+
+    report = result.report_dir
+    for f in ("report.md", "table6.md", "table6.csv", "table6_map50.png", "detections.png",
+              "fusion_metrics.md", "fusion_metrics.csv", "fusion_metrics_per_image.csv"):
+        assert (report / f).is_file(), f
+    table = pd.read_csv(report / "table6.csv")
+    assert list(table["method"]) == names
+    for o, (_, row) in zip(result.outcomes, table.iterrows()):
+        assert row["mAP50"] == pytest.approx(np.mean([d.map50 for d in o.detections]))
+        assert row["mAP50_std"] == pytest.approx(np.std([d.map50 for d in o.detections]))
+        assert row["mAP50_coco"] == pytest.approx(row["mAP50"])  # the stub scores with pycocotools itself
+    md = (report / "table6.md").read_text()
+    assert all(f"| {n} |" in md for n in names) and "People AP@50" in md
+    assert result.verdict in (report / "report.md").read_text()
+    per_image = pd.read_csv(report / "fusion_metrics_per_image.csv", dtype={"image": str})
+    test_stems = (tmp_path / "run" / "split" / "test.txt").read_text().split()
+    assert len(per_image) == len(names) * len(test_stems)
+    # IR-only "fusion" is the IR image itself: every fused image equals its source
+    ir_dir = next((tmp_path / "run" / "fused").glob("IR-*"))
+    sample = open_dataset("synthetic", inputs["root"])[test_stems[0]]
+    assert np.array_equal(np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(ir_dir / f"{test_stems[0]}.png")),
+                          sample.ir)
+
+    runs = search_runs(mlflow_db, "full")
+    parents = runs[runs["tags.s4fuse.kind"] == "pipeline"]
+    children = runs[runs["tags.s4fuse.kind"] == "method"]
+    assert len(parents) == 1 and sorted(children["tags.method"]) == sorted(names)
+    assert set(runs["status"]) == {"FINISHED"}
+    assert set(children["tags.mlflow.parentRunId"]) == {parents.iloc[0]["run_id"]}
+    for _, row in table.iterrows():
+        child = children[children["tags.method"] == row["method"]].iloc[0]
+        assert child["metrics.mAP50"] == pytest.approx(row["mAP50"])
+        assert child["metrics.mAP50_std"] == pytest.approx(row["mAP50_std"])
+        assert child["metrics.AP50/People"] == pytest.approx(row["AP50/People"])
+        assert child["params.detector.epochs"] == "1" and child["params.seeds"] == "[0, 1]"
+        assert np.isfinite(child["metrics.fusion/EN"])
+    s4 = children[children["tags.method"] == "S4Fusion"].iloc[0]
+    assert len(s4["params.method.checkpoint_sha256"]) == 64
+    parent = parents.iloc[0]
+    assert parent["params.split.sha256"] == (tmp_path / "run" / "split" / "split.sha256").read_text().split()[0]
+    assert parent["tags.verdict"] == result.verdict
+    client = mlflow.MlflowClient(tracking_uri=mlflow_db)
+    artifacts = {a.path for a in client.list_artifacts(parent["run_id"], "report")}
+    assert "report/table6.csv" in artifacts and "report/table6_map50.png" in artifacts
+    child_artifacts = {a.path for a in client.list_artifacts(s4["run_id"])}
+    assert {"samples", "weights", "results", "s4fusion"} <= child_artifacts
+
+    # Rerun: every stage comes from the cache, MLflow gets no new runs.
+    def must_not_fuse(*args, **kwargs):
+        raise AssertionError("fusion was recomputed although it is cached")
+
+    monkeypatch.setattr("fusion.baselines.fuse_baseline", must_not_fuse)
+    monkeypatch.setattr("fusion.inference.fuse_image_arrays", must_not_fuse)
+    n_calls = len(stub.calls)
+    again = ftd.run_pipeline(cfg, progress=False)
+    assert len(stub.calls) == n_calls
+    assert len(search_runs(mlflow_db, "full")) == len(runs)
+    assert pd.read_csv(again.report_dir / "table6.csv").equals(table)
+
+
+def test_interrupted_run_resumes_without_retraining_or_duplicate_runs(inputs, mlflow_db, tmp_path, monkeypatch):
+    cfg = make_cfg(inputs, tmp_path / "run", mlflow_db, "resume")
+    first = StubDetector(interrupt_at=5)  # IR x2, VI x2, then dies on Average seed 0
+    monkeypatch.setattr(ftd, "train_and_evaluate", first)
+    with pytest.raises(KeyboardInterrupt):
+        ftd.run_pipeline(cfg, progress=False)
+    runs = search_runs(mlflow_db, "resume")
+    status = dict(zip(runs["tags.mlflow.runName"], runs["status"]))
+    assert status == {"orchestration": "KILLED", "IR": "FINISHED", "VI": "FINISHED", "Average": "KILLED"}
+    # a temp folder left by a crash while fusing S4Fusion must be discarded, never used
+    data = ftd.prepare_data(cfg, cfg.run_dir, progress=False)
+    key = ftd.fused_key(cfg.methods[-1], data, inputs["checkpoint"], None)
+    stale = tmp_path / "run" / "fused" / f"S4Fusion-{key}.tmp"
+    stale.mkdir(parents=True)
+    (stale / "junk.png").write_bytes(b"partial")
+
+    second = StubDetector()
+    monkeypatch.setattr(ftd, "train_and_evaluate", second)
+    result = ftd.run_pipeline(cfg, progress=False)
+    retrained = sorted({p.parts[-3].split("-")[0] for p in second.calls})
+    assert retrained == ["Average", "Max", "S4Fusion"]  # IR and VI were not retrained
+    assert len(second.calls) == 6
+    assert first.calls[-1] in second.calls  # the interrupted detector run was redone, not reused
+    runs = search_runs(mlflow_db, "resume")
+    assert len(runs) == 1 + len(cfg.methods)  # no duplicate parent or child runs
+    assert set(runs["status"]) == {"FINISHED"}
+    assert len(result.outcomes) == len(cfg.methods)
+    assert not stale.exists() and not (tmp_path / "run" / "fused" / f"S4Fusion-{key}" / "junk.png").exists()
+    assert json.loads((tmp_path / "run" / "fused" / f"S4Fusion-{key}" / "done.json").read_text())["images"] == SYNTH["n_images"]
+
+
+def test_cache_keys_follow_the_checkpoint_content(inputs, tmp_path):
+    cfg = make_cfg(inputs, tmp_path / "run", "sqlite:///unused.db", "keys")
+    data = ftd.prepare_data(cfg, cfg.run_dir, progress=False)
+    method = cfg.methods[-1]
+    key = ftd.fused_key(method, data, inputs["checkpoint"], None)
+    other = S4Fusion(S4FusionConfig(**TINY_MODEL)).save_exported(tmp_path / "other.pt")
+    assert ftd.fused_key(method, data, other, None) != key
+    assert ftd.fused_key(method, data, inputs["checkpoint"], None) == key
+
+
+def test_bad_precomputed_folder_fails_before_any_work(inputs, mlflow_db, tmp_path, stub, capsys):
+    bad = tmp_path / "bad_precomputed"
+    bad.mkdir()
+    stems = sorted(p.stem for p in inputs["precomputed"].iterdir())
+    for stem in stems[1:]:  # the first one is missing
+        (bad / f"{stem}.png").write_bytes((inputs["precomputed"] / f"{stem}.png").read_bytes())
+    write_png_atomic(bad / f"{stems[2]}.png", np.zeros((32, 32), np.uint8))  # wrong size
+    cfg = make_cfg(inputs, tmp_path / "run", mlflow_db, "bad",
+                   methods=[{"name": "IR", "kind": "source", "source": "ir"},
+                            {"name": "Bad", "kind": "precomputed", "folder": str(bad)}])
+    with pytest.raises(ConfigError) as err:
+        ftd.run_pipeline(cfg, progress=False)
+    message = str(err.value)
+    assert "1 image(s) missing" in message and stems[0] in message
+    assert "wrong size" in message and f"{stems[2]}.png is 32x32" in message
+    assert stub.calls == [] and not (tmp_path / "run" / "fused").exists()
+
+    # the command line turns it into exit code 2 with the message on stderr
+    args = argparse.Namespace(config=None, overrides=[], runs_dir=None, tracking_uri=None, methods=None, seeds=None,
+                              check=True)
+    parser = argparse.ArgumentParser()
+    ftd.add_arguments(parser)
+    args = parser.parse_args(["--set", "name=bad", "--runs-dir", str(tmp_path / "cli"), "--set",
+                              f"dataset={json.dumps({'name': 'synthetic', 'root': str(inputs['root']), 'synthetic': SYNTH})}",
+                              "--set", f"methods=[{{name: Bad, kind: precomputed, folder: {bad}}}]", "--check"])
+    assert ftd.main(args) == 2
+    assert "wrong size" in capsys.readouterr().err
+
+
+def test_missing_dataset_is_reported_by_the_command(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    ftd.add_arguments(parser)
+    args = parser.parse_args(["--set", "dataset={name: m3fd, root: /no/such/M3FD}", "--check",
+                              "--runs-dir", str(tmp_path)])
+    assert ftd.main(args) == 2
+    err = capsys.readouterr().err
+    assert "dataset.root /no/such/M3FD does not exist" in err
+
+
+def test_check_flag_validates_without_training(inputs, tmp_path, stub, capsys):
+    parser = argparse.ArgumentParser()
+    ftd.add_arguments(parser)
+    args = parser.parse_args(["--runs-dir", str(tmp_path / "run"), "--methods", "IR,VI", "--check", "--set",
+                              f"dataset={json.dumps({'name': 'synthetic', 'root': str(inputs['root']), 'synthetic': SYNTH})}"])
+    assert ftd.main(args) == 0
+    assert "OK (2 methods" in capsys.readouterr().out
+    assert stub.calls == []
+    args = parser.parse_args(["--methods", "IR,Nope", "--check"])
+    assert ftd.main(args) == 2
+
+
+class _Outcome:
+    def __init__(self, name, kind, value):
+        self.name, self.kind, self.value = name, kind, value
+
+    def mean_std(self, attr):
+        return self.value, 0.0
+
+
+def test_verdict_is_computed_from_the_numbers():
+    win = [_Outcome("IR", "source", 0.30), _Outcome("VI", "source", 0.40), _Outcome("Avg", "baseline", 0.45),
+           _Outcome("S4", "s4fusion", 0.50)]
+    assert verdict_line(win).startswith("VERDICT: every fused method beats")
+    lose = win[:3] + [_Outcome("S4", "s4fusion", 0.40)]
+    line = verdict_line(lose)
+    assert line.startswith("VERDICT: NOT all") and "S4 0.400" in line and "VI 0.400" in line
+    assert "n/a" in verdict_line(win[2:])

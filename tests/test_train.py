@@ -1,0 +1,276 @@
+"""S4Fusion trainer: config, schedule, gradients, training on the shared real samples, resume,
+checkpoint integrity, MLflow, CLI, DDP (gloo) and the short real training run (slow)."""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fusion import S4Fusion, S4FusionConfig
+from fusion.losses import LossConfig, PerceptionConfig, PerceptionNet, S4FusionLoss
+from fusion.train import (CheckpointError, TrainConfig, build_model, load_checkpoint, param_groups,
+                          resolve_sources, seed_everything, train, warmup_cosine)
+from fusion.train_data import PairedCropDataset
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+TNO, ROADSCENE = SHARED / "samples" / "TNO", SHARED / "samples" / "RoadScene"
+TINY_MODEL = dict(dims=[8, 16, 32], depths=[1, 1, 1], depths_decoder=[1, 1, 1], num_cmsa=1, d_state=4, d_state_fusion=4)
+
+needs_samples = pytest.mark.skipif(not TNO.is_dir() or not ROADSCENE.is_dir(),
+                                   reason=f"needs the shared samples at {SHARED / 'samples'}")
+pytestmark = pytest.mark.filterwarnings("ignore:perception.weights=random")
+
+
+def tiny_config(**overrides) -> TrainConfig:
+    """A tiny model on 25x25 crops of 4 TNO + 2 RoadScene pairs, random ResNet50, no MLflow."""
+    d = {
+        "name": "tiny", "seed": 0, "model": TINY_MODEL,
+        "data": {"train": [{"dataset": "tno", "root": str(TNO), "stems": ["01", "06", "07", "19"]},
+                           {"dataset": "roadscene", "root": str(ROADSCENE), "stems": ["FLIR_00211", "FLIR_04269"]}],
+                 "crop_size": 25},
+        "loss": {"perception": {"weights": "random"}},
+        "optim": {"warmup_epochs": 0},
+        "batch_size": 2, "epochs": 2, "ckpt_every": 2, "log_every": 1, "val_every": 1000, "device": "cpu",
+        "tracking": {"enabled": False},
+    }
+    return TrainConfig.from_dict(d, overrides)
+
+
+def state_dicts_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---- config and schedule ---------------------------------------------------------------------
+def test_paper_config_holds_the_paper_recipe():
+    cfg = TrainConfig.from_yaml(REPO / "experiments" / "train_s4fusion_paper.yaml")
+    assert cfg.model_config() == S4FusionConfig()
+    assert (cfg.batch_size, cfg.epochs, cfg.data.crop_size, cfg.data.hflip, cfg.data.vflip) == (20, 800, 229, True, True)
+    assert (cfg.optim.lr_start, cfg.optim.lr_peak, cfg.optim.lr_end) == (3e-4, 1.5e-3, 6e-4)
+    assert (cfg.loss.w_l1, cfg.loss.w_ssim, cfg.loss.w_grad) == (15.0, 15.0, 15.0)
+    assert cfg.loss.perception.enabled and cfg.loss.perception.weights == "imagenet"
+    mix = [(s.dataset, s.split, s.fraction) for s in cfg.data.train]
+    assert mix == [("msrs", "train", 1.0), ("m3fd", None, 0.7), ("roadscene", None, 0.7)]
+
+
+def test_demo_config_loads_and_overrides_apply():
+    cfg = TrainConfig.from_yaml(REPO / "experiments" / "train_s4fusion_demo.yaml",
+                                ["optim.lr_peak=1e-3", "data.train.1.root=/elsewhere", "model.interaction=add",
+                                 "loss.perception.enabled=false"])
+    assert cfg.optim.lr_peak == 1e-3 and cfg.data.train[1].root == "/elsewhere"
+    assert cfg.model_config().interaction == "add" and not cfg.loss.perception.enabled
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_config_errors_name_the_key(tmp_path):
+    with pytest.raises(ValueError, match=r"optim.*unknown key.*'lr_max'"):
+        TrainConfig.from_dict({"optim": {"lr_max": 1.0}})
+    with pytest.raises(ValueError, match=r"batch_size: expected int"):
+        TrainConfig.from_dict({"batch_size": "twenty"})
+    with pytest.raises(ValueError, match="unknown S4FusionConfig keys"):
+        TrainConfig.from_dict({"model": {"width": 3}})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(ValueError, match=str(bad)):
+        TrainConfig.from_yaml(bad)
+
+
+def test_warmup_cosine_schedule():
+    lr = [warmup_cosine(s, 10, 110, 3e-4, 1.5e-3, 6e-4) for s in range(111)]
+    assert lr[0] == pytest.approx(3e-4) and lr[10] == pytest.approx(1.5e-3) and lr[110] == pytest.approx(6e-4)
+    assert lr[5] == pytest.approx((3e-4 + 1.5e-3) / 2) and lr[60] == pytest.approx((1.5e-3 + 6e-4) / 2)
+    assert all(a < b for a, b in zip(lr[:10], lr[1:11])) and all(a > b for a, b in zip(lr[10:110], lr[11:]))
+
+
+def test_weight_decay_exempts_a_logs_ds_norms_and_biases():
+    model = S4Fusion(S4FusionConfig(**TINY_MODEL))
+    decay, no_decay = param_groups(model, 0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    exempt = {names[id(p)] for p in no_decay["params"]}
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    assert any(n.endswith("A_logs") for n in exempt) and any(n.endswith("Ds") for n in exempt)
+    for name, module in model.named_modules():
+        if isinstance(module, (torch.nn.LayerNorm, torch.nn.BatchNorm2d)):
+            assert f"{name}.weight" in exempt
+    assert all(names[id(p)].rsplit(".", 1)[-1] not in ("A_logs", "Ds", "bias") for p in decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_gradients_reach_every_used_parameter():
+    torch.manual_seed(0)
+    model = S4Fusion(S4FusionConfig(**TINY_MODEL))
+    g = torch.Generator().manual_seed(0)
+    ir, vi = torch.rand(1, 1, 25, 25, generator=g), torch.rand(1, 1, 25, 25, generator=g)
+    with pytest.warns(UserWarning):
+        loss_fn = S4FusionLoss(LossConfig(perception=PerceptionConfig(weights="random")))
+    total, _ = loss_fn(ir, vi, model(ir, vi))
+    total.backward()
+    unused = set(model.unused_parameter_names())
+    for name, p in model.named_parameters():
+        if name in unused:
+            assert p.grad is None, f"{name} is documented unused but receives gradient"
+        else:
+            assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reaches {name}"
+
+
+# ---- training on the shared samples ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory) -> Path:
+    """4 uninterrupted steps (3 steps per epoch, so the run crosses an epoch boundary)."""
+    if not TNO.is_dir() or not ROADSCENE.is_dir():
+        pytest.skip(f"needs the shared samples at {SHARED / 'samples'}")
+    return train(tiny_config(max_steps=4), tmp_path_factory.mktemp("straight"))
+
+
+@needs_samples
+def test_a_few_steps_reduce_the_loss(straight_run):
+    cfg = tiny_config()
+    seed_everything(cfg.seed)
+    initial = build_model(cfg)  # the trainer's initialisation (same seed)
+    trained = S4Fusion.load(straight_run)
+    loss_fn = S4FusionLoss(cfg.loss, PerceptionNet("random"))
+    data = PairedCropDataset(resolve_sources(cfg.data.train, cfg.data.split_seed)[0], crop_size=25, seed=123)
+    ir, vi = (torch.stack(t) for t in zip(*(data[i] for i in range(len(data)))))
+    with torch.no_grad():
+        before, after = loss_fn(ir, vi, initial(ir, vi))[0], loss_fn(ir, vi, trained(ir, vi))[0]
+    assert after < 0.8 * before, (before, after)
+
+
+@needs_samples
+def test_resume_equals_uninterrupted_run(straight_run, tmp_path):
+    first = train(tiny_config(max_steps=2), tmp_path)  # "interrupted" mid-epoch at step 2
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 2
+    mid_weights = torch.load(first, weights_only=True)["state_dict"]
+    resumed = train(tiny_config(max_steps=4), tmp_path, resume=True)
+    a, b = torch.load(straight_run, weights_only=True), torch.load(resumed, weights_only=True)
+    assert a["format"] == "s4fuse" and state_dicts_equal(a["state_dict"], b["state_dict"])
+    assert not state_dicts_equal(a["state_dict"], mid_weights)  # the resumed half did train
+    ca = load_checkpoint(straight_run.parent / "checkpoints" / "last.pt")
+    cb = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert ca["step"] == cb["step"] == 4 and ca["scheduler"] == cb["scheduler"]
+    assert all(torch.equal(ca["optimizer"]["state"][i]["exp_avg_sq"], cb["optimizer"]["state"][i]["exp_avg_sq"])
+               for i in ca["optimizer"]["state"])
+    # A finished run is not retrained; the export loads with the fuse command's loader.
+    assert train(tiny_config(max_steps=4), tmp_path, resume=True) == resumed
+    from fusion.inference import load_model
+    assert state_dicts_equal(load_model(resumed).state_dict(), b["state_dict"])
+
+
+@needs_samples
+def test_damaged_checkpoints_and_changed_configs_are_refused(tmp_path):
+    cfg = tiny_config(max_steps=1)
+    train(cfg, tmp_path)
+    ckpt = tmp_path / "checkpoints" / "last.pt"
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(cfg, tmp_path, resume=False)
+    with pytest.raises(CheckpointError, match=r"config differs in \['optim.lr_peak'\]"):
+        train(tiny_config(max_steps=2, **{"optim.lr_peak": 1e-3}), tmp_path)
+    good = ckpt.read_bytes()
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 0xFF
+    ckpt.write_bytes(bytes(flipped))
+    with pytest.raises(CheckpointError, match=f"{ckpt}.*corrupted"):
+        train(tiny_config(max_steps=2), tmp_path)
+    ckpt.write_bytes(good[: len(good) // 2])
+    with pytest.raises(CheckpointError, match=f"{ckpt}.*unreadable"):
+        train(tiny_config(max_steps=2), tmp_path)
+    torch.save({"step": 3}, ckpt)
+    with pytest.raises(CheckpointError, match="not an s4fuse training checkpoint"):
+        load_checkpoint(ckpt)
+
+
+@needs_samples
+def test_cli_logs_to_mlflow(tmp_path, monkeypatch):
+    import mlflow
+
+    from pipelines import train_fusion
+
+    monkeypatch.chdir(REPO)  # the demo config's sample paths are relative to the repository root
+    parser = argparse.ArgumentParser()
+    train_fusion.add_arguments(parser)
+    overrides = [f"model={TINY_MODEL}", "data.crop_size=25", "batch_size=2", "max_steps=2", "log_every=1",
+                 "val_every=2", "data.val_pairs=1", 'data.train.0.stems=["01", "07"]', "data.train.1.stems=[FLIR_04269]"]
+    args = parser.parse_args(["--config", "experiments/train_s4fusion_demo.yaml", "--out", str(tmp_path), *overrides])
+    assert train_fusion.main(args) == 0
+    assert train_fusion.main(args) == 2  # existing checkpoint without --resume: refused
+    assert train_fusion.main(parser.parse_args(["--resume", "--config",
+                                                "experiments/train_s4fusion_demo.yaml", "--out", str(tmp_path),
+                                                *overrides])) == 0
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("s4fusion-train").experiment_id])
+    assert run.data.params["train.perception_weights"] == "random" and "WARNING" in run.data.tags
+    assert run.data.params["train.model.dims"] == "[8, 16, 32]"
+    for key in ("train/loss", "train/per", "train/l1", "train/ssim", "train/grad", "train/lr",
+                "train/samples_per_s", "train/omega_ir"):
+        assert len(client.get_metric_history(run.info.run_id, key)) == 2, key
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "val")}
+    assert artifacts == {"val/step_0000002.png"}
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "model")} == {"model/s4fusion.pt"}
+
+
+# ---- DDP -------------------------------------------------------------------------------------
+DDP_SCRIPT = textwrap.dedent("""
+    import sys, warnings
+    warnings.simplefilter("ignore")
+    sys.path.insert(0, {repo!r})
+    from tests.test_train import tiny_config
+    from fusion.train import train
+    train(tiny_config(max_steps=2), {out!r})
+""")
+
+
+@pytest.mark.slow
+@needs_samples
+def test_ddp_two_processes_match_single_process(tmp_path):
+    """torchrun with gloo, 2 CPU processes of 1 sample each == 1 process with the 2-sample batch."""
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT.format(repo=str(REPO), out=str(tmp_path / "ddp")))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script)], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    single = train(tiny_config(max_steps=2), tmp_path / "single")
+    a = torch.load(tmp_path / "ddp" / "s4fusion.pt", weights_only=True)["state_dict"]
+    b = torch.load(single, weights_only=True)["state_dict"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+    assert load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")["step"] == 2
+
+
+# ---- the short real training run -------------------------------------------------------------
+@pytest.mark.slow
+@needs_samples
+def test_demo_training_beats_averaging_on_held_out_pairs(tmp_path, monkeypatch):
+    """The demo recipe (a few CPU minutes) vs plain averaging on pairs it did not train on."""
+    from data.adapters import open_dataset
+    from fusion.baselines import fuse_baseline
+    from fusion.inference import fuse_image_arrays, load_model
+    from fusion.metrics import compute_metrics
+
+    monkeypatch.chdir(REPO)
+    cfg = TrainConfig.from_yaml(REPO / "experiments" / "train_s4fusion_demo.yaml", ["tracking.enabled=false"])
+    model = load_model(train(cfg, tmp_path))
+    trained = {s for src in cfg.data.train for s in src.stems}
+    keys = ("SF", "AG", "Qabf")
+    ours, base = {k: [] for k in keys}, {k: [] for k in keys}
+    for name, root in (("tno", TNO), ("roadscene", ROADSCENE)):
+        for sample in open_dataset(name, root):
+            if sample.name in trained:
+                continue
+            fused = fuse_image_arrays(model, sample.ir, sample.vi)
+            averaged = fuse_baseline("average", sample.ir, sample.vi)
+            for scores, img in ((ours, fused), (base, averaged)):
+                m = compute_metrics(sample.ir, sample.vi, img, convention="mmif", metrics=keys)
+                for k in keys:
+                    scores[k].append(m[k])
+    assert len(ours["SF"]) == 7  # TNO 21-25, RoadScene FLIR_04688 and FLIR_04722
+    means = {k: (float(np.mean(ours[k])), float(np.mean(base[k]))) for k in keys}
+    print("held-out means (ours, average):", means)
+    assert all(o > b for o, b in means.values()), means
