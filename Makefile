@@ -10,6 +10,7 @@ PYTEST_ARGS ?=
 export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := false
 export MPLBACKEND := Agg
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install test test-all demo bench clean
 

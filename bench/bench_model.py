@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -49,8 +50,8 @@ def main() -> None:
     parser.add_argument("--backend", default="auto")
     args = parser.parse_args()
     out = subprocess.run([sys.executable, "-c", CHILD, str(args.threads), str(args.repeats), args.backend],
-                         check=True, capture_output=True, text=True, env={**__import__("os").environ,
-                                                                          "NUMBA_NUM_THREADS": str(args.threads)})
+                         check=True, capture_output=True, text=True,
+                         env={**os.environ, "NUMBA_NUM_THREADS": str(args.threads), "OMP_WAIT_POLICY": "PASSIVE"})
     timing = json.loads(out.stdout.strip().splitlines()[-1])
 
     from fusion import S4Fusion

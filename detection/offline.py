@@ -86,7 +86,9 @@ def import_ultralytics() -> ModuleType:
         for module in (ul_utils, ul_checks, ul_events):
             module.ONLINE = False
         ul_utils.AUTOINSTALL = ul_checks.AUTOINSTALL = False
-    settings_update = {"sync": False, **{k: False for k in _INTEGRATIONS}}
+    # runs_dir: ultralytics' fallback output folder (we always pass `project`), kept out of the checkout.
+    settings_update = {"sync": False, "runs_dir": str(ul_utils.USER_CONFIG_DIR / "runs"),
+                       **{k: False for k in _INTEGRATIONS}}
     if any(ul_utils.SETTINGS.get(k) != v for k, v in settings_update.items()):
         ul_utils.SETTINGS.update(settings_update)
     _install_local_font(ul_utils.USER_CONFIG_DIR)

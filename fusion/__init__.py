@@ -5,6 +5,15 @@ ablation interactions) -> ``model`` (S4Fusion, config, official checkpoints); ``
 ``flops``, ``losses``, ``train``, ``baselines`` and ``metrics`` build on them. May import data/;
 never detection/ or pipelines/.
 """
-from fusion.model import S4Fusion, S4FusionConfig
+import os
+import sys
+
+if "torch" not in sys.modules:
+    # torch's OpenMP threads otherwise spin for milliseconds after every op and starve the numba
+    # scan kernel's threads (and anything else running): measured 30x slower CPU training steps
+    # on 2 cores. Only effective before torch is imported; entry points set it too.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from fusion.model import S4Fusion, S4FusionConfig  # noqa: E402
 
 __all__ = ["S4Fusion", "S4FusionConfig"]

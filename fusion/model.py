@@ -96,6 +96,8 @@ class S4Fusion(nn.Module):
             VSSLayer(dims[n - 1 - j], cfg.depths_decoder[j], upsample_from=dims[n - j] if j else None, **vss)
             for j in range(n))
         self.head = FoldHead(dims[0], cfg.fold_chans, cfg.patch_size, cfg.patch_stride)
+        self.apply(_init_weights)
+
 
     def check_input_size(self, height: int, width: int) -> None:
         m = self.cfg.size_multiple
@@ -183,6 +185,19 @@ class S4Fusion(nn.Module):
             model.load_state_dict(obj)
             return model
         raise ValueError(f"{path} is neither an s4fuse export, a native state dict nor an official S4Fusion checkpoint")
+
+
+def _init_weights(module: nn.Module) -> None:
+    """The official (VMamba) initialisation: Linear weights truncated-normal std 0.02 with zero
+    bias, LayerNorm (1, 0). Convolutions and the scan parameters keep their own initialisation.
+    Small residual branches make the untrained network close to identity, which trains faster."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
 
 
 # ---- official checkpoint key mapping --------------------------------------------------------

@@ -275,15 +275,14 @@ def image_for(fused: Path | dict[str, Path]):
 
 def export_method(name: str, key: str, fused: Path | dict[str, Path], data: PreparedData, run_dir: Path) -> Path:
     """One YOLO tree per method (its own label caches); returns its data YAML."""
-    out = run_dir / "yolo" / f"{name}-{key}"
-    if _read_done(out) is not None:
-        return out / "data.yaml"
-    tmp = _fresh_tmp(out)
-    export_yolo(tmp, data.split, image_for(fused), data.dataset.boxes, data.class_names, progress=False)
-    _commit(tmp, out, {"method": name, "key": key})
-    # data.yaml holds absolute paths: rewrite it for the final location.
     from data.yolo_export import yolo_dataset_yaml
 
+    out = run_dir / "yolo" / f"{name}-{key}"
+    if _read_done(out) is None:
+        tmp = _fresh_tmp(out)
+        export_yolo(tmp, data.split, image_for(fused), data.dataset.boxes, data.class_names, progress=False)
+        _commit(tmp, out, {"method": name, "key": key})
+    # data.yaml holds absolute paths: (re)write it for the tree's final location.
     return yolo_dataset_yaml(out, data.class_names)
 
 
@@ -403,7 +402,6 @@ class PipelineResult:
     tracking_uri: str
     experiment: str
     parent_run_id: str
-    summary: str = ""
     timings: dict[str, float] = field(default_factory=dict)
 
 

@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+# Before anything imports torch: idle OpenMP threads sleep instead of spinning, so torch ops and the
+# numba selective-scan kernel do not starve each other (see fusion/__init__.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # command name -> (module under pipelines/, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -17,17 +22,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluate", "fusion metrics, Tables I-IV/VII style reports"),
     "fuse_then_detect": ("fuse_then_detect", "fuse a detection dataset per method, train YOLO on each, compare mAP"),
 }
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.run", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
-    for name, (module_name, help_text) in COMMANDS.items():
-        sp = sub.add_parser(name, help=help_text, description=help_text)
-        module = importlib.import_module(f"pipelines.{module_name}")
-        module.add_arguments(sp)
-        sp.set_defaults(_module=module)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

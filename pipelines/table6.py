@@ -49,12 +49,12 @@ def _markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _best_bold(values: list[float], texts: list[str], higher_is_better: bool = True) -> list[str]:
-    finite = [v for v in values if v is not None and not math.isnan(v)]
+def _best_bold(values: list[float], texts: list[str]) -> list[str]:
+    """Bold the highest finite value(s) of a column."""
+    finite = [v for v in values if not math.isnan(v)]
     if not finite:
         return texts
-    best = max(finite) if higher_is_better else min(finite)
-    return [f"**{t}**" if v is not None and not math.isnan(v) and v == best else t for v, t in zip(values, texts)]
+    return [f"**{t}**" if v == max(finite) else t for v, t in zip(values, texts)]
 
 
 def table6_markdown(df: pd.DataFrame, class_names: list[str]) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported; see fusion/__init__.py
+
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
