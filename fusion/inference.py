@@ -8,14 +8,12 @@ convention), its Y is fused with IR and the result is recolored with the VIS Cb/
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from data.color import rgb_to_ycbcr, to_gray, ycbcr_to_rgb
 from data.io import read_image, write_png_atomic
@@ -70,22 +68,6 @@ def fuse_files(model: nn.Module, ir_path: str | os.PathLike, vi_path: str | os.P
     """Read an IR/VIS pair, fuse (color policy above) and write an 8-bit PNG atomically."""
     fused = fuse_image_arrays(model, read_image(ir_path, "gray"), read_image(vi_path, "unchanged"))
     return write_png_atomic(out_path, fused)
-
-
-def fuse_pairs(model: nn.Module, pairs: Iterable[tuple[str, Path, Path]], out_dir: str | os.PathLike,
-               overwrite: bool = False, desc: str = "fuse") -> list[Path]:
-    """Fuse (name, ir_path, vi_path) pairs into ``out_dir/<name>.png``; existing outputs are kept
-    (outputs are written atomically, so an existing file is complete) unless ``overwrite``."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pairs = list(pairs)
-    written = []
-    for name, ir_path, vi_path in tqdm(pairs, desc=desc, unit="pair"):
-        target = out_dir / f"{name}.png"
-        if overwrite or not target.exists():
-            fuse_files(model, ir_path, vi_path, target)
-        written.append(target)
-    return written
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", scan_backend: str | None = None) -> S4Fusion:

@@ -584,10 +584,10 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool = True, tra
         params.update({"train.world_size": ctx.world_size, "train.steps_per_epoch": steps_per_epoch,
                        "train.total_steps": total_steps, "train.num_pairs": len(train_set),
                        "train.fusion_split_sha256": split_hash(split),
-                       "train.perception_weights": loss_fn.perception.source,
+                       "train.perception_weights": loss_fn.perception.source if loss_fn.perception else "unused",
                        "train.model_parameters": model.num_parameters()})
         tracker.log_params(params)
-        if loss_fn.perception.source == "random":
+        if loss_fn.perception is not None and loss_fn.perception.source == "random":
             tracker.set_tag("WARNING", "perception.weights=random: untrained ResNet50 in the loss (not the paper's)")
 
     def checkpoint() -> None:

@@ -10,7 +10,7 @@ from PIL import Image
 from data.color import rgb_to_ycbcr
 from data.io import read_image
 from fusion import S4Fusion, S4FusionConfig
-from fusion.inference import fuse, fuse_files, fuse_image_arrays, fuse_pairs, padding_for
+from fusion.inference import fuse, fuse_files, fuse_image_arrays, padding_for
 
 TINY = dict(dims=(8, 16, 32), depths=(1, 1, 1), depths_decoder=(1, 1, 1), num_cmsa=1, d_state=4, d_state_fusion=4)
 
@@ -72,14 +72,3 @@ def test_gray_in_gray_out_and_size_mismatch(tiny_model):
     assert out.shape == (30, 41) and out.dtype == np.uint8
     with pytest.raises(ValueError, match="sizes differ"):
         fuse_image_arrays(tiny_model, ir, np.zeros((31, 41), np.uint8))
-
-
-def test_fuse_pairs_resumes(shared_data, tiny_model, tmp_path):
-    root = shared_data / "samples" / "TNO"
-    pairs = [(s, root / "ir" / f"{s}.png", root / "vi" / f"{s}.png") for s in ("01", "02")]
-    written = fuse_pairs(tiny_model, pairs, tmp_path)
-    mtimes = [p.stat().st_mtime_ns for p in written]
-    assert [p.name for p in written] == ["01.png", "02.png"]
-    fuse_pairs(tiny_model, pairs, tmp_path)
-    assert [p.stat().st_mtime_ns for p in written] == mtimes
-    assert not list(tmp_path.glob("*.tmp*"))
