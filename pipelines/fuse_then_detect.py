@@ -20,7 +20,6 @@ partial output is never used.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import logging
@@ -38,10 +37,10 @@ from tqdm import tqdm
 
 from data.adapters import DatasetError, PairedImageDataset, open_dataset
 from data.io import IMAGE_EXTENSIONS, image_size, read_image, write_png_atomic, write_text_atomic
-from data.splits import SplitMismatchError, split_hash, split_stems, write_split
+from data.splits import SplitMismatchError, split_stems, write_split
 from data.yolo_export import export_yolo
 from detection.coco_eval import CocoMetrics, coco_map, ground_truth_from_yolo
-from detection.yolo import DetectionResult, DetectorConfig, train_and_evaluate
+from detection.yolo import DetectionResult, train_and_evaluate
 from pipelines.config import ConfigError, MethodConfig, PipelineConfig, load_config
 from pipelines.tracking import Tracker, default_tracking_uri, environment_info
 

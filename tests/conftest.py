@@ -18,3 +18,15 @@ def shared_data() -> Path:
         pytest.fail(f"shared test data not found at {SHARED_DATA}: it must sit beside the checkout "
                     "(../shared/data) or be named by S4FUSE_SHARED_DATA")
     return SHARED_DATA
+
+
+def search_runs(uri: str, experiment: str):
+    """mlflow.search_runs against ``uri`` (it reads the global tracking URI), restoring it after."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        return mlflow.search_runs(experiment_names=[experiment])
+    finally:
+        mlflow.set_tracking_uri(previous)

@@ -13,6 +13,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import search_runs
 import torch
 
 import pipelines.fuse_then_detect as ftd
@@ -98,15 +99,6 @@ def make_cfg(inputs, run_dir, mlflow_db, experiment, **changes):
     }
     raw.update(changes)
     return parse_config(raw)
-
-
-def search_runs(uri, experiment):
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        return mlflow.search_runs(experiment_names=[experiment])
-    finally:
-        mlflow.set_tracking_uri(previous)
 
 
 @pytest.fixture

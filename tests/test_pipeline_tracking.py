@@ -1,20 +1,10 @@
 """MLflow helpers: SQLite store, resumable parent/child runs found by tag, safe param logging."""
 import math
 
-import mlflow
 import pytest
+from conftest import search_runs
 
 from pipelines.tracking import Tracker, default_tracking_uri, flatten
-
-
-def search_runs(uri: str, experiment: str):
-    """mlflow.search_runs against ``uri`` (it reads the global tracking URI), restoring it after."""
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        return mlflow.search_runs(experiment_names=[experiment])
-    finally:
-        mlflow.set_tracking_uri(previous)
 
 
 @pytest.fixture(scope="module")
