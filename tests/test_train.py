@@ -247,10 +247,6 @@ def test_ddp_two_processes_match_single_process(tmp_path):
 
 # ---- the short real training run -------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "known shortfall, docs/benchmarks.md#training: after the demo's 560 CPU steps the model beats averaging "
-    "on SF and AG but not on Qabf (held-out means ours/average: SF 9.68/8.03, AG 3.89/2.94, Qabf 0.20/0.34); "
-    "edge transfer needs a much longer run than this 2-core machine allows in minutes"))
 @needs_samples
 def test_demo_training_beats_averaging_on_held_out_pairs(tmp_path, monkeypatch):
     """The demo recipe (a few CPU minutes) vs plain averaging on pairs it did not train on."""
