@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -74,3 +76,20 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", scan
     """Load any checkpoint :meth:`S4Fusion.load` accepts, in eval mode on ``device``."""
     overrides = {"scan_backend": scan_backend} if scan_backend else {}
     return S4Fusion.load(path, **overrides).to(device).eval()
+
+
+def make_fuser(method: str, checkpoint: str | os.PathLike | None = None, device: str | torch.device = "cpu",
+               scan_backend: str | None = None) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``(ir_u8, vi_u8) -> fused_u8`` for ``method``: ``"s4fusion"`` (needs ``checkpoint``) or a name of
+    :data:`fusion.baselines.BASELINES`. Every method follows the same color policy (module docstring)."""
+    from fusion.baselines import BASELINES, fuse_baseline
+
+    if method == "s4fusion":
+        if checkpoint is None:
+            raise ValueError("the s4fusion method needs a checkpoint (the official model.pkl, or a model "
+                             "exported by `python -m pipelines.run train_fusion`)")
+        model = load_model(checkpoint, device=device, scan_backend=scan_backend)
+        return lambda ir, vi: fuse_image_arrays(model, ir, vi)
+    if method not in BASELINES:
+        raise KeyError(f"unknown fusion method {method!r}; expected 's4fusion' or one of {sorted(BASELINES)}")
+    return lambda ir, vi: fuse_baseline(method, ir, vi)

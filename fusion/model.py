@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -43,7 +43,6 @@ class S4FusionConfig:
     interaction: str = "cmsa"
     patch_mark: bool = True
     scan_backend: str = "auto"
-    extra: dict = field(default_factory=dict, repr=False)  # free-form notes carried with checkpoints
 
     def __post_init__(self) -> None:
         self.dims, self.depths, self.depths_decoder = tuple(self.dims), tuple(self.depths), tuple(self.depths_decoder)

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from data.adapters import open_dataset
 from data.io import IMAGE_EXTENSIONS, write_text_atomic
-from fusion.baselines import BASELINES, fuse_baseline
+from fusion.baselines import BASELINES
 from fusion.metrics import CONVENTIONS, compute_metrics, load_image, resolve_metrics
 from pipelines.reports import comparison_grid, markdown_table, write_csv_atomic, write_summary
 
@@ -109,21 +109,14 @@ def resolve_methods(specs: list[str], stems: list[str], checkpoint: str | None, 
     return methods
 
 
-def _load_s4fusion(checkpoint: str):
-    from fusion.inference import load_model  # lazy: torch model code only when needed
-
-    return load_model(checkpoint)
-
-
 def _fuser(method: Method):
     """A function (sample) -> fused uint8 image for this method."""
-    if method.kind == "baseline":
-        return lambda s: fuse_baseline(method.source, s.ir, s.vi)
-    if method.kind == "s4fusion":
-        from fusion.inference import fuse_image_arrays
+    if method.kind in ("baseline", "s4fusion"):
+        from fusion.inference import make_fuser  # lazy: torch model code only when needed
 
-        model = _load_s4fusion(method.source)
-        return lambda s: fuse_image_arrays(model, s.ir, s.vi)
+        fuse = make_fuser(method.kind if method.kind == "s4fusion" else method.source,
+                          method.source if method.kind == "s4fusion" else None)
+        return lambda s: fuse(s.ir, s.vi)
 
     def read(s):
         fused = load_image(method.files[s.name], f"{method.name} fused image")
@@ -170,21 +163,17 @@ def measure_learned(method: Method, runs: int) -> dict[str, float | int | str]:
     """Table VII row: parameters and FLOPs from ``fusion.flops.count_model`` and measured CPU latency at 480x640."""
     import torch
 
-    from fusion.inference import fuse
+    from fusion.flops import count_model
+    from fusion.inference import fuse, load_model
 
-    model = _load_s4fusion(method.source)
-    row: dict[str, float | int | str] = {"method": method.name}
-    try:
-        from fusion.flops import count_model
-    except ImportError as exc:  # reported in the table instead of failing the whole evaluation
-        row["note"] = f"fusion.flops unavailable ({exc})"
-    else:
-        cost = count_model(model, *LATENCY_SIZE)
-        cost = cost.to_dict() if hasattr(cost, "to_dict") else dict(cost)
-        row["params_total_M"] = round(cost["params_total"] / 1e6, 4)
-        row["params_used_M"] = round(cost["params_used"] / 1e6, 4)
-        flops = cost.get("flops_paper_convention", cost.get("flops_total"))
-        row["GFLOPs"] = round(flops / 1e9, 3)
+    model = load_model(method.source)
+    cost = count_model(model, *LATENCY_SIZE)
+    row: dict[str, float | int | str] = {
+        "method": method.name,
+        "params_total_M": round(cost.params_total / 1e6, 4),
+        "params_used_M": round(cost.params_used / 1e6, 4),
+        "GFLOPs": round(cost.flops_paper_convention / 1e9, 3),  # fvcore convention, as the paper
+    }
     h, w = LATENCY_SIZE
     gen = torch.Generator().manual_seed(0)
     ir, vi = torch.rand(1, 1, h, w, generator=gen), torch.rand(1, 1, h, w, generator=gen)

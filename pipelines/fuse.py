@@ -16,8 +16,8 @@ from tqdm import tqdm
 
 from data.adapters import DATASET_NAMES, DatasetLayout, PairedImageDataset, open_dataset, scan_pairs
 from data.io import write_png_atomic
-from fusion.baselines import BASELINES, fuse_baseline
-from fusion.inference import fuse_image_arrays, load_model
+from fusion.baselines import BASELINES
+from fusion.inference import make_fuser
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,14 +57,10 @@ def _dataset(args: argparse.Namespace) -> PairedImageDataset:
 
 def main(args: argparse.Namespace) -> int:
     dataset = _dataset(args)
-    if args.method == "s4fusion":
-        if args.checkpoint is None:
-            raise SystemExit("fuse: --method s4fusion needs --checkpoint (the official release's model.pkl, "
-                             "or a model exported by `python -m pipelines.run train_fusion`)")
-        model = load_model(args.checkpoint, device=args.device, scan_backend=args.scan_backend)
-        fuse_one = lambda ir, vi: fuse_image_arrays(model, ir, vi)  # noqa: E731
-    else:
-        fuse_one = lambda ir, vi: fuse_baseline(args.method, ir, vi)  # noqa: E731
+    if args.method == "s4fusion" and args.checkpoint is None:
+        raise SystemExit("fuse: --method s4fusion needs --checkpoint (the official release's model.pkl, "
+                         "or a model exported by `python -m pipelines.run train_fusion`)")
+    fuse_one = make_fuser(args.method, args.checkpoint, device=args.device, scan_backend=args.scan_backend)
     args.out.mkdir(parents=True, exist_ok=True)
     done = 0
     for stem in tqdm(dataset.stems, desc=f"fuse [{args.method}]", unit="pair"):

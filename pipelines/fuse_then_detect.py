@@ -243,18 +243,10 @@ def fuse_method(method: MethodConfig, data: PreparedData, run_dir: Path, key: st
     if _read_done(out) is not None:
         return out
     tmp = _fresh_tmp(out)
-    if method.kind == "s4fusion":
-        from fusion.inference import fuse_image_arrays, load_model
+    if method.kind in ("s4fusion", "baseline"):
+        from fusion.inference import make_fuser
 
-        model = load_model(checkpoint)
-
-        def fuse(ir, vi):
-            return fuse_image_arrays(model, ir, vi)
-    elif method.kind == "baseline":
-        from fusion.baselines import fuse_baseline
-
-        def fuse(ir, vi):
-            return fuse_baseline(method.baseline, ir, vi)
+        fuse = make_fuser(method.baseline if method.kind == "baseline" else "s4fusion", checkpoint)
     else:  # source
 
         def fuse(ir, vi):

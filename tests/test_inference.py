@@ -10,7 +10,7 @@ from PIL import Image
 from data.color import rgb_to_ycbcr
 from data.io import read_image
 from fusion import S4Fusion, S4FusionConfig
-from fusion.inference import fuse, fuse_files, fuse_image_arrays, padding_for
+from fusion.inference import fuse, fuse_files, fuse_image_arrays, make_fuser, padding_for
 
 TINY = dict(dims=(8, 16, 32), depths=(1, 1, 1), depths_decoder=(1, 1, 1), num_cmsa=1, d_state=4, d_state_fusion=4)
 
@@ -72,3 +72,14 @@ def test_gray_in_gray_out_and_size_mismatch(tiny_model):
     assert out.shape == (30, 41) and out.dtype == np.uint8
     with pytest.raises(ValueError, match="sizes differ"):
         fuse_image_arrays(tiny_model, ir, np.zeros((31, 41), np.uint8))
+
+
+def test_make_fuser_dispatch_and_errors(tiny_model, tmp_path):
+    ir, vi = np.full((20, 30), 200, np.uint8), np.full((20, 30), 100, np.uint8)
+    assert np.array_equal(make_fuser("average")(ir, vi), np.full((20, 30), 150, np.uint8))
+    path = tiny_model.save_exported(tmp_path / "m.pt")
+    assert np.array_equal(make_fuser("s4fusion", path)(ir, vi), fuse_image_arrays(tiny_model, ir, vi))
+    with pytest.raises(ValueError, match="needs a checkpoint"):
+        make_fuser("s4fusion")
+    with pytest.raises(KeyError, match="unknown fusion method 'nope'"):
+        make_fuser("nope")

@@ -19,14 +19,18 @@ from fusion.train import (CheckpointError, TrainConfig, build_model, load_checkp
                           resolve_sources, seed_everything, train, warmup_cosine)
 from fusion.train_data import PairedCropDataset
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+from conftest import REPO_ROOT as REPO
+from conftest import SHARED_DATA as SHARED
+
 TNO, ROADSCENE = SHARED / "samples" / "TNO", SHARED / "samples" / "RoadScene"
 TINY_MODEL = dict(dims=[8, 16, 32], depths=[1, 1, 1], depths_decoder=[1, 1, 1], num_cmsa=1, d_state=4, d_state_fusion=4)
 
-needs_samples = pytest.mark.skipif(not TNO.is_dir() or not ROADSCENE.is_dir(),
-                                   reason=f"needs the shared samples at {SHARED / 'samples'}")
 pytestmark = pytest.mark.filterwarnings("ignore:perception.weights=random")
+
+
+@pytest.fixture(autouse=True)
+def _require_shared_data(shared_data):
+    """Most tests train on the shared samples; a missing ../shared/data fails loudly (conftest)."""
 
 
 def tiny_config(**overrides) -> TrainConfig:
@@ -124,12 +128,9 @@ def test_gradients_reach_every_used_parameter():
 @pytest.fixture(scope="module")
 def straight_run(tmp_path_factory) -> Path:
     """4 uninterrupted steps (3 steps per epoch, so the run crosses an epoch boundary)."""
-    if not TNO.is_dir() or not ROADSCENE.is_dir():
-        pytest.skip(f"needs the shared samples at {SHARED / 'samples'}")
     return train(tiny_config(max_steps=4), tmp_path_factory.mktemp("straight"))
 
 
-@needs_samples
 def test_a_few_steps_reduce_the_loss(straight_run):
     cfg = tiny_config()
     seed_everything(cfg.seed)
@@ -144,7 +145,6 @@ def test_a_few_steps_reduce_the_loss(straight_run):
     assert after < 0.985 * before, (before, after)
 
 
-@needs_samples
 def test_resume_equals_uninterrupted_run(straight_run, tmp_path):
     first = train(tiny_config(max_steps=2), tmp_path)  # "interrupted" mid-epoch at step 2
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 2
@@ -164,7 +164,6 @@ def test_resume_equals_uninterrupted_run(straight_run, tmp_path):
     assert state_dicts_equal(load_model(resumed).state_dict(), b["state_dict"])
 
 
-@needs_samples
 def test_damaged_checkpoints_and_changed_configs_are_refused(tmp_path):
     cfg = tiny_config(max_steps=1)
     train(cfg, tmp_path)
@@ -187,7 +186,6 @@ def test_damaged_checkpoints_and_changed_configs_are_refused(tmp_path):
         load_checkpoint(ckpt)
 
 
-@needs_samples
 def test_cli_logs_to_mlflow(tmp_path, monkeypatch):
     import mlflow
 
@@ -228,7 +226,6 @@ DDP_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.slow
-@needs_samples
 def test_ddp_two_processes_match_single_process(tmp_path):
     """torchrun with gloo, 2 CPU processes of 1 sample each == 1 process with the 2-sample batch."""
     script = tmp_path / "ddp_train.py"
@@ -247,7 +244,6 @@ def test_ddp_two_processes_match_single_process(tmp_path):
 
 # ---- the short real training run -------------------------------------------------------------
 @pytest.mark.slow
-@needs_samples
 def test_demo_training_beats_averaging_on_held_out_pairs(tmp_path, monkeypatch):
     """The demo recipe (a few CPU minutes) vs plain averaging on pairs it did not train on."""
     from data.adapters import open_dataset

@@ -29,12 +29,6 @@ from torch import Tensor
 
 logger = logging.getLogger(__name__)
 
-# numba's OpenMP layer leaves its threads spin-waiting after each kernel, and they fight torch's own
-# OpenMP threads for the cores: measured 25x slower training steps on 2 cores. The workqueue layer
-# sleeps between launches. A user's explicit NUMBA_THREADING_LAYER still wins.
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
-
 CHECKPOINT_EVERY = 64  # time steps between stored states: memory b*D*N*L/64, recompute buffer 64*N per item
 _CHANNEL_BLOCKS_PER_GROUP = 8  # gradient reduction granularity for B/C; fixed so results are deterministic
 
