@@ -1,46 +1,42 @@
 """mamba-ssm's fused CUDA selective scan, imported lazily.
 
 ``mamba_ssm`` cannot even be imported without its compiled extension, so nothing here touches it at import
-time. :func:`load_mamba_kernel` first tries the bare extension module ``selective_scan_cuda`` (its ``fwd`` /
-``bwd`` are what mamba-ssm's own autograd function calls) and falls back to
-``mamba_ssm.ops.selective_scan_interface.selective_scan_fn``. As in mamba-ssm, the gradient of the returned
-last state is not propagated.
+time. Only the bare extension module ``selective_scan_cuda`` counts as the kernel (its ``fwd``/``bwd`` are what
+mamba-ssm's own autograd function calls): the ``mamba_ssm`` package may import without it (the extension is
+opt-in in newer mamba-ssm), and then its ``selective_scan_fn`` is not the fused kernel. As in mamba-ssm, the
+gradient of the returned last state is not propagated.
 """
 from __future__ import annotations
 
 import functools
 import importlib
-import logging
 from types import ModuleType
 from typing import Callable
 
 import torch
 from torch import Tensor
 
-logger = logging.getLogger(__name__)
-
 
 @functools.cache
-def _extension() -> ModuleType | None:
+def _load_extension() -> tuple[ModuleType | None, str | None]:
     try:
-        return importlib.import_module("selective_scan_cuda")
+        return importlib.import_module("selective_scan_cuda"), None
     except Exception as error:  # ImportError, or OSError/undefined symbols from a mismatched build
-        logger.debug("selective_scan_cuda not importable: %s", error)
-        return None
+        return None, f"{type(error).__name__}: {error}"
 
 
-@functools.cache
-def _package_scan_fn() -> Callable | None:
-    try:
-        return importlib.import_module("mamba_ssm.ops.selective_scan_interface").selective_scan_fn
-    except Exception as error:
-        logger.debug("mamba_ssm.ops.selective_scan_interface not importable: %s", error)
-        return None
+def _extension() -> ModuleType | None:
+    return _load_extension()[0]
+
+
+def mamba_import_error() -> str | None:
+    """None when ``selective_scan_cuda`` imports, else why it did not (``type: message``)."""
+    return _load_extension()[1]
 
 
 def mamba_available() -> bool:
-    """True when mamba-ssm's CUDA selective scan can be called (extension or package importable)."""
-    return _extension() is not None or _package_scan_fn() is not None
+    """True when mamba-ssm's CUDA selective scan kernel (``selective_scan_cuda``) imports."""
+    return mamba_import_error() is None
 
 
 def _extension_call(fn: Callable, *args):
@@ -82,9 +78,7 @@ def scan_mamba(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Ten
     u, delta, B, C = (t if t.stride(-1) == 1 else t.contiguous() for t in (u, delta, B, C))
     z = z if z is None or z.stride(-1) == 1 else z.contiguous()
     D = D.contiguous() if D is not None else None
-    if _extension() is not None:
-        return _MambaExtensionFn.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
-    package_fn = _package_scan_fn()
-    if package_fn is None:
-        raise RuntimeError("backend='mamba' needs mamba-ssm's CUDA extension: pip install 's4fuse[cuda]'")
-    return package_fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state=True)
+    if _extension() is None:
+        raise RuntimeError(f"backend='mamba' needs mamba-ssm's CUDA extension ({mamba_import_error()}): "
+                           "pip install 's4fuse[cuda]'")
+    return _MambaExtensionFn.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus)

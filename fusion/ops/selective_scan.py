@@ -1,4 +1,4 @@
-"""Selective scan (Mamba S6) with mamba-ssm's signature and layouts, dispatched to one of four backends.
+"""Selective scan (Mamba S6) with mamba-ssm's signature and layouts, dispatched to one of five backends.
 
 ``selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
 return_last_state=False, backend="auto")``
@@ -11,11 +11,15 @@ group d // (D // G)) or (batch, N, L) for G = 1; D, delta_bias (D,). Math (mamba
     out = (y + D * u) * silu(z)                   (D / z optional), in u's dtype
 
 Backends: ``reference`` (sequential torch loop, the oracle), ``cpu`` (fused numba kernel), ``chunked``
-(pure-torch chunked scan, any device), ``mamba`` (mamba-ssm CUDA kernel), ``auto`` (see
-:func:`resolve_backend`). All are differentiable w.r.t. every tensor input. See docs/selective_scan.md.
+(pure-torch chunked scan, any device), ``mamba`` (mamba-ssm CUDA kernel), ``triton`` (our fused Triton kernel,
+CUDA, or CPU under ``TRITON_INTERPRET=1``), ``auto`` (see :func:`resolve_backend`). All are differentiable
+w.r.t. every tensor input. An explicitly requested backend that cannot run is an error, never a silent
+fallback. See docs/selective_scan.md.
 """
 from __future__ import annotations
 
+import functools
+import importlib
 import logging
 
 import torch
@@ -27,26 +31,49 @@ from fusion.ops.scan_reference import scan_reference
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "reference", "cpu", "chunked", "mamba")
+BACKENDS = ("auto", "reference", "cpu", "chunked", "mamba", "triton")
 last_backend: str | None = None
 """Backend the most recent call ran on (after resolving ``auto``); for logs, tests and benchmarks."""
 _logged_choices: set[tuple[str, str]] = set()
 
 
-def resolve_backend(device: torch.device | str, dtype: torch.dtype = torch.float32) -> str:
-    """What ``backend="auto"`` runs for tensors on ``device``.
+def explain_backend(device: torch.device | str, dtype: torch.dtype = torch.float32) -> tuple[str, str | None]:
+    """What ``backend="auto"`` runs for tensors on ``device``, and why a faster one could not (None if none).
 
-    CPU -> ``cpu`` (numba). CUDA -> ``mamba`` when mamba-ssm's kernel imports and the dtype is one it has
-    (float32/float16/bfloat16), else ``chunked``. Other devices -> ``chunked``.
+    CPU -> ``cpu`` (numba). CUDA -> ``mamba`` when mamba-ssm's ``selective_scan_cuda`` imports, else
+    ``triton`` when Triton imports, else ``chunked``; float64 -> ``chunked`` (both kernels compute in
+    float32). Other devices -> ``chunked``.
     """
     device = torch.device(device)
     if device.type == "cpu":
-        return "cpu"
-    if device.type == "cuda" and dtype != torch.float64:
-        from fusion.ops.scan_mamba import mamba_available  # lazy: never import mamba_ssm eagerly
-        if mamba_available():
-            return "mamba"
-    return "chunked"
+        return "cpu", None
+    if device.type != "cuda":
+        return "chunked", f"no fused kernel for {device.type} tensors"
+    if dtype == torch.float64:
+        return "chunked", "float64: the mamba and triton kernels compute in float32"
+    from fusion.ops.scan_mamba import mamba_import_error  # lazy: never import mamba_ssm eagerly
+    mamba_error = mamba_import_error()
+    if mamba_error is None:
+        return "mamba", None
+    triton_error = triton_import_error()
+    if triton_error is None:
+        return "triton", f"mamba-ssm's kernel unavailable: {mamba_error}"
+    return "chunked", f"mamba-ssm's kernel unavailable: {mamba_error}; Triton unavailable: {triton_error}"
+
+
+def resolve_backend(device: torch.device | str, dtype: torch.dtype = torch.float32) -> str:
+    """The backend ``auto`` runs for ``device``/``dtype`` (see :func:`explain_backend`)."""
+    return explain_backend(device, dtype)[0]
+
+
+@functools.cache
+def triton_import_error() -> str | None:
+    """None when the Triton backend imports, else the import error (``type: message``)."""
+    try:
+        importlib.import_module("fusion.ops.scan_triton")
+    except Exception as error:  # ImportError, or a broken Triton install
+        return f"{type(error).__name__}: {error}"
+    return None
 
 
 def selective_scan_flops(batch: int, dim: int, length: int, d_state: int, with_z: bool = False) -> int:
@@ -87,12 +114,40 @@ def _validate(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tens
     return grouped[0], grouped[1]
 
 
-def _log_choice(device: torch.device, backend: str) -> None:
+def _triton_interpreting() -> bool:
+    from fusion.ops.scan_triton import interpreter_enabled
+    return interpreter_enabled()
+
+
+def _log_choice(device: torch.device, backend: str, reason: str | None) -> None:
     global last_backend
     last_backend = backend
     if (str(device), backend) not in _logged_choices:
         _logged_choices.add((str(device), backend))
-        logger.info("selective scan on %s uses backend %r", device, backend)
+        logger.info("selective scan on %s uses backend %r%s", device, backend, f" ({reason})" if reason else "")
+
+
+def _check_explicit_backend(backend: str, u: Tensor) -> None:
+    """Raise, naming every problem, when an explicitly requested backend cannot run these tensors."""
+    problems = []
+    if backend == "cpu" and u.device.type != "cpu":
+        problems.append(f"it needs CPU tensors, got {u.device}")
+    if backend == "mamba":
+        from fusion.ops.scan_mamba import mamba_import_error
+        if (error := mamba_import_error()) is not None:
+            problems.append(f"mamba-ssm's kernel does not import ({error}); pip install 's4fuse[cuda]' or use "
+                            "backend='triton'")
+        if u.device.type != "cuda":
+            problems.append(f"it is a CUDA kernel and needs CUDA tensors, got {u.device}")
+    if backend == "triton":
+        if (error := triton_import_error()) is not None:
+            problems.append(f"Triton does not import ({error})")
+        elif u.device.type != "cuda" and not (u.device.type == "cpu" and _triton_interpreting()):
+            problems.append(f"it needs CUDA tensors (or CPU tensors with TRITON_INTERPRET=1), got {u.device}")
+    if backend in ("mamba", "triton") and u.dtype == torch.float64:
+        problems.append("it computes in float32 and has no float64; use 'chunked', 'cpu' or 'reference'")
+    if problems:
+        raise ValueError(f"selective_scan: backend={backend!r} cannot run here: " + "; ".join(problems))
 
 
 def selective_scan_fn(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None,
@@ -105,20 +160,19 @@ def selective_scan_fn(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
     if backend not in BACKENDS:
         raise ValueError(f"selective_scan: unknown backend {backend!r}; choose one of {BACKENDS}")
     B, C = _validate(u, delta, A, B, C, D, z, delta_bias)
+    reason = None
     if backend == "auto":
-        backend = resolve_backend(u.device, u.dtype)
-    if backend == "cpu" and u.device.type != "cpu":
-        raise ValueError(f"selective_scan: backend='cpu' needs CPU tensors, got {u.device}")
-    if backend == "mamba":
-        if u.device.type != "cuda":
-            raise ValueError(f"selective_scan: backend='mamba' is mamba-ssm's CUDA kernel and needs CUDA tensors, "
-                             f"got {u.device}; use backend='cpu' or 'auto' on CPU")
-        backend = resolve_backend(u.device, u.dtype)  # the chunked torch scan when the kernel cannot run
-    _log_choice(u.device, backend)
+        backend, reason = explain_backend(u.device, u.dtype)
+    else:
+        _check_explicit_backend(backend, u)
+    _log_choice(u.device, backend, reason)
 
-    if backend == "mamba":
-        from fusion.ops.scan_mamba import scan_mamba
-        out, last_state = scan_mamba(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    if backend in ("mamba", "triton"):
+        if backend == "mamba":
+            from fusion.ops.scan_mamba import scan_mamba as fused_scan
+        else:
+            from fusion.ops.scan_triton import scan_triton as fused_scan
+        out, last_state = fused_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
         return (out, last_state) if return_last_state else out
 
     compute_dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
