@@ -207,9 +207,9 @@ def test_auto_on_cpu_picks_numba_kernel_and_logs_once(caplog, monkeypatch):
 def test_resolve_backend_for_cuda_without_running_it():
     from fusion.ops.scan_mamba import mamba_available
 
-    expected = "mamba" if mamba_available() else "chunked"
+    expected = "mamba" if mamba_available() else "triton" if scan_module.triton_import_error() is None else "chunked"
     assert resolve_backend("cuda") == expected
-    assert resolve_backend("cuda", torch.float64) == "chunked"  # the CUDA kernel has no float64
+    assert resolve_backend("cuda", torch.float64) == "chunked"  # the CUDA kernels have no float64
 
 
 def test_mamba_backend_on_cpu_is_a_clear_error():
@@ -243,14 +243,34 @@ def test_importing_ops_never_imports_mamba_ssm():
     assert result.stdout.strip() == "[]"
 
 
+def cuda_kernel_missing(backend: str) -> str | None:
+    """Why ``backend`` cannot run on this CUDA machine (None when it can)."""
+    if backend == "mamba":
+        from fusion.ops.scan_mamba import mamba_import_error
+        error = mamba_import_error()
+        return f"mamba-ssm's selective_scan_cuda does not import: {error}" if error else None
+    if backend == "triton":
+        error = scan_module.triton_import_error()
+        return f"the triton backend does not import: {error}" if error else None
+    return None
+
+
 @pytest.mark.cuda
 @needs_cuda
-@pytest.mark.parametrize("backend", ["mamba", "chunked"])
+@pytest.mark.parametrize("backend", ["mamba", "triton", "chunked", "auto"])
 def test_cuda_backend_matches_reference(backend):
+    if (missing := cuda_kernel_missing(backend)) is not None:
+        pytest.skip(missing)
     inputs = make_inputs(length=257, groups=2, dtype=torch.float32, device="cuda")
+    with_last_grad = backend not in ("mamba", "auto")  # mamba-ssm does not propagate the last state's gradient
     reference = run_with_grads({k: v.double().cpu() for k, v in inputs.items()}, "reference",
-                               return_last_state=False)
-    out, _, grads = run_with_grads(inputs, backend, return_last_state=False)
+                               return_last_state=with_last_grad)
+    out, _, grads = run_with_grads(inputs, backend, return_last_state=with_last_grad)
+    assert scan_module.last_backend == (resolve_backend("cuda") if backend == "auto" else backend)
     assert_close(out.cpu(), reference[0], torch.float32, "out")
     for name in grads:
         assert_close(grads[name].cpu(), reference[2][name], torch.float32, f"d{name}")
+    _, last = selective_scan_fn(**inputs, delta_softplus=True, return_last_state=True, backend=backend)
+    _, last_reference = selective_scan_fn(**{k: v.double().cpu() for k, v in inputs.items()}, delta_softplus=True,
+                                          return_last_state=True, backend="reference")
+    assert_close(last.cpu(), last_reference, torch.float32, "last_state")

@@ -31,23 +31,23 @@ the blocks; dA, dD, dbias are written per batch and summed by torch. Every sum h
 are deterministic. Memory: O(b*D*L) for inputs and gradients plus O(b*D*N*L/K) checkpoints.
 
 Only ``tl.exp``/``tl.log`` are used (no libdevice externs), softplus' log1p via log(w)*e/(w-1), w = 1+e.
-Under ``TRITON_INTERPRET=1`` the kernels run in Triton's CPU interpreter (on CPU tensors): that is how the
-tests check them without a GPU. Kernels are jitted lazily, per interpreter mode, so that mode is read when
-the scan runs, not when this module is imported.
+With ``TRITON_INTERPRET=1`` in the environment before Triton is first imported (Triton decorates its own
+standard library, e.g. ``tl.sum``, at import), the kernels run in Triton's CPU interpreter on CPU tensors:
+that is how the tests check them without a GPU.
 """
 from __future__ import annotations
-
-import functools
 
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+from triton.runtime.interpreter import InterpretedFunction
 
 CHECKPOINT_EVERY = 64  # K: time steps between stored states (memory b*D*N*L/K, scratch K*BLOCK_D*N per program)
 BLOCK_D = 16  # channels per program
 
 
+@triton.jit
 def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
                     out_ptr, last_ptr, ckpt_ptr,
                     dim, length, d_state, per_group, n_groups, n_blocks, n_chunks,
@@ -100,6 +100,7 @@ def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_pt
     tl.store(last_ptr + (b.to(tl.int64) * dim + d[:, None]) * d_state + offs_n[None, :], x, mask=mask_dn)
 
 
+@triton.jit
 def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, ckpt_ptr,
                      dout_ptr, dlast_ptr, scratch_ptr,
                      du_ptr, ddelta_ptr, dz_ptr, dA_ptr, dD_ptr, dbias_ptr, dB_ptr, dC_ptr,
@@ -211,15 +212,8 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         tl.store(dbias_ptr + per_batch, dbias_acc, mask=mask_d)
 
 
-@functools.cache
-def _kernels(interpret: bool):
-    """(forward, backward) jitted for the current mode: ``triton.jit`` reads TRITON_INTERPRET when it runs."""
-    return triton.jit(_forward_kernel), triton.jit(_backward_kernel)
-
-
-def interpreter_enabled() -> bool:
-    """True when TRITON_INTERPRET is set: kernels then run on the CPU in Triton's interpreter."""
-    return bool(triton.knobs.runtime.interpret)
+INTERPRETED = isinstance(_forward_kernel, InterpretedFunction)
+"""True when the kernels were built for Triton's CPU interpreter (TRITON_INTERPRET=1 at import)."""
 
 
 def _launch_config(u: Tensor, B: Tensor, A: Tensor) -> dict:
@@ -237,7 +231,6 @@ class _TritonScanFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool):
         cfg = _launch_config(u, B, A)
-        forward_kernel, _ = _kernels(interpreter_enabled())
         batch, dim, length = u.shape
         d_state = A.shape[1]
         out = torch.empty_like(u)
@@ -245,7 +238,7 @@ class _TritonScanFn(torch.autograd.Function):
         checkpoints = u.new_empty(batch, dim, cfg["n_chunks"], d_state, dtype=torch.float32)
         flags = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
                      SOFTPLUS=delta_softplus)
-        forward_kernel[cfg["grid"]](u, delta, A, B, C, D, z, delta_bias, out, last_state, checkpoints,
+        _forward_kernel[cfg["grid"]](u, delta, A, B, C, D, z, delta_bias, out, last_state, checkpoints,
                                     *cfg["sizes"], cfg["n_blocks"], cfg["n_chunks"], BLOCK_D=BLOCK_D,
                                     N_PAD=cfg["n_pad"], K=CHECKPOINT_EVERY, **flags)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, checkpoints)
@@ -256,7 +249,6 @@ class _TritonScanFn(torch.autograd.Function):
     def backward(ctx, dout, dlast):
         u, delta, A, B, C, D, z, delta_bias, checkpoints = ctx.saved_tensors
         cfg = _launch_config(u, B, A)
-        _, backward_kernel = _kernels(interpreter_enabled())
         batch, dim, length = u.shape
         f32 = dict(dtype=torch.float32, device=u.device)
         dlast = torch.zeros(batch, dim, A.shape[1], **f32) if dlast is None else dlast.float().contiguous()
@@ -268,7 +260,7 @@ class _TritonScanFn(torch.autograd.Function):
         dB = torch.zeros(cfg["n_blocks"], *B.shape, **f32)
         dC = torch.zeros(cfg["n_blocks"], *C.shape, **f32)
         scratch = torch.empty(cfg["grid"][0] * CHECKPOINT_EVERY * BLOCK_D * cfg["n_pad"], **f32)
-        backward_kernel[cfg["grid"]](u, delta, A, B, C, D, z, delta_bias, checkpoints, dout.contiguous(), dlast,
+        _backward_kernel[cfg["grid"]](u, delta, A, B, C, D, z, delta_bias, checkpoints, dout.contiguous(), dlast,
                                      scratch, du, ddelta, dz, dA, dD, dbias, dB, dC, batch, *cfg["sizes"],
                                      cfg["n_blocks"], cfg["n_chunks"], BLOCK_D=BLOCK_D, N_PAD=cfg["n_pad"],
                                      K=CHECKPOINT_EVERY, **ctx.flags)

@@ -115,8 +115,8 @@ def _validate(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tens
 
 
 def _triton_interpreting() -> bool:
-    from fusion.ops.scan_triton import interpreter_enabled
-    return interpreter_enabled()
+    from fusion.ops.scan_triton import INTERPRETED
+    return INTERPRETED
 
 
 def _log_choice(device: torch.device, backend: str, reason: str | None) -> None:
@@ -143,7 +143,8 @@ def _check_explicit_backend(backend: str, u: Tensor) -> None:
         if (error := triton_import_error()) is not None:
             problems.append(f"Triton does not import ({error})")
         elif u.device.type != "cuda" and not (u.device.type == "cpu" and _triton_interpreting()):
-            problems.append(f"it needs CUDA tensors (or CPU tensors with TRITON_INTERPRET=1), got {u.device}")
+            problems.append(f"it needs CUDA tensors (or CPU tensors with TRITON_INTERPRET=1 set before Triton is "
+                            f"imported), got {u.device}")
     if backend in ("mamba", "triton") and u.dtype == torch.float64:
         problems.append("it computes in float32 and has no float64; use 'chunked', 'cpu' or 'reference'")
     if problems:
