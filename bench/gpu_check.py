@@ -1,62 +1,158 @@
-"""Every GPU check in one run, for a session lent a CUDA machine (prints results only):
+"""Every GPU check in one prepared run (a few minutes on an H100/H200-class GPU), printed as one table:
 
-    python -m bench.gpu_check [--reference-dir PATH]
+    python -m bench.gpu_check [--vectors DIR]
 
-1. selective-scan backends on CUDA vs the float64 reference, and their timings (bench.gpu_check_scan);
-2. S4Fusion on CUDA in float32 vs the official test vectors (when --reference-dir holds them; the
-   shared data does not travel to a device machine by itself, so copy reference/*.pt next to the repo);
-3. whole-model latency of a 480x640 pair (fp32 and bf16 autocast; goal <= 15 ms on an H100).
+1. selective-scan backends on CUDA (triton, chunked, mamba when its kernel imports) vs the float64 reference:
+   output, last state, every gradient (bench.gpu_check_scan), and their fwd / fwd+bwd time and memory at
+   an S4Fusion 480x640 level-0 scan;
+2. S4Fusion on CUDA in float32 (TF32 off) vs the official test vectors, per backend;
+3. fusion latency and peak memory of one 480x640 pair per backend (fp32 and bf16 autocast; goal <= 15 ms);
+4. training step time at the paper's crop 229, batch 16, bf16 autocast (S4FusionLoss with a random-weight
+   ResNet50, which costs what the ImageNet one does), per backend.
+
+The official vectors do not travel to a device machine by themselves. Before the run, copy them into the
+git-ignored ``.gpu_vectors/`` and pass that folder along (e.g. in the run tool's ``carry``)::
+
+    mkdir -p .gpu_vectors && cp ../shared/data/reference/s4fusion_case*.pt .gpu_vectors/
+
+A check that raises becomes a FAIL row (the others still run); the exit status is 1 when any row is FAIL,
+2 without CUDA.
 """
 from __future__ import annotations
 
 import argparse
+import sys
+import time
+import traceback
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from bench import gpu_check_scan
+from bench.gpu_check_scan import DEVICE, Row, cuda_time
 from fusion import S4Fusion
 from fusion.inference import fuse
+from fusion.losses import LossConfig, PerceptionConfig, S4FusionLoss
+
+VECTORS_DIR = Path(".gpu_vectors")
+VECTOR_TOLERANCE = 5e-5  # max abs error of the float32 CPU model against the official vectors (tests)
 
 
-def check_reference(reference_dir: Path) -> None:
-    print("## S4Fusion on CUDA vs official vectors (float32)\n")
-    for path in sorted(reference_dir.glob("s4fusion_case*.pt")):
-        case = torch.load(path, weights_only=True)
-        model = S4Fusion.from_official_state_dict(case["state_dict"]).cuda().eval()
-        with torch.no_grad():
-            out = model(case["ir"].float().cuda(), case["vi"].float().cuda())
-        err = (out.double().cpu() - case["fused"]).abs().max().item()
-        print(f"- {path.name}: max abs error {err:.2e} (CPU float32 tolerance 5e-5)")
-    print()
+def use_backend(model: torch.nn.Module, backend: str) -> torch.nn.Module:
+    for module in model.modules():
+        if hasattr(module, "scan_backend"):
+            module.scan_backend = backend
+    return model
 
 
-def time_model() -> None:
-    print("## Latency, one 480x640 pair (ms, median of 20 after a warm-up run)\n")
-    model = S4Fusion().cuda().eval()
-    ir = torch.rand(1, 1, 480, 640, device="cuda")
-    for label, dtype in (("fp32", None), ("bf16 autocast", torch.bfloat16)):
-        def run():
-            with torch.inference_mode(), torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
-                fuse(model, ir, ir)
-        ms = gpu_check_scan.cuda_time(run, repeats=20)
-        print(f"- {label}: {ms:.2f} ms (peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB)")
+def check_vectors(backends: list[str], vectors_dir: Path) -> list[Row]:
+    paths = sorted(vectors_dir.glob("s4fusion_case*.pt"))
+    if not paths:
+        return [("model vs official vectors", "-", f"no s4fusion_case*.pt in {vectors_dir}/ (see this script's "
+                 "docstring to copy them)", f"max abs err <= {VECTOR_TOLERANCE:g}", "FAIL")]
+    rows = []
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = False, False
+    try:
+        for path in paths:
+            case = torch.load(path, weights_only=True)
+            model = S4Fusion.from_official_state_dict(case["state_dict"]).to(DEVICE).eval()
+            for backend in backends:
+                with torch.no_grad():
+                    out = use_backend(model, backend)(case["ir"].float().to(DEVICE), case["vi"].float().to(DEVICE))
+                err = (out.double().cpu() - case["fused"]).abs().max().item()
+                rows.append((f"model vs official vectors ({path.name}, fp32)", backend, f"max abs err {err:.1e}",
+                             f"<= {VECTOR_TOLERANCE:g}", "ok" if err <= VECTOR_TOLERANCE else "FAIL"))
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+    return rows
+
+
+def check_latency(backends: list[str], height: int = 480, width: int = 640) -> list[Row]:
+    rows = []
+    gen = torch.Generator().manual_seed(0)
+    ir, vi = (torch.rand(1, 1, height, width, generator=gen).to(DEVICE) for _ in range(2))
+    model = S4Fusion().to(DEVICE).eval()
+    for backend in backends:
+        use_backend(model, backend)
+        for label, dtype in (("fp32", None), ("bf16 autocast", torch.bfloat16)):
+            def run():
+                with torch.inference_mode(), torch.autocast(DEVICE, dtype=dtype, enabled=dtype is not None):
+                    fuse(model, ir, vi)
+
+            torch.cuda.reset_peak_memory_stats()
+            ms = cuda_time(run, repeats=3 if backend == "chunked" else 20)
+            peak = torch.cuda.max_memory_allocated() / 2**20
+            rows.append((f"fuse one {height}x{width} pair, {label}", backend, f"{ms:.2f} ms, peak {peak:.0f} MiB",
+                         "<= 15 ms", "ok" if ms <= 15 else "MISSED"))
+    return rows
+
+
+def check_training_step(backends: list[str], crop: int = 229, batch: int = 16) -> list[Row]:
+    rows = []
+    gen = torch.Generator().manual_seed(0)
+    ir, vi = (torch.rand(batch, 1, crop, crop, generator=gen).to(DEVICE) for _ in range(2))
+    loss_fn = S4FusionLoss(LossConfig(perception=PerceptionConfig(weights="random"))).to(DEVICE)
+    for backend in backends:
+        model = use_backend(S4Fusion().to(DEVICE).train(), backend)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(DEVICE, dtype=torch.bfloat16):
+                loss, _ = loss_fn(ir, vi, model(ir, vi))
+            loss.backward()
+            optimizer.step()
+
+        torch.cuda.reset_peak_memory_stats()
+        ms = cuda_time(step, repeats=2 if backend == "chunked" else 5)
+        peak = torch.cuda.max_memory_allocated() / 2**30
+        rows.append((f"train step, crop {crop}, batch {batch}, bf16 autocast", backend,
+                     f"{ms:.0f} ms, peak {peak:.1f} GiB", "", "-"))
+    return rows
+
+
+def run_check(name: str, check: Callable[[], list[Row]]) -> list[Row]:
+    start = time.perf_counter()
+    try:
+        rows = check()
+    except Exception as error:  # one failing check (e.g. out of memory) must not lose the others' results
+        traceback.print_exc(file=sys.stderr)
+        torch.cuda.empty_cache()
+        rows = [(name, "-", f"raised {type(error).__name__}: {error}"[:300], "", "FAIL")]
+    print(f"({name}: {time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+    return rows
+
+
+def print_table(rows: list[Row]) -> None:
+    print("| check | backend | result | goal | verdict |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(cell.replace("|", "/") for cell in row) + " |")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reference-dir", type=Path, default=Path("../shared/data/reference"))
+    parser.add_argument("--vectors", type=Path, default=VECTORS_DIR, help="folder with s4fusion_case*.pt")
     args = parser.parse_args()
     if not torch.cuda.is_available():
-        print("gpu_check: no CUDA device; nothing to check")
-        return 0
-    gpu_check_scan.main()
-    if args.reference_dir.is_dir():
-        check_reference(args.reference_dir)
-    else:
-        print(f"(no reference vectors at {args.reference_dir}; skipping the model equivalence check)\n")
-    time_model()
-    return 0
+        print(f"gpu_check: needs CUDA, and torch {torch.__version__} sees no CUDA device here; run it on a GPU "
+              "machine", file=sys.stderr)
+        return 2
+    backends, notes = gpu_check_scan.cuda_backends()
+    print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}, backends {backends}"
+          + "".join(f"; {note}" for note in notes), flush=True)
+    rows: list[Row] = []
+    rows += run_check("scan equivalence", lambda: gpu_check_scan.check_equivalence(backends))
+    rows += run_check("model vs official vectors", lambda: check_vectors(backends, args.vectors))
+    rows += run_check("scan timing", lambda: gpu_check_scan.check_timing(backends))
+    for backend in backends:  # per backend: the chunked scan's autograd memory may not fit at batch 16
+        rows += run_check(f"480x640 latency ({backend})", lambda: check_latency([backend]))
+    for backend in backends:
+        rows += run_check(f"training step ({backend})", lambda: check_training_step([backend]))
+    print_table(rows)
+    return 1 if any(row[4] == "FAIL" for row in rows) else 0
 
 
 if __name__ == "__main__":
