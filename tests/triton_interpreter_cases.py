@@ -29,6 +29,7 @@ RELATIVE_TOLERANCE = {torch.float32: 1e-4, torch.float16: 2e-3, torch.bfloat16: 
 def small_chunks(monkeypatch):
     monkeypatch.setattr(scan_triton, "CHECKPOINT_EVERY", 4)
     monkeypatch.setattr(scan_triton, "BLOCK_D", 4)
+    monkeypatch.setattr(scan_triton, "MIN_BLOCK_D", 4)
 
 
 def assert_relative(actual, expected, dtype, what):

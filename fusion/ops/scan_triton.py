@@ -44,7 +44,9 @@ from torch import Tensor
 from triton.runtime.interpreter import InterpretedFunction
 
 CHECKPOINT_EVERY = 64  # K: time steps between stored states (memory b*D*N*L/K, scratch K*BLOCK_D*N per program)
-BLOCK_D = 16  # channels per program
+BLOCK_D = 16  # most channels per program; fewer when batch*D is small (see _launch_config)
+MIN_BLOCK_D = 4  # fewest: the dB/dC partial-sum buffer holds per_group/BLOCK_D copies of B's size
+TARGET_PROGRAMS = 1024  # time is sequential, so parallelism comes from programs alone (not tuned on a GPU yet)
 
 
 @triton.jit
@@ -220,9 +222,13 @@ def _launch_config(u: Tensor, B: Tensor, A: Tensor) -> dict:
     batch, dim, length = u.shape
     groups, d_state = B.shape[1], A.shape[1]
     per_group = dim // groups
-    n_blocks = triton.cdiv(per_group, BLOCK_D)
+    # enough programs to fill a GPU when batch*D is small (inference), big blocks when it is large (training)
+    block_d = min(BLOCK_D, max(MIN_BLOCK_D, triton.next_power_of_2(triton.cdiv(batch * dim, TARGET_PROGRAMS))))
+    n_pad = triton.next_power_of_2(d_state)
+    n_blocks = triton.cdiv(per_group, block_d)
     return dict(grid=(batch * groups * n_blocks,), n_blocks=n_blocks, n_chunks=triton.cdiv(length, CHECKPOINT_EVERY),
-                sizes=(dim, length, d_state, per_group, groups), n_pad=triton.next_power_of_2(d_state))
+                sizes=(dim, length, d_state, per_group, groups), block_d=block_d, n_pad=n_pad,
+                num_warps=max(1, min(4, block_d * n_pad // 64)))
 
 
 class _TritonScanFn(torch.autograd.Function):
@@ -239,8 +245,8 @@ class _TritonScanFn(torch.autograd.Function):
         flags = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
                      SOFTPLUS=delta_softplus)
         _forward_kernel[cfg["grid"]](u, delta, A, B, C, D, z, delta_bias, out, last_state, checkpoints,
-                                    *cfg["sizes"], cfg["n_blocks"], cfg["n_chunks"], BLOCK_D=BLOCK_D,
-                                    N_PAD=cfg["n_pad"], K=CHECKPOINT_EVERY, **flags)
+                                    *cfg["sizes"], cfg["n_blocks"], cfg["n_chunks"], BLOCK_D=cfg["block_d"],
+                                    N_PAD=cfg["n_pad"], K=CHECKPOINT_EVERY, num_warps=cfg["num_warps"], **flags)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, checkpoints)
         ctx.flags = flags
         return out, last_state
@@ -259,11 +265,11 @@ class _TritonScanFn(torch.autograd.Function):
         dbias = torch.empty(batch, dim, **f32) if delta_bias is not None else None
         dB = torch.zeros(cfg["n_blocks"], *B.shape, **f32)
         dC = torch.zeros(cfg["n_blocks"], *C.shape, **f32)
-        scratch = torch.empty(cfg["grid"][0] * CHECKPOINT_EVERY * BLOCK_D * cfg["n_pad"], **f32)
+        scratch = torch.empty(cfg["grid"][0] * CHECKPOINT_EVERY * cfg["block_d"] * cfg["n_pad"], **f32)
         _backward_kernel[cfg["grid"]](u, delta, A, B, C, D, z, delta_bias, checkpoints, dout.contiguous(), dlast,
                                      scratch, du, ddelta, dz, dA, dD, dbias, dB, dC, batch, *cfg["sizes"],
-                                     cfg["n_blocks"], cfg["n_chunks"], BLOCK_D=BLOCK_D, N_PAD=cfg["n_pad"],
-                                     K=CHECKPOINT_EVERY, **ctx.flags)
+                                     cfg["n_blocks"], cfg["n_chunks"], BLOCK_D=cfg["block_d"], N_PAD=cfg["n_pad"],
+                                     K=CHECKPOINT_EVERY, num_warps=cfg["num_warps"], **ctx.flags)
         # fixed-order sums over batch / channel blocks, then each gradient in its input's dtype
         grads = (du, ddelta, dA.sum(0), dB.sum(0), dC.sum(0), None if D is None else dD.sum(0), dz,
                  None if delta_bias is None else dbias.sum(0))
