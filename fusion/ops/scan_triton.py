@@ -263,8 +263,8 @@ class _TritonScanFn(torch.autograd.Function):
         dA = torch.empty(batch, *A.shape, **f32)
         dD = torch.empty(batch, dim, **f32) if D is not None else None
         dbias = torch.empty(batch, dim, **f32) if delta_bias is not None else None
-        dB = torch.zeros(cfg["n_blocks"], *B.shape, **f32)
-        dC = torch.zeros(cfg["n_blocks"], *C.shape, **f32)
+        dB = torch.empty(cfg["n_blocks"], *B.shape, **f32)  # every (block, b, g, n < N, t < L) is written
+        dC = torch.empty(cfg["n_blocks"], *C.shape, **f32)
         scratch = torch.empty(cfg["grid"][0] * CHECKPOINT_EVERY * cfg["block_d"] * cfg["n_pad"], **f32)
         _backward_kernel[cfg["grid"]](u, delta, A, B, C, D, z, delta_bias, checkpoints, dout.contiguous(), dlast,
                                      scratch, du, ddelta, dz, dA, dD, dbias, dB, dC, batch, *cfg["sizes"],
