@@ -196,7 +196,7 @@ def _plot_entropies(entropies: pd.DataFrame, path: Path, title: str, warning: st
     ax.set_title(f"Fig. 13: {title}", fontsize=10)
     ax.legend(fontsize=8)
     if warning:
-        fig.text(0.5, 0.5, warning, color="red", fontsize=11, ha="center", va="center", wrap=True,
+        fig.text(0.5, 0.5, warning.replace(" - ", "\n"), color="red", fontsize=11, ha="center", va="center", wrap=True,
                  bbox={"facecolor": "white", "edgecolor": "red", "alpha": 0.85})
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -156,7 +156,8 @@ def test_recorder_removes_its_hooks(tiny64):
 
 # ---- Fig. 13: entropy ------------------------------------------------------------------------------
 def test_entropy_of_a_constant_logit_model_is_log_1000():
-    net = PerceptionNet("random")
+    with pytest.warns(UserWarning, match="UNTRAINED"):
+        net = PerceptionNet("random")
     torch.nn.init.zeros_(net.net.fc.weight)
     torch.nn.init.constant_(net.net.fc.bias, 0.7)
     images = torch.rand(3, 1, 64, 64, generator=torch.Generator().manual_seed(0))
@@ -241,3 +242,22 @@ def test_analyze_missing_imagenet_weights_is_a_clear_error(small_tno, checkpoint
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "ImageNet ResNet50 weights not found" in err and "--resnet-weights random" in err
+
+
+def test_analyze_reads_the_official_format_and_skips_table8_without_cmsa(small_tno, shared_data, tmp_path, capsys):
+    case = torch.load(shared_data / "reference" / "s4fusion_case1.pt", weights_only=True)
+    official = tmp_path / "model.pkl"
+    torch.save({"model": case["state_dict"]}, official)  # the release's wrapper around vmunet.* keys
+    add = S4Fusion(S4FusionConfig(**{**TINY, "interaction": "add"})).save_exported(tmp_path / "add.pt")
+    out = tmp_path / "o"
+    with pytest.warns(UserWarning, match="UNTRAINED"):
+        assert run_main(["analyze", "--checkpoint", str(official), "--dataset", "tno", "--root", str(small_tno),
+                         "--out", str(out), "--limit", "1", "--resnet-weights", "random"]) == 0
+    per_image = pd.read_csv(out / "table8_per_image.csv")
+    assert sorted(set(zip(per_image["level"], per_image["block"]))) == [(lv, b) for lv in range(3) for b in range(3)]
+    with pytest.warns(UserWarning, match="UNTRAINED"):
+        assert run_main(["analyze", "--checkpoint", str(add), "--dataset", "tno", "--root", str(small_tno),
+                         "--out", str(tmp_path / "add"), "--limit", "1", "--resnet-weights", "random"]) == 0
+    assert "Table VIII skipped" in capsys.readouterr().err
+    assert not (tmp_path / "add" / "table8.csv").exists()
+    assert len(pd.read_csv(tmp_path / "add" / "fig13_entropy.csv")) == 1
