@@ -71,7 +71,8 @@ def _checkpoints(specs: list[str]) -> tuple[list[Checkpoint], list[str]]:
 
 
 def _fail(errors: list[str]) -> int:
-    print("analyze: " + "; ".join(errors), file=sys.stderr)
+    """One line on stderr naming every problem, exit status 2."""
+    print("analyze: " + "; ".join(" ".join(e.split()) for e in errors), file=sys.stderr)
     return 2
 
 
@@ -94,7 +95,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         models = _load_models(checkpoints)
     except (ValueError, KeyError, RuntimeError) as exc:  # a file that is not an S4Fusion checkpoint
-        return _fail([str(exc)])
+        return _fail([str(exc).splitlines()[0]])  # torch's unpickling errors run on for lines
     results = _analyze_all(models, dataset, stems, args.resnet_weights)
     out = Path(args.out)
     title = f"{args.dataset} ({len(stems)} images)"

@@ -232,6 +232,13 @@ def test_analyze_bad_input_is_one_line_and_exit_2(small_tno, checkpoints, tmp_pa
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "no_root does not exist" in err
     assert not (tmp_path / "o").exists()  # nothing written
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    code = run_main(["analyze", "--checkpoint", str(garbage), "--dataset", "tno", "--root", str(small_tno),
+                     "--out", str(tmp_path / "o"), "--resnet-weights", "random"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "cannot read S4Fusion checkpoint" in err
+    assert not (tmp_path / "o").exists()
 
 
 def test_analyze_missing_imagenet_weights_is_a_clear_error(small_tno, checkpoints, tmp_path, capsys, monkeypatch):
