@@ -6,7 +6,6 @@ import math
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -100,6 +99,10 @@ def _delta_reference(block: CrossSS2D, x: torch.Tensor, x_proj: torch.Tensor) ->
     return torch.einsum("kdr,bkrl->bkdl", block.dt_projs_weight, low_rank)
 
 
+def _blocks(model):
+    return [((level, i), b) for level, layer in enumerate(model.fusion) for i, b in enumerate(layer.blocks)]
+
+
 @pytest.fixture(scope="module")
 def tiny64() -> S4Fusion:
     torch.manual_seed(0)
@@ -112,7 +115,7 @@ def test_hooked_delta_means_equal_an_independent_recomputation(tiny64):
                                                                                         dtype=torch.float64)
     inputs = {}
     handles = [block.register_forward_pre_hook(lambda m, args, key=key: inputs.__setitem__(key, args))
-               for key, block in ((k, b) for k, b in _blocks(tiny64))]
+               for key, block in _blocks(tiny64)]
     try:
         _, recorded = fuse_and_record_deltas(tiny64, ir, vi)
     finally:
@@ -131,10 +134,6 @@ def test_hooked_delta_means_equal_an_independent_recomputation(tiny64):
         assert (recorded[key] - expected).abs().max().item() <= 1e-10, key
         # the modalities' deltas do differ, so a swapped split would be caught above
         assert (expected[:, 0] - expected[:, 1]).abs().min().item() > 1e-6
-
-
-def _blocks(model):
-    return [((level, i), b) for level, layer in enumerate(model.fusion) for i, b in enumerate(layer.blocks)]
 
 
 def test_split_follows_the_interleave_order():
