@@ -2,7 +2,8 @@
 
 ``ops`` (selective-scan backends, cross-scan) -> ``modules`` (SS2D/VSS, CMSA, patch layers,
 ablation interactions) -> ``model`` (S4Fusion, config, official checkpoints); ``inference``,
-``flops``, ``losses``, ``train``, ``baselines`` and ``metrics`` build on them. May import data/;
+``flops``, ``losses``, ``train``, ``baselines``, ``metrics`` and ``analysis`` (Table VIII, Fig. 13)
+build on them; ``paper`` hands out the paper's printed values (``paper_s4fusion.yaml``). May import data/;
 never detection/ or pipelines/.
 """
 import os

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check_data": ("check_data", "validate a dataset folder and print a summary"),
     "train_fusion": ("train_fusion", "train S4Fusion from a YAML config"),
     "evaluate": ("evaluate", "fusion metrics, Tables I-IV/VII style reports"),
+    "analyze": ("analyze", "Table VIII (delta per CMSA layer) and Fig. 13 (ResNet50 entropy) of trained models"),
     "fuse_then_detect": ("fuse_then_detect", "fuse a detection dataset per method, train YOLO on each, compare mAP"),
 }
 

@@ -27,6 +27,9 @@ class CrossSS2D(ScanParameters):
         # checkpoints of both variants share one layout.
         bound = (2 * self.d_inner) ** -0.5
         self.mark_proj = nn.Parameter(torch.empty(self.d_inner, 2 * self.d_inner).uniform_(-bound, bound))
+        # Hook point (no parameters, identity): its output is the interleaved delta the scan receives,
+        # before delta_bias and softplus; fusion.analysis reads it with a forward hook (Table VIII).
+        self.delta_tap = nn.Identity()
 
     def forward(self, x_ir: Tensor, x_vis: Tensor) -> tuple[Tensor, Tensor]:
         feats_ir, z_ir = self.project_in(x_ir)
@@ -38,8 +41,9 @@ class CrossSS2D(ScanParameters):
         if self.patch_mark:
             mark = torch.einsum("bkcl,dc->bkdl", torch.cat([xs, ys], dim=2), self.mark_proj)
             xs, ys = xs + mark, ys + mark
-        out = self.scan(interleave_modalities(xs, ys), interleave_modalities(delta_ir, delta_vis),
-                        interleave_modalities(b_ir, b_vis), interleave_modalities(c_ir, c_vis))
+        delta = self.delta_tap(interleave_modalities(delta_ir, delta_vis))
+        out = self.scan(interleave_modalities(xs, ys), delta, interleave_modalities(b_ir, b_vis),
+                        interleave_modalities(c_ir, c_vis))
         out_ir, out_vis = recover_modalities(out)
         return self.project_out(out_ir, z_ir), self.project_out(out_vis, z_vis)
 
