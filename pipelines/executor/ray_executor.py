@@ -68,7 +68,12 @@ class RayExecutor(Executor):
     def __enter__(self) -> "RayExecutor":
         ray = self._ray
         if not ray.is_initialized():
-            ray.init(address=self.cfg.address)
+            try:
+                ray.init(address=self.cfg.address)
+            except ConnectionError as error:
+                raise ConnectionError(f"could not join the Ray cluster at executor.address={self.cfg.address!r} "
+                                      f"({error}); start it with `ray start --head` on the head node, or set "
+                                      "executor.address: null for a local instance") from error
             self._started_ray = True
         self._num_gpus = self._resolve_gpus()
         self._remote = ray.remote(_run_job)
