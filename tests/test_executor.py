@@ -1,6 +1,8 @@
 """pipelines.executor: serial and Ray executors on a toy job DAG (fusion jobs, then detector jobs).
 
-The Ray tests share one local instance with 2 CPUs (Ray starts in ~10 s); jobs reserve 1 CPU.
+The Ray tests share one local instance with 2 CPUs (Ray starts in ~10 s); jobs reserve 1 CPU. The
+instance declares one GPU that does not exist (Ray only counts it), so GPU reservation and
+``CUDA_VISIBLE_DEVICES`` pinning are exercised on a CPU machine; no job here touches CUDA.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import pytest
 from pipelines.executor import (ExecutorConfig, Job, JobContext, JobFailure, SerialExecutor, SharedStorageError,
                                 make_executor)
 from pipelines.executor.jobs import check_jobs
+from pipelines.executor.ray_executor import PROBE_DIR_ENV, gpus_per_job_on
 
 METHODS = ("IR", "VI", "avg")
 SEEDS = (0, 1)
@@ -50,7 +53,8 @@ def broken_job(ctx: JobContext, method: str) -> str:
 
 
 def where_job(ctx: JobContext) -> dict:
-    return {"device": ctx.device, "workers": ctx.workers, "resolved": ctx.resolve_device("auto")}
+    return {"device": ctx.device, "workers": ctx.workers, "resolved": ctx.resolve_device("auto"),
+            "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES") if ctx.device == "0" else None}
 
 
 def toy_dag(out: Path) -> list[Job]:
@@ -70,7 +74,7 @@ def failing_dag(out: Path) -> list[Job]:
 def ray_instance():
     ray = pytest.importorskip("ray", reason="Ray tests need Ray: pip install -e '.[test]'")
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     yield ray
     ray.shutdown()
 
@@ -115,7 +119,7 @@ def test_serial_runs_the_dag_in_dependency_order(tmp_path):
         assert results[("detect", m, 1)]["workers"] == 3
     assert list(results) == [j.key for j in toy_dag(tmp_path)]
     assert make_executor(ExecutorConfig()).run([Job(("w",), where_job)], progress=False)[("w",)] == \
-        {"device": None, "workers": 2, "resolved": "auto"}  # serial does not pin: the job keeps its device
+        {"device": None, "workers": 2, "resolved": "auto", "cuda_visible": None}  # serial does not pin devices
 
 
 def test_serial_retries_and_reports_failures(tmp_path):
@@ -144,12 +148,25 @@ def test_ray_gives_the_serial_results(ray_instance, tmp_path):
     serial = SerialExecutor(ExecutorConfig(cpus_per_job=1, max_retries=0)).run(toy_dag(serial_out), progress=False)
     with make_executor(ray_cfg(max_retries=0)) as executor:
         ray = executor.run(toy_dag(ray_out), progress=False)
-        where = executor.run([Job(("w",), where_job)], progress=False)[("w",)]
     assert not [r for r in ray.values() if isinstance(r, JobFailure)], ray
     assert ray == serial and list(ray) == list(serial)
     assert sorted(p.name for p in ray_out.iterdir()) == sorted(p.name for p in serial_out.iterdir())
-    # no GPU in this cluster: gpus_per_job=1 is dropped (num_gpus=0) and the job is told to use the CPU
-    assert where == {"device": "cpu", "workers": 1, "resolved": "cpu"}
+
+
+def test_ray_pins_the_reserved_gpu_as_device_0(ray_instance):
+    jobs = [Job(("gpu",), where_job), Job(("cpu",), where_job, uses_gpu=False)]
+    with make_executor(ray_cfg()) as executor:
+        results = executor.run(jobs, progress=False)
+    assert results[("gpu",)] == {"device": "0", "workers": 1, "resolved": "0", "cuda_visible": "0"}
+    assert results[("cpu",)]["device"] == "cpu" and results[("cpu",)]["resolved"] == "cpu"
+
+
+def test_gpus_per_job_applies_only_on_a_cluster_with_gpus():
+    cfg = ExecutorConfig(kind="ray", gpus_per_job=0.5, cpus_per_job=4)
+    assert gpus_per_job_on(cfg, [{"CPU": 8.0}, {"CPU": 4.0, "GPU": 2.0}]) == 0.5
+    assert gpus_per_job_on(cfg, [{"CPU": 8.0}, {"CPU": 16.0}]) == 0.0  # CPU-only: jobs get num_gpus=0
+    with pytest.raises(ValueError, match="no Ray node has 4 CPUs and 0.5 GPUs"):
+        gpus_per_job_on(cfg, [{"CPU": 8.0}, {"CPU": 2.0, "GPU": 1.0}])  # CPUs and GPUs on different nodes
 
 
 def test_ray_retries_a_raising_job_and_a_dead_worker(ray_instance, tmp_path):
@@ -177,8 +194,6 @@ def test_ray_storage_check_accepts_a_shared_folder_and_refuses_one_workers_canno
     with make_executor(ray_cfg()) as executor:
         assert len(executor.check_storage(run_dir)) == 1  # one node, this machine
         assert not [p for p in run_dir.iterdir() if p.name.startswith(".storage-probe")]  # probes cleaned up
-        from pipelines.executor.ray_executor import PROBE_DIR_ENV
-
         with pytest.raises(SharedStorageError) as err:
             executor.check_storage(run_dir, probe_env={PROBE_DIR_ENV: str(elsewhere)})
     message = str(err.value)

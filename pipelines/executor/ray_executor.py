@@ -53,6 +53,18 @@ def _probe_storage(run_dir: str, driver_file: str, driver_token: str, worker_tok
     return report
 
 
+def gpus_per_job_on(cfg: ExecutorConfig, nodes: list[dict[str, float]]) -> float:
+    """``num_gpus`` of a GPU job on a cluster whose alive nodes have these resources:
+    ``cfg.gpus_per_job`` when any node has GPUs, else 0 (Ray cannot place a GPU task on a
+    cluster without GPUs). Refuses a job that no node can fit, which would wait forever."""
+    num_gpus = float(cfg.gpus_per_job) if any(r.get("GPU", 0) > 0 for r in nodes) else 0.0
+    if not any(r.get("CPU", 0) >= cfg.cpus_per_job and r.get("GPU", 0) >= num_gpus for r in nodes):
+        nodes_cpu_gpu = [(r.get("CPU", 0), r.get("GPU", 0)) for r in nodes]
+        raise ValueError(f"no Ray node has {cfg.cpus_per_job} CPUs and {num_gpus:g} GPUs for one job "
+                         f"(nodes' CPU, GPU: {nodes_cpu_gpu}); lower executor.cpus_per_job / gpus_per_job")
+    return num_gpus
+
+
 class RayExecutor(Executor):
     """Submits every ready job at once; Ray runs as many as the cluster's CPUs/GPUs allow."""
 
@@ -75,7 +87,7 @@ class RayExecutor(Executor):
                                       f"({error}); start it with `ray start --head` on the head node, or set "
                                       "executor.address: null for a local instance") from error
             self._started_ray = True
-        self._num_gpus = self._resolve_gpus()
+        self._num_gpus = gpus_per_job_on(self.cfg, [n["Resources"] for n in ray.nodes() if n.get("Alive")])
         self._remote = ray.remote(_run_job)
         return self
 
@@ -83,17 +95,6 @@ class RayExecutor(Executor):
         if self._started_ray:
             self._ray.shutdown()
             self._started_ray = False
-
-    def _resolve_gpus(self) -> float:
-        """``gpus_per_job`` when the cluster has GPUs, else 0; refuse a job no node can fit."""
-        nodes = [n["Resources"] for n in self._ray.nodes() if n.get("Alive")]
-        has_gpus = any(r.get("GPU", 0) > 0 for r in nodes)
-        num_gpus = float(self.cfg.gpus_per_job) if has_gpus else 0.0
-        if not any(r.get("CPU", 0) >= self.cfg.cpus_per_job and r.get("GPU", 0) >= num_gpus for r in nodes):
-            largest = [(r.get("CPU", 0), r.get("GPU", 0)) for r in nodes]
-            raise ValueError(f"no Ray node has {self.cfg.cpus_per_job} CPUs and {num_gpus:g} GPUs free for one job "
-                             f"(nodes' CPU, GPU: {largest}); lower executor.cpus_per_job / gpus_per_job")
-        return num_gpus
 
     def check_storage(self, run_dir: str | Path, probe_env: dict[str, str] | None = None) -> list[str]:
         """A probe task on every alive node reads a token the driver wrote into ``run_dir`` and
