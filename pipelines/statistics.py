@@ -73,6 +73,10 @@ def _match_image(boxes: np.ndarray, scores: np.ndarray, gt: np.ndarray, max_dets
     return keep, tp
 
 
+def _as_arrays(boxes, classes) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(classes).reshape(-1).astype(np.int64)
+
+
 def match_detections(ground_truth: Mapping[str, tuple[np.ndarray, np.ndarray]], predictions: Iterable,
                      n_classes: int, max_dets: int = 300) -> MatchedDetections:
     """Match ``predictions`` to ``ground_truth`` once (see :class:`MatchedDetections`).
@@ -90,23 +94,17 @@ def match_detections(ground_truth: Mapping[str, tuple[np.ndarray, np.ndarray]], 
         if p.box[2] < p.box[0] or p.box[3] < p.box[1]:
             raise ValueError(f"prediction box {tuple(p.box)} in image '{p.image}' is not x1 <= x2, y1 <= y2")
         rows.setdefault((index[p.image], int(p.cls)), []).append((*p.box, p.score))
-    gt_counts = np.zeros((len(images), n_classes), dtype=np.int64)
-    gt_boxes = {}
-    for i, name in enumerate(images):
-        boxes, classes = ground_truth[name]
-        boxes, classes = np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(classes).reshape(-1).astype(int)
-        gt_counts[i] = np.bincount(classes, minlength=n_classes)[:n_classes]
-        gt_boxes[i] = (boxes, classes)
-    det_image, det_class, det_score, det_tp = [], [], [], []
-    for (i, k), dets in sorted(rows.items()):  # image order, as pycocotools concatenates per image
+    gt_boxes = [_as_arrays(*ground_truth[name]) for name in images]
+    gt_counts = np.array([np.bincount(classes, minlength=n_classes)[:n_classes] for _, classes in gt_boxes],
+                         dtype=np.int64).reshape(len(images), n_classes)
+    parts: list[tuple[np.ndarray, ...]] = []  # (image, class, score, tp) per image and class, in image order
+    for (i, k), dets in sorted(rows.items()):
         dets = np.asarray(dets, dtype=np.float64)
         boxes, classes = gt_boxes[i]
         keep, tp = _match_image(dets[:, :4], dets[:, 4], boxes[classes == k], max_dets)
-        det_image.append(np.full(keep.size, i)), det_class.append(np.full(keep.size, k))
-        det_score.append(dets[keep, 4]), det_tp.append(tp)
-    cat = (lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype))
-    det_image, det_class = cat(det_image, np.int64), cat(det_class, np.int64)
-    det_score, det_tp = cat(det_score, np.float64), cat(det_tp, bool)
+        parts.append((np.full(keep.size, i), np.full(keep.size, k), dets[keep, 4], tp))
+    det_image, det_class, det_score, det_tp = [np.concatenate(c) for c in zip(*parts)] if parts else [np.zeros(0)] * 4
+    det_image, det_class, det_tp = det_image.astype(np.int64), det_class.astype(np.int64), det_tp.astype(bool)
     order = tuple(np.flatnonzero(det_class == k)[np.argsort(-det_score[det_class == k], kind="mergesort")]
                   for k in range(n_classes))
     return MatchedDetections(images, det_image, det_tp, order, gt_counts)
@@ -195,7 +193,8 @@ def paired_bootstrap(method_a: Sequence[MatchedDetections], method_b: Sequence[M
     runs = [*method_a, *method_b]
     if not method_a or not method_b:
         raise ValueError("paired_bootstrap needs at least one seed's detections per method")
-    if any(m.images != runs[0].images for m in runs):
+    stems = [tuple(name.rsplit(".", 1)[0] for name in m.images) for m in runs]  # methods may save .png or .jpg
+    if any(s != stems[0] for s in stems):
         raise ValueError("paired_bootstrap: both methods and all seeds must be evaluated on the same test images")
     if not 0 < confidence < 1 or n_resamples < 1:
         raise ValueError(f"paired_bootstrap: need 0 < confidence < 1 and n_resamples >= 1, "

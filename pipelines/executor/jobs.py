@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 JobKey = tuple[Hashable, ...]
 EXECUTOR_KINDS = ("serial", "ray")
@@ -144,21 +144,21 @@ def check_jobs(jobs: Sequence[Job]) -> None:
 
 
 class JobProgress:
-    """One bar over all jobs; the postfix counts running, waiting (on dependencies), done, failed."""
+    """One bar over all jobs; the postfix counts running, waiting (on dependencies), done, failed.
+    With Ray, running = submitted: running, or queued by Ray until a GPU/CPU frees up."""
 
-    def __init__(self, total: int, enabled: bool, running_label: str = "running") -> None:
+    def __init__(self, total: int, enabled: bool) -> None:
         self.bar = tqdm(total=total, desc="jobs", unit="job", disable=not enabled)
-        self.counts = {running_label: 0, "waiting": total, "done": 0, "failed": 0}
-        self.running_label = running_label
+        self.counts = {"running": 0, "waiting": total, "done": 0, "failed": 0}
         self._show()
 
     def started(self) -> None:
         self.counts["waiting"] -= 1
-        self.counts[self.running_label] += 1
+        self.counts["running"] += 1
         self._show()
 
     def finished(self, outcome: Any, was_running: bool) -> None:
-        self.counts[self.running_label if was_running else "waiting"] -= 1
+        self.counts["running" if was_running else "waiting"] -= 1
         self.counts["failed" if isinstance(outcome, JobFailure) else "done"] += 1
         self.bar.update(1)
         self._show()
@@ -174,7 +174,6 @@ class Executor(ABC):
     """Runs a job DAG; subclasses submit one job and wait for any submitted one to finish."""
 
     max_in_flight: int | None = None  # None: submit every ready job at once
-    running_label = "running"
 
     def __init__(self, cfg: ExecutorConfig) -> None:
         self.cfg = cfg
@@ -201,7 +200,7 @@ class Executor(ABC):
         waiting = {job.key: job for job in jobs}
         in_flight: set[JobKey] = set()
         outcomes: dict[JobKey, Any] = {}
-        bar = JobProgress(len(jobs), progress, self.running_label)
+        bar = JobProgress(len(jobs), progress)
 
         def finish(key: JobKey, outcome: Any, was_running: bool) -> None:
             outcomes[key] = outcome

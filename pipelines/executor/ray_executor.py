@@ -68,8 +68,6 @@ def gpus_per_job_on(cfg: ExecutorConfig, nodes: list[dict[str, float]]) -> float
 class RayExecutor(Executor):
     """Submits every ready job at once; Ray runs as many as the cluster's CPUs/GPUs allow."""
 
-    running_label = "running"  # submitted to Ray: running, or queued by Ray until resources free up
-
     def __init__(self, cfg: ExecutorConfig) -> None:
         super().__init__(cfg)
         self._ray = _import_ray()
