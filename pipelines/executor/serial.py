@@ -1,0 +1,32 @@
+"""Run jobs one after another in this process, in dependency order, with the same retries as Ray."""
+from __future__ import annotations
+
+import traceback
+from collections import deque
+from typing import Any
+
+from pipelines.executor.jobs import Executor, Job, JobContext, JobFailure, JobKey
+
+
+class SerialExecutor(Executor):
+    """The default executor: no Ray, no device pinning (a job keeps its configured device)."""
+
+    max_in_flight = 1
+
+    def __init__(self, cfg) -> None:
+        super().__init__(cfg)
+        self._queue: deque[tuple[Job, dict[JobKey, Any]]] = deque()
+
+    def _submit(self, job: Job, inputs: dict[JobKey, Any]) -> None:
+        self._queue.append((job, inputs))
+
+    def _wait_any(self) -> tuple[JobKey, Any]:
+        job, inputs = self._queue.popleft()
+        ctx = JobContext(job.key, device=None, workers=self.cfg.cpus_per_job, inputs=inputs)
+        failure = None
+        for _ in range(self.cfg.max_retries + 1):
+            try:
+                return job.key, job.fn(ctx, **job.kwargs)
+            except Exception as error:  # a job's error becomes its outcome; the other jobs go on
+                failure = JobFailure(job.key, f"{type(error).__name__}: {error}", traceback.format_exc())
+        return job.key, failure
