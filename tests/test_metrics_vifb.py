@@ -125,6 +125,6 @@ def test_unexplained_fused_only_metrics_do_not_come_from_these_files(unexplained
                    "VIFB publishes (see docs/metrics.md); strict: a pass means that finding is wrong")
 def test_unexplained_methods_reproduce_stored_values(unexplained):
     root, table = unexplained
-    failures = _check(root, table, UNEXPLAINED, ["carLight", "manwithbag", "walking"], METRICS,
+    failures = _check(root, table, UNEXPLAINED, ["manwithbag", "walking"], METRICS,
                       fused_dir="unexplained/fused")
     assert not failures, f"{len(failures)} mismatches:\n" + "\n".join(failures)
