@@ -135,10 +135,41 @@ def test_qabf_and_nabf_reference_points():
     q = core.qabf(ir, ir, ir)
     assert 0.95 < q <= 0.9994 * 0.9879
     assert core.qabf(ir, vi, fused) < q
-    assert core.nabf(ir, vi, np.minimum(ir, vi)) == pytest.approx(core.nabf(ir, vi, np.minimum(ir, vi)))
     assert core.nabf(ir, ir, ir) == 0.0  # no edge of F is stronger than both sources
     noisy = fused + np.random.default_rng(0).normal(0, 40, fused.shape)
     assert core.nabf(ir, vi, noisy) > core.nabf(ir, vi, fused)  # noise adds artifacts
+
+
+def _nabf_case(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fixed 40x52 uint8 inputs from integer formulas (no RNG): ramps, blocks, a disc, a pseudo-texture,
+    and flat left columns (edge strength < 2 there, so the 0.001 weight branch is exercised)."""
+    i, j = np.mgrid[0:40, 0:52]
+    texture = (i * 37 + j * 91 + i * j * 13) % 29 - 14
+    ir = 20 + 4 * j + 60 * ((i // 10 + j // 13) % 2) + texture // 2
+    vi = 230 - 3 * i - 2 * j + 50 * (((i - 20) ** 2 + (j - 26) ** 2) < 120) + (i * j * 7) % 11 - 5
+    ir[:, :8], vi[:, :8] = 50, 90
+    fused = {"average_plus_texture": (ir + vi) // 2 + texture,
+             "maximum": np.maximum(ir, vi),
+             "maximum_minus_pattern": np.maximum(ir, vi) - (i * 5 + j * 3) % 7 * 4}[name]
+    return tuple(np.clip(x, 0, 255).astype(np.uint8) for x in (ir, vi, fused))
+
+
+# Oracle for Nabf: B. K. Shreyamsha Kumar's own MATLAB code, objective_fusion_perform_fn.m (NABF output)
+# with sobel_fn.m and per_extn_im_fn.m, as shipped in github.com/xingchenzhang/VIFB at commit
+# 22b2ea9d91499cc5962d9bdcae9c290270f0fade, methods/CBF/ (unchanged since 5d29ee7). Computed out of tree
+# with GNU Octave 7.3.0: the _nabf_case arrays were written as integer text, read with dlmread, passed as
+# objective_fusion_perform_fn(fused, {ir, vi}) and NABF printed with %.17g. Only the numbers are kept here.
+KUMAR_NABF = {
+    "average_plus_texture": 0.035637092895765464,
+    "maximum": 3.0382276089957459e-06,
+    "maximum_minus_pattern": 0.032527093524747225,
+}
+
+
+@pytest.mark.parametrize("name", sorted(KUMAR_NABF))
+def test_nabf_matches_kumar_matlab_reference(name):
+    ir, vi, fused = _nabf_case(name)
+    assert compute_metrics(ir, vi, fused, metrics=["Nabf"])["Nabf"] == pytest.approx(KUMAR_NABF[name], rel=1e-12)
 
 
 def test_degenerate_inputs_never_crash():
@@ -148,11 +179,18 @@ def test_degenerate_inputs_never_crash():
     assert math.isnan(out["SCD"])
     out = compute_metrics(flat, flat, flat)                # constant everything
     assert out["EN"] == 0.0 and out["SD"] == 0.0 and out["SF"] == 0.0
-    assert math.isnan(out["CC"]) and math.isnan(out["PSNR"]) and math.isnan(out["MI"]) is False
+    assert math.isnan(out["CC"]) and math.isnan(out["PSNR"]) and out["MI"] == 0.0 and out["RMSE"] == 0.0
     tiny = compute_metrics(ir[:8, :8], vi[:8, :8], fused[:8, :8])  # smaller than every window
     assert math.isnan(tiny["SSIM"]) and math.isnan(tiny["VIF"]) and math.isnan(tiny["MS_SSIM"])
-    compute_metrics(flat, flat, flat, convention="vifb")
-    compute_metrics(ir[:1, :5], vi[:1, :5], fused[:1, :5], convention="vifb")
+    flat_vifb = compute_metrics(flat, flat, flat, convention="vifb")
+    assert all(flat_vifb[k] == 0.0 for k in ("EN", "SD", "SF", "AG", "MI", "CE", "EI", "RMSE")), flat_vifb
+    assert math.isnan(flat_vifb["PSNR"]) and math.isnan(flat_vifb["Qcb"]) and math.isnan(flat_vifb["Qcv"])
+    row = [np.asarray(x[:1, :5]) for x in (ir, vi, fused)]
+    one_row = compute_metrics(*row, convention="vifb")
+    assert math.isnan(one_row["SF"]) and math.isnan(one_row["AG"]) and math.isnan(one_row["SSIM"])  # no 2-D support
+    _, counts = np.unique(row[2], return_counts=True)
+    p = counts / counts.sum()
+    assert one_row["EN"] == pytest.approx(-(p * np.log2(p)).sum())  # EN needs no neighbourhood
 
 
 def test_summarize_ignores_and_counts_nan():

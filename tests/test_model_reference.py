@@ -2,6 +2,10 @@
 
 Whole-model outputs in float64 and float32 for default and perturbed weights, and every stage in
 isolation (reference input -> our module -> reference output), so a failure names the stage.
+
+Tolerances are the bounds README.md and docs/model.md state. Measured on this machine (2026-11-30):
+float64 fused <= 8.1e-15, every stage <= 8.9e-15, fold 0, scan <= 4.4e-16; float32 fused <= 4.0e-6.
+The bounds leave about 2x for other CPUs / BLAS builds, no more.
 """
 from __future__ import annotations
 
@@ -16,6 +20,9 @@ from fusion.model import official_to_native
 from fusion.ops.selective_scan import selective_scan_fn
 
 CASES = ["s4fusion_case1.pt", "s4fusion_case1_perturbed.pt"]
+TOL_FLOAT64 = 2e-14  # whole model, every stage, fold, official model.pkl
+TOL_SCAN = 2e-15     # the interleaved selective scan alone
+TOL_FLOAT32 = 1e-5   # whole model run in float32 against the float64 vectors
 
 
 @pytest.fixture(scope="module", params=CASES)
@@ -38,7 +45,7 @@ def test_fused_float64(case, model64):
     with torch.no_grad():
         out = model64(case["ir"], case["vi"])
     assert out.shape == case["fused"].shape
-    assert max_abs(out, case["fused"]) <= 1e-10
+    assert max_abs(out, case["fused"]) <= TOL_FLOAT64
 
 
 def test_fused_float32(case):
@@ -46,7 +53,7 @@ def test_fused_float32(case):
     with torch.no_grad():
         out = model(case["ir"].float(), case["vi"].float())
     assert out.dtype == torch.float32
-    assert max_abs(out.double(), case["fused"]) <= 5e-5
+    assert max_abs(out.double(), case["fused"]) <= TOL_FLOAT32
 
 
 STAGES = {
@@ -71,14 +78,14 @@ def test_stage_in_isolation(case, model64, stage):
     inp = entry["input"]
     with torch.no_grad():
         out = STAGES[stage](model64)(*inp) if isinstance(inp, (tuple, list)) else STAGES[stage](model64)(inp)
-    assert max_abs(out, entry["output"]) <= 1e-10, stage
+    assert max_abs(out, entry["output"]) <= TOL_FLOAT64, stage
 
 
 def test_fold_sums_overlaps(case, model64):
     entry = case["fold"]
     h, w = case["ir"].shape[-2:]
     out = F.fold(entry["input"], output_size=(h, w), kernel_size=4, stride=3)
-    assert max_abs(out, entry["output"]) <= 1e-12
+    assert max_abs(out, entry["output"]) <= TOL_FLOAT64
 
 
 def test_bottleneck_is_sum_of_deepest_encoders(case):
@@ -94,7 +101,7 @@ def test_cmsa_scan_call(case, model64, backend):
     x = scan["input"]
     out = selective_scan_fn(x["u"], x["delta"], -torch.exp(block.A_logs), x["B"], x["C"], block.Ds,
                             delta_bias=block.dt_projs_bias.reshape(-1), delta_softplus=True, backend=backend)
-    assert max_abs(out.detach(), scan["output"]) <= 1e-10
+    assert max_abs(out.detach(), scan["output"]) <= TOL_SCAN
 
 
 def test_level0_fusion_is_not_computed(case, model64):
@@ -148,4 +155,4 @@ def test_load_official_model_pkl_file(case, tmp_path):
     torch.save({"model": case["state_dict"]}, path)
     model = S4Fusion.load(path).double().eval()
     with torch.no_grad():
-        assert max_abs(model(case["ir"], case["vi"]), case["fused"]) <= 1e-10
+        assert max_abs(model(case["ir"], case["vi"]), case["fused"]) <= TOL_FLOAT64
