@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check_data": ("check_data", "validate a dataset folder and print a summary"),
     "train_fusion": ("train_fusion", "train S4Fusion from a YAML config"),
     "evaluate": ("evaluate", "fusion metrics, Tables I-IV/VII style reports"),
-    "fuse_then_detect": ("fuse_then_detect", "fuse a detection dataset per method, train YOLO on each, compare mAP"),
+    "fuse_then_detect": ("fuse_then_detect.cli", "fuse a detection dataset per method, train YOLO on each, compare mAP"),
 }
 
 

@@ -15,9 +15,9 @@ import torch
 
 from fusion import S4Fusion, S4FusionConfig
 from fusion.losses import LossConfig, PerceptionConfig, PerceptionNet, S4FusionLoss
-from fusion.train import (CheckpointError, TrainConfig, build_model, load_checkpoint, param_groups,
+from fusion.train import (CheckpointError, PairedCropDataset, TrainConfig, build_model, load_checkpoint, param_groups,
                           resolve_sources, seed_everything, train, warmup_cosine)
-from fusion.train_data import PairedCropDataset
+
 
 from conftest import REPO_ROOT as REPO
 from conftest import SHARED_DATA as SHARED
