@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from data.config import build
 from data.errors import InputError
 from data.io import write_atomic
 
@@ -84,11 +85,8 @@ class S4FusionConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "S4FusionConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown S4FusionConfig keys {unknown}; known: {sorted(known)}")
-        return cls(**dict(d))
+        """Typed construction by the shared loader: unknown keys and bad values are all reported."""
+        return build(cls, dict(d), "S4FusionConfig")
 
     @classmethod
     def from_spec(cls, spec: "str | Mapping") -> "S4FusionConfig":

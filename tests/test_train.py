@@ -78,7 +78,7 @@ def test_config_errors_name_the_key(tmp_path):
         TrainConfig.from_dict({"optim": {"lr_max": 1.0}})
     with pytest.raises(ValueError, match=r"batch_size: expected int"):
         TrainConfig.from_dict({"batch_size": "twenty"})
-    with pytest.raises(ValueError, match="unknown S4FusionConfig keys"):
+    with pytest.raises(ValueError, match=r"S4FusionConfig: unknown key\(s\) \[.width.\]"):
         TrainConfig.from_dict({"model": {"width": 3}})
     bad = tmp_path / "bad.yaml"
     bad.write_text("data: [unclosed\n")
