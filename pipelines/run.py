@@ -1,7 +1,8 @@
 """Command-line entry point: ``python -m pipelines.run <command> [options]``.
 
-Each command lives in its own module of this package exposing ``add_arguments(parser)`` and
-``main(args) -> int``; modules are imported lazily so ``--help`` and light commands stay fast.
+Each command lives in its own module of this package (``fuse_then_detect``: its ``cli`` module)
+exposing ``add_arguments(parser)`` and ``main(args) -> int``; modules are imported lazily so
+``--help`` and light commands stay fast. Input errors exit with code 2 (pipelines.cli).
 """
 from __future__ import annotations
 

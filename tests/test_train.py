@@ -196,6 +196,8 @@ def test_cli_logs_to_mlflow(tmp_path, monkeypatch):
     train_fusion.add_arguments(parser)
     overrides = [f"model={TINY_MODEL}", "data.crop_size=25", "batch_size=2", "max_steps=2", "log_every=1",
                  "val_every=2", "data.val_pairs=1", "loss.perception.enabled=true", 'data.train.0.stems=["01", "07"]', "data.train.1.stems=[FLIR_04269]"]
+    # both spellings: --set KEY=VALUE (the documented one) and the older positional key=value
+    overrides = overrides[:4] + [a for o in overrides[4:] for a in ("--set", o)]
     args = parser.parse_args(["--config", "experiments/train_s4fusion_demo.yaml", "--out", str(tmp_path), *overrides])
     assert train_fusion.main(args) == 0
     assert train_fusion.main(args) == 2  # existing checkpoint without --resume: refused
