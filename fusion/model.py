@@ -199,17 +199,22 @@ class S4Fusion(nn.Module):
             raise CheckpointLoadError(f"cannot read S4Fusion checkpoint {path}: {exc}") from exc
         if isinstance(obj, Mapping) and obj.get("format") == EXPORT_FORMAT:
             cfg = S4FusionConfig.from_dict({**obj["config"], **cfg_overrides})
-            model = cls(cfg)
-            model.load_state_dict(obj["state_dict"])
-            return model
+            return _load_weights(cls(cfg), obj["state_dict"], path)
         cfg = S4FusionConfig(**cfg_overrides)
         if isinstance(obj, Mapping) and any(k.startswith("vmunet.") for k in _unwrap(obj)):
             return cls.from_official_state_dict(obj, cfg=cfg)
         if isinstance(obj, Mapping) and all(isinstance(v, Tensor) for v in obj.values()):
-            model = cls(cfg)
-            model.load_state_dict(obj)
-            return model
+            return _load_weights(cls(cfg), obj, path)
         raise CheckpointLoadError(f"{path} is neither an s4fuse export, a native state dict nor an official S4Fusion checkpoint")
+
+
+def _load_weights(model: S4Fusion, state_dict: Mapping, path: Path) -> S4Fusion:
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as exc:  # missing/unexpected keys or shapes: the file is not this model
+        raise CheckpointLoadError(f"{path}: weights do not fit the model ({str(exc).splitlines()[0]}); is it "
+                                  f"an S4Fusion checkpoint of this config?") from exc
+    return model
 
 
 def _init_weights(module: nn.Module) -> None:

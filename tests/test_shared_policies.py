@@ -99,3 +99,16 @@ def test_metric_cache_is_keyed_by_checkpoint_content_not_path(tmp_path, shared_d
         values.append(float(frame["SF"].iloc[0]))
     assert values[0] != values[1] and values[2] == values[0]
     assert len(list(cache.glob("s4fusion-*.csv"))) == 2  # the third run reused the first one's cache
+
+
+def test_cli_error_policy_one_line_exit_2_and_bugs_keep_their_traceback(capsys):
+    from pipelines.cli import run_cli
+
+    def bad_input():
+        raise ConfigError(["a.b: expected int, got 'x'", "c: unknown key(s) ['d']"])
+
+    assert run_cli("cmd", bad_input) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cmd: error: 2 problems:") and "a.b: expected int" in err and "Traceback" not in err
+    with pytest.raises(ZeroDivisionError):  # a bug is not turned into an input error
+        run_cli("cmd", lambda: 1 // 0)
