@@ -219,14 +219,18 @@ def _build_dataclass(cls: type, value: Any, where: str, problems: list[str]) -> 
     return obj
 
 
-def build(cls: type[T], raw: Mapping[str, Any], source: str = "config") -> T:
-    """Instantiate dataclass ``cls`` from plain data; every problem at once in one :class:`ConfigError`
-    whose lines start with ``source`` and the dotted key."""
+def build(cls: type[T], raw: Mapping[str, Any], source: str = "config", path: str = "") -> T:
+    """Instantiate dataclass ``cls`` from plain data; every problem at once in one :class:`ConfigError`.
+
+    Each problem names its dotted key, starting with ``path`` (where ``raw`` sits in a larger
+    config, e.g. ``dataset.synthetic``), after ``source: `` (the file) when ``source`` is given.
+    """
     problems: list[str] = []
     try:
-        return _build_dataclass(cls, raw, "", problems)
+        return _build_dataclass(cls, raw, path, problems)
     except _Invalid:
-        raise ConfigError([f"{source}: {p}" for p in problems]) from None  # the problems are the message
+        # `from None`: the collected problems are the whole story (no code bug is hidden here)
+        raise ConfigError([f"{source}: {p}" if source else p for p in problems]) from None
 
 
 def load_config_file(cls: type[T], path: str | os.PathLike,

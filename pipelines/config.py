@@ -44,7 +44,7 @@ class DatasetConfig:
         """The :class:`data.synthetic.SyntheticConfig` of ``synthetic`` (validated on load)."""
         from data.synthetic import SyntheticConfig
 
-        return build(SyntheticConfig, self.synthetic, "dataset.synthetic")
+        return build(SyntheticConfig, self.synthetic, source="", path="dataset.synthetic")
 
 
 @dataclass
@@ -124,7 +124,7 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> PipelineConfi
 
 def validate(cfg: PipelineConfig) -> list[str]:
     """Static checks (no dataset access): kinds, required keys, files that must exist, nested sections."""
-    problems = [p for i, m in enumerate(cfg.methods) for p in _method_problems(m, f"methods.{i} ({m.name!r})")]
+    problems = [p for i, m in enumerate(cfg.methods) for p in _method_problems(m, i)]
     names = [m.name for m in cfg.methods]
     problems += [f"methods.{i} ({n!r}): duplicate method name" for i, n in enumerate(names) if n in names[:i]]
     if not cfg.methods:
@@ -132,9 +132,10 @@ def validate(cfg: PipelineConfig) -> list[str]:
     return problems + _dataset_problems(cfg)
 
 
-def _method_problems(m: MethodConfig, where: str) -> list[str]:
+def _method_problems(m: MethodConfig, index: int) -> list[str]:
     from fusion.baselines import BASELINES
 
+    where = f"methods.{index} ({m.name!r})"
     problems: list[str] = []
     if not _METHOD_NAME.match(str(m.name)):
         problems.append(f"{where}: method names may use letters, digits and _ . + - only")
@@ -157,7 +158,7 @@ def _method_problems(m: MethodConfig, where: str) -> list[str]:
         elif m.checkpoint is not None and not Path(m.checkpoint).expanduser().is_file():
             problems.append(f"{where}: S4Fusion checkpoint {m.checkpoint} does not exist")
         elif m.train is not None:
-            problems += _train_problems(m.train, where)
+            problems += _train_problems(m.train, f"methods.{index}.train")
     if m.kind == "precomputed":
         if not m.folder:
             problems.append(f"{where}: 'folder' (the method's fused images) is required")
@@ -167,17 +168,17 @@ def _method_problems(m: MethodConfig, where: str) -> list[str]:
     return problems
 
 
-def _train_problems(train: str | dict[str, Any], where: str) -> list[str]:
-    """An in-run S4Fusion's train config is checked on load, like everything else."""
+def _train_problems(train: str | dict[str, Any], path: str) -> list[str]:
+    """An in-run S4Fusion's train config (a file, or inline at ``path``) is checked on load too."""
     from fusion.train import TrainConfig
 
     try:
         if isinstance(train, str):
             TrainConfig.from_yaml(train)
         else:
-            TrainConfig.from_dict(train, source="train")
+            build(TrainConfig, train, source="", path=path)
     except ConfigError as exc:
-        return [f"{where}: {p}" for p in exc.problems]
+        return [f"{path}: {p}" if isinstance(train, str) else p for p in exc.problems]
     return []
 
 
