@@ -25,6 +25,7 @@ from typing import Literal
 import numpy as np
 
 from data.classes import LLVIP_CLASSES, M3FD_CLASSES
+from data.errors import InputError
 from data.io import image_size, list_images, read_image
 from data.voc import AnnotationError, read_voc
 from data.yolo_export import read_yolo_labels
@@ -37,7 +38,7 @@ _VI_DIRS = ("vi", "vis", "visible", "Vis", "VI")
 _VOC_DIRS = ("Annotation", "Annotations")
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError, ValueError):
     """A dataset folder does not have the expected layout or content."""
 
 

@@ -46,3 +46,27 @@ def to_gray(img: np.ndarray) -> np.ndarray:
     if img.ndim == 3 and img.shape[2] == 1:
         return img[..., 0].astype(np.float32)
     return rgb_to_ycbcr(img)[0]
+
+
+# ---- the colour policy of every fusion method (S4Fusion and the baselines) ---------------------
+def is_color(img: np.ndarray) -> bool:
+    """True for (H, W, 3) images whose channels differ somewhere (gray stored as RGB is gray)."""
+    return img.ndim == 3 and not (np.array_equal(img[..., 0], img[..., 1])
+                                  and np.array_equal(img[..., 0], img[..., 2]))
+
+
+def split_luma(vi: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """The policy's first half: the VIS luminance to fuse (float32, 0-255) and, for a colour VIS,
+    its (Cb, Cr) to put back; a gray VIS (also one stored as 3 equal channels) has no chroma."""
+    if is_color(vi):
+        y, cb, cr = rgb_to_ycbcr(vi)
+        return y, (cb, cr)
+    return to_gray(vi), None
+
+
+def merge_luma(fused_y: np.ndarray, chroma: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    """The policy's second half: fused Y (float, 0-255) -> uint8 gray (H, W), or RGB recoloured with
+    the VIS chroma."""
+    if chroma is not None:
+        return ycbcr_to_rgb(np.asarray(fused_y, np.float64), *chroma)
+    return np.clip(np.rint(np.asarray(fused_y, np.float64)), 0, 255).astype(np.uint8)

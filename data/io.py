@@ -11,21 +11,25 @@ Reading conventions (one place for every dataset):
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Literal
+from collections.abc import Callable
+from typing import BinaryIO, Literal
 
 import numpy as np
 from PIL import Image
 
 from data.color import to_gray
+from data.errors import InputError
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 ReadMode = Literal["gray", "rgb", "unchanged"]
 
 
-class ImageReadError(OSError):
+class ImageReadError(InputError, OSError):
     """An image file is missing, unreadable, truncated or of an unsupported kind."""
 
 
@@ -36,6 +40,28 @@ def is_image_file(path: Path) -> bool:
 def list_images(directory: str | os.PathLike) -> list[Path]:
     """Image files directly inside ``directory``, sorted by name (hidden files skipped)."""
     return sorted((p for p in Path(directory).iterdir() if is_image_file(p)), key=lambda p: p.name)
+
+
+class FolderIndexError(InputError, ValueError):
+    """A folder of per-stem images is ambiguous (two files for one stem) or missing."""
+
+
+def index_images_by_stem(folder: str | os.PathLike) -> dict[str, Path]:
+    """``{stem: file}`` of the images directly in ``folder`` (precomputed fused images, one per
+    dataset stem). Two files for one stem (``a.png`` and ``a.jpg``) are an error naming both."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise FolderIndexError(f"{folder} is not a folder")
+    files: dict[str, Path] = {}
+    duplicates: list[str] = []
+    for p in list_images(folder):
+        if p.stem in files:
+            duplicates.append(f"{files[p.stem].name} and {p.name}")
+        files.setdefault(p.stem, p)
+    if duplicates:
+        raise FolderIndexError(f"{folder}: {len(duplicates)} stem(s) with two images, e.g. {duplicates[:10]}; "
+                               "keep one image per dataset stem")
+    return files
 
 
 def _stretch_to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -105,39 +131,69 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
         raise ImageReadError(f"{path}: unreadable or corrupt image ({exc})") from exc
 
 
-def _atomic_target(path: Path) -> tuple[int, str]:
+def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
+    """The one atomic-write helper: ``write(file)`` fills a temp file beside ``path`` (flushed and
+    fsynced), then ``os.replace`` puts it in place; on any failure the temp file is removed and
+    ``path`` is untouched (old content, or absent)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def write_png_atomic(path: str | os.PathLike, array: np.ndarray) -> Path:
-    """Write a uint8 (H, W) / (H, W, 3) array as PNG via a temp file + ``os.replace`` (fast zlib level 1)."""
+    """Write a uint8 (H, W) / (H, W, 3) array as PNG atomically (fast zlib level 1)."""
     path = Path(path)
     array = np.asarray(array)
     if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3)):
         raise ValueError(f"{path}: expected uint8 (H, W) or (H, W, 3), got {array.dtype} {array.shape}")
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
-    fd, tmp = _atomic_target(path)
-    os.close(fd)
-    try:
-        Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG", compress_level=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    image = Image.fromarray(np.ascontiguousarray(array))
+    return write_atomic(path, lambda fh: image.save(fh, format="PNG", compress_level=1))
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write a UTF-8 text file via a temp file + ``os.replace``."""
+    """Write a UTF-8 text file atomically."""
+    return write_atomic(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def write_figure_atomic(path: str | os.PathLike, fig, **savefig_kwargs) -> Path:
+    """Save a matplotlib figure as PNG atomically."""
+    return write_atomic(path, lambda fh: fig.savefig(fh, format="png", **savefig_kwargs))
+
+
+# ---- content hashes (cache keys are made of these, never of paths) -----------------------------
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def digest(obj: object, n: int = 12) -> str:
+    """Short sha256 of a JSON-able object (sorted keys): a cache-key component."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+def write_csv_atomic(path: str | os.PathLike, frame) -> Path:
+    """A pandas DataFrame as CSV (no index), atomically."""
+    return write_text_atomic(path, frame.to_csv(index=False))
+
+
+def read_csv_cached(path: str | os.PathLike):
+    """A CSV cache written by :func:`write_csv_atomic` (stems kept as strings), or None if absent."""
+    import pandas as pd
+
     path = Path(path)
-    fd, tmp = _atomic_target(path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return pd.read_csv(path, dtype={"image": str}) if path.is_file() else None

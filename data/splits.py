@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data.errors import InputError
 from data.io import write_text_atomic
 
 Split = dict[str, list[str]]
@@ -24,7 +25,7 @@ SPLIT_PARTS: tuple[str, ...] = ("train", "val", "test")
 HASH_FILE = "split.sha256"
 
 
-class SplitMismatchError(RuntimeError):
+class SplitMismatchError(InputError, RuntimeError):
     """An existing split directory holds a different split than the one requested."""
 
 

@@ -39,7 +39,7 @@ from scipy.ndimage import gaussian_filter
 from tqdm import tqdm
 
 from data.classes import M3FD_CLASSES
-from data.io import write_png_atomic, write_text_atomic
+from data.io import write_atomic, write_png_atomic, write_text_atomic
 from data.voc import write_voc
 
 GENERATOR_VERSION = 1
@@ -498,7 +498,5 @@ def save_example_grid(root: str | os.PathLike, out_path: str | os.PathLike, stem
     # a 256-color palette keeps the noisy images' PNG small enough for documentation
     with Image.open(buffer) as im:
         small = im.convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE)
-    tmp = out_path.with_name(f".{out_path.stem}.tmp.png")
-    small.save(tmp, optimize=True)
-    os.replace(tmp, out_path)
+    write_atomic(out_path, lambda fh: small.save(fh, format="PNG", optimize=True))
     return out_path

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from data.errors import InputError
 from data.io import write_text_atomic
 
 
-class AnnotationError(ValueError):
+class AnnotationError(InputError, ValueError):
     """An annotation file is missing, malformed or truncated."""
 
 

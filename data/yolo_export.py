@@ -62,7 +62,8 @@ def read_yolo_labels(path: str | os.PathLike, width: int, height: int) -> tuple[
 
 
 def _place_image(src: Path, dst: Path) -> None:
-    """Hard-link (same file system) or copy ``src`` to ``dst``, atomically."""
+    """Hard-link (same file system) or copy ``src`` to ``dst``, atomically (a link, so not
+    data.io.write_atomic, which writes bytes)."""
     tmp = dst.with_name(f".{dst.name}.tmp")
     tmp.unlink(missing_ok=True)
     try:

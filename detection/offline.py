@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
+
+from data.io import write_atomic
 
 
 # Names ultralytics rewrites to "<name>u.pt" and then downloads (utils.checks.check_yolov5u_filename).
@@ -51,10 +52,7 @@ def _install_local_font(config_dir: Path) -> Path:
         source = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
         if not source.is_file():
             raise FileNotFoundError(f"matplotlib's bundled font {source} is missing; cannot provide Arial.ttf offline")
-        config_dir.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(f".tmp{os.getpid()}")
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
+        write_atomic(target, lambda fh: fh.write(source.read_bytes()))
     return target
 
 

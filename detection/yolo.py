@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from data.io import write_text_atomic
 from detection.offline import check_local_weight, import_ultralytics
 
 
@@ -196,7 +197,5 @@ def train_and_evaluate(data_yaml: str | os.PathLike, out_dir: str | os.PathLike,
         predictions=captured[-1].records, weights=best, train_seconds=train_seconds,
         initialisation=cfg.initialisation,
     )
-    tmp = result_file.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result.to_json()))
-    os.replace(tmp, result_file)
+    write_text_atomic(result_file, json.dumps(result.to_json()))
     return result

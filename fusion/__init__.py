@@ -2,8 +2,9 @@
 
 ``ops`` (selective-scan backends, cross-scan) -> ``modules`` (SS2D/VSS, CMSA, patch layers,
 ablation interactions) -> ``model`` (S4Fusion, config, official checkpoints); ``inference``,
-``flops``, ``losses``, ``train``, ``baselines``, ``metrics`` and ``analysis`` (Table VIII, Fig. 13)
-build on them; ``paper`` hands out the paper's printed values (``paper_s4fusion.yaml``). May import data/;
+``flops``, ``losses``, ``train`` (package), ``analysis`` (Table VIII, Fig. 13) build on them; ``paper``
+hands out the paper's printed values (``paper_s4fusion.yaml``); ``baselines`` and ``metrics`` are
+numpy-only and import without torch (the model is exposed lazily below). May import data/;
 never detection/ or pipelines/.
 """
 import os
@@ -15,6 +16,14 @@ if "torch" not in sys.modules:
     # on 2 cores. Only effective before torch is imported; entry points set it too.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from fusion.model import S4Fusion, S4FusionConfig  # noqa: E402
-
 __all__ = ["S4Fusion", "S4FusionConfig"]
+
+
+def __getattr__(name: str):
+    """``fusion.S4Fusion`` / ``fusion.S4FusionConfig`` import torch only when first used, so that
+    ``import fusion.metrics`` and ``import fusion.baselines`` stay torch-free."""
+    if name in __all__:
+        from fusion import model
+
+        return getattr(model, name)
+    raise AttributeError(f"module 'fusion' has no attribute {name!r}")

@@ -19,7 +19,7 @@ import numpy as np
 import pywt
 from scipy import ndimage
 
-from data.color import rgb_to_ycbcr, to_gray, ycbcr_to_rgb
+from data.color import merge_luma, split_luma, to_gray
 
 FusionFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -214,10 +214,6 @@ BASELINES: dict[str, FusionFn] = {
 }
 
 
-def _is_color(img: np.ndarray) -> bool:
-    return img.ndim == 3 and not (np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 0], img[..., 2]))
-
-
 def fuse_baseline(name: str, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
     """Fuse uint8 images with baseline ``name``: gray VIS -> uint8 (H, W); color VIS -> uint8 (H, W, 3)
     (fused Y recolored with the VIS Cb/Cr)."""
@@ -229,10 +225,6 @@ def fuse_baseline(name: str, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
             raise ValueError(f"{what}: expected a uint8 (H, W) or (H, W, 3) image, got {img.dtype} {img.shape}")
     if ir.shape[:2] != vi.shape[:2]:
         raise ValueError(f"ir {ir.shape[:2]} and vi {vi.shape[:2]} differ in size")
-    ir_y = to_gray(ir) / 255.0
-    if _is_color(vi):
-        y, cb, cr = rgb_to_ycbcr(vi)
-        fused_y = BASELINES[name](ir_y, y / 255.0)
-        return ycbcr_to_rgb(fused_y.astype(np.float64) * 255.0, cb, cr)
-    fused_y = BASELINES[name](ir_y, to_gray(vi) / 255.0)
-    return np.clip(np.rint(fused_y.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+    y, chroma = split_luma(vi)  # the one colour policy (data.color)
+    fused_y = BASELINES[name](to_gray(ir) / 255.0, y / 255.0)
+    return merge_luma(fused_y.astype(np.float64) * 255.0, chroma)

@@ -2,22 +2,23 @@
 
 Sizes: S4Fusion needs H, W = 12k+1. Like the official test script we zero-pad each axis to the
 next valid size, ``before = rest // 2`` and ``after = rest - before``, and crop the output back.
-Color: IR is read as gray; a color VIS image is converted to YCbCr (BT.601 full range, the MMIF
-convention), its Y is fused with IR and the result is recolored with the VIS Cb/Cr.
+Color: the one policy of data.color (split_luma / merge_luma), shared with the baselines: IR is
+used as gray; a color VIS image is converted to YCbCr (BT.601 full range, the MMIF convention), its
+Y is fused with IR and the result is recolored with the VIS Cb/Cr; a gray VIS -- also one stored
+as three equal channels -- gives a gray result.
 """
 from __future__ import annotations
 
 import os
-from pathlib import Path
-
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from data.color import rgb_to_ycbcr, to_gray, ycbcr_to_rgb
+from data.color import merge_luma, split_luma, to_gray
 from data.io import read_image, write_png_atomic
 from fusion.model import S4Fusion
 
@@ -53,16 +54,10 @@ def fuse_image_arrays(model: nn.Module, ir: np.ndarray, vi: np.ndarray) -> np.nd
         raise ValueError(f"IR {ir.shape[:2]} and VIS {vi.shape[:2]} sizes differ")
     was_training = model.training
     model.eval()
-    color = vi.ndim == 3 and vi.shape[2] == 3
-    if color:
-        y, cb, cr = rgb_to_ycbcr(vi)
-    else:
-        y = to_gray(vi)
+    y, chroma = split_luma(vi)  # the one colour policy (data.color), shared with the baselines
     fused_y = fuse(model, _to_tensor(to_gray(ir)), _to_tensor(y))[0, 0].cpu().numpy() * 255.0
     model.train(was_training)
-    if color:
-        return ycbcr_to_rgb(fused_y, cb, cr)
-    return np.clip(np.rint(fused_y), 0, 255).astype(np.uint8)
+    return merge_luma(fused_y, chroma)
 
 
 def fuse_files(model: nn.Module, ir_path: str | os.PathLike, vi_path: str | os.PathLike,

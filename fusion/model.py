@@ -18,12 +18,35 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from data.config import build
+from data.errors import InputError
+from data.io import write_atomic
+
 from fusion.modules.cmsa import FusionLayer
 from fusion.modules.interactions import build_interaction
 from fusion.modules.patch import FoldHead, OverlapPatchEmbed
 from fusion.modules.ss2d import VSSLayer
 
 EXPORT_FORMAT = "s4fuse"
+
+
+class CheckpointLoadError(InputError, ValueError):
+    """A model file is unreadable or of an unknown kind (the message names it)."""
+
+
+class ModelFileNotFoundError(CheckpointLoadError, FileNotFoundError):
+    """A model file does not exist."""
+
+
+# Named model sizes, the one definition the YAMLs refer to (``model: {size: demo}``): ``paper`` is
+# the published model; ``demo`` trains in minutes on a 2-core CPU; ``tiny`` is for tests.
+MODEL_SIZES: dict[str, dict] = {
+    "paper": {},
+    "demo": {"dims": [16, 32, 64], "depths": [1, 1, 1], "depths_decoder": [1, 1, 1], "num_cmsa": 1,
+             "d_state": 8, "d_state_fusion": 8},
+    "tiny": {"dims": [8, 16, 32], "depths": [1, 1, 1], "depths_decoder": [1, 1, 1], "num_cmsa": 1,
+             "d_state": 4, "d_state_fusion": 4},
+}
 
 
 @dataclass
@@ -62,11 +85,18 @@ class S4FusionConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "S4FusionConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown S4FusionConfig keys {unknown}; known: {sorted(known)}")
-        return cls(**dict(d))
+        """Typed construction by the shared loader: unknown keys and bad values are all reported."""
+        return build(cls, dict(d), "S4FusionConfig")
+
+    @classmethod
+    def from_spec(cls, spec: "str | Mapping") -> "S4FusionConfig":
+        """A size name of :data:`MODEL_SIZES`, or a mapping of fields, optionally with ``size: NAME``
+        as the base the other fields override."""
+        d = {"size": spec} if isinstance(spec, str) else dict(spec)
+        size = d.pop("size", "paper")
+        if size not in MODEL_SIZES:
+            raise ValueError(f"unknown model size {size!r}; named sizes: {sorted(MODEL_SIZES)}")
+        return cls.from_dict({**MODEL_SIZES[size], **d})
 
 
 class S4Fusion(nn.Module):
@@ -153,12 +183,8 @@ class S4Fusion(nn.Module):
 
     def save_exported(self, path: str | Path) -> Path:
         """Write ``{"format", "config", "state_dict"}`` atomically; loads with weights_only=True."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save({"format": EXPORT_FORMAT, "config": self.cfg.to_dict(), "state_dict": self.state_dict()}, tmp)
-        tmp.replace(path)
-        return path
+        payload = {"format": EXPORT_FORMAT, "config": self.cfg.to_dict(), "state_dict": self.state_dict()}
+        return write_atomic(path, lambda fh: torch.save(payload, fh))
 
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu", **cfg_overrides) -> "S4Fusion":
@@ -166,24 +192,29 @@ class S4Fusion(nn.Module):
         official checkpoint (``model.pkl`` or a ``vmunet.*`` state dict)."""
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"S4Fusion checkpoint not found: {path}")
+            raise ModelFileNotFoundError(f"S4Fusion checkpoint not found: {path}")
         try:
             obj = torch.load(path, map_location=map_location, weights_only=True)
         except Exception as exc:  # corrupted, truncated or not a torch file
-            raise ValueError(f"cannot read S4Fusion checkpoint {path}: {exc}") from exc
+            raise CheckpointLoadError(f"cannot read S4Fusion checkpoint {path}: {exc}") from exc
         if isinstance(obj, Mapping) and obj.get("format") == EXPORT_FORMAT:
             cfg = S4FusionConfig.from_dict({**obj["config"], **cfg_overrides})
-            model = cls(cfg)
-            model.load_state_dict(obj["state_dict"])
-            return model
+            return _load_weights(cls(cfg), obj["state_dict"], path)
         cfg = S4FusionConfig(**cfg_overrides)
         if isinstance(obj, Mapping) and any(k.startswith("vmunet.") for k in _unwrap(obj)):
             return cls.from_official_state_dict(obj, cfg=cfg)
         if isinstance(obj, Mapping) and all(isinstance(v, Tensor) for v in obj.values()):
-            model = cls(cfg)
-            model.load_state_dict(obj)
-            return model
-        raise ValueError(f"{path} is neither an s4fuse export, a native state dict nor an official S4Fusion checkpoint")
+            return _load_weights(cls(cfg), obj, path)
+        raise CheckpointLoadError(f"{path} is neither an s4fuse export, a native state dict nor an official S4Fusion checkpoint")
+
+
+def _load_weights(model: S4Fusion, state_dict: Mapping, path: Path) -> S4Fusion:
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as exc:  # missing/unexpected keys or shapes: the file is not this model
+        raise CheckpointLoadError(f"{path}: weights do not fit the model ({str(exc).splitlines()[0]}); is it "
+                                  f"an S4Fusion checkpoint of this config?") from exc
+    return model
 
 
 def _init_weights(module: nn.Module) -> None:

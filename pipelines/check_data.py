@@ -1,10 +1,12 @@
-"""``python -m pipelines.run check_data``: validate a dataset folder and print a summary."""
+"""``python -m pipelines.run check_data``: validate a dataset folder and print a summary (exit code 2
+when the dataset has errors)."""
 from __future__ import annotations
 
 import argparse
 
 from data.adapters import DATASET_NAMES
 from data.validation import check_dataset
+from pipelines.cli import run_cli
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,8 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-errors", type=int, default=50, help="errors to print (all are counted)")
 
 
-def main(args: argparse.Namespace) -> int:
+def _check(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.class_names.split(",")] if args.class_names else None
     report = check_dataset(args.dataset, args.root, split=args.split, class_names=names)
     print(report.summary(max_errors=args.max_errors))
-    return 0 if report.ok else 1
+    return 0 if report.ok else 2  # like every command: bad input -> exit code 2
+
+
+def main(args: argparse.Namespace) -> int:
+    return run_cli("check_data", lambda: _check(args))

@@ -1,11 +1,12 @@
-"""Configuration of ``fuse_then_detect``: dataclasses, YAML loading, ``--set key=value`` overrides.
+"""Configuration of ``fuse_then_detect``: dataclass sections read by the shared loader (data.config).
 
-Everything is validated on load so that a typo or a missing file fails in the first second, not
-after an hour of training. Relative paths are resolved against the current working directory.
+Everything is validated on load -- nested sections included (``dataset.synthetic``, inline
+``methods[].train``) -- so that a typo or a missing file fails in the first second, not after an
+hour of training; all problems are reported at once. Relative paths are resolved against the
+current working directory.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import json
@@ -14,18 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from data.config import ConfigError, apply_overrides, build, read_yaml_mapping
+from data.experiments import experiments_dir, resolve_experiment
 from detection.yolo import DetectorConfig
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
+EXPERIMENTS_DIR = experiments_dir()
 DEFAULT_CONFIG = EXPERIMENTS_DIR / "fuse_then_detect_demo.yaml"
 METHOD_KINDS = ("source", "baseline", "s4fusion", "precomputed")
 _METHOD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
-
-class ConfigError(ValueError):
-    """The pipeline configuration is invalid; the message names the file/key and the problem."""
+__all__ = ["ConfigError", "DatasetConfig", "MethodConfig", "PipelineConfig", "apply_overrides", "load_config",
+           "parse_config"]
 
 
 @dataclass
@@ -39,6 +39,12 @@ class DatasetConfig:
     split_ratios: list[float] = field(default_factory=lambda: [0.7, 0.1, 0.2])
     split_seed: int = 0
     group_consecutive: int | None = None
+
+    def synthetic_config(self):
+        """The :class:`data.synthetic.SyntheticConfig` of ``synthetic`` (validated on load)."""
+        from data.synthetic import SyntheticConfig
+
+        return build(SyntheticConfig, self.synthetic, source="", path="dataset.synthetic")
 
 
 @dataclass
@@ -104,21 +110,8 @@ class PipelineConfig:
             d.pop(key)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
-
-def _build(cls, data: Any, where: str):
-    """Instantiate dataclass ``cls`` from a mapping, naming unknown or missing keys."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(names)}")
-    try:
-        return cls(**data)
-    except TypeError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-    except (ValueError, FileNotFoundError) as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+    def validate(self) -> list[str]:
+        return validate(self)
 
 
 def parse_config(raw: dict[str, Any], source: str = "<config>") -> PipelineConfig:
@@ -126,144 +119,96 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> PipelineConfi
 
     Every problem found is reported at once (one ConfigError listing them all).
     """
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping")
-    raw = copy.deepcopy(raw)
-    problems: list[str] = []
-    if "name" not in raw:
-        problems.append(f"{source}: missing key 'name'")
-    methods = raw.pop("methods", None)
-    if not methods or not isinstance(methods, list):
-        problems.append(f"{source}: 'methods' must be a non-empty list")
-        methods = []
-    sections = {"dataset": DatasetConfig, "detector": DetectorConfig, "report": ReportConfig,
-                "tracking": TrackingConfig}
-    for key, cls in sections.items():
-        if key in raw:
-            try:
-                raw[key] = _build(cls, raw[key] or {}, f"{source}: {key}")
-            except ConfigError as exc:
-                problems.append(str(exc))
-                raw.pop(key)
-    built = []
-    for i, m in enumerate(methods):
-        try:
-            built.append(_build(MethodConfig, m, f"{source}: methods[{i}]"))
-        except ConfigError as exc:
-            problems.append(str(exc))
-    raw["methods"] = built
-    if not problems:
-        try:
-            cfg = _build(PipelineConfig, raw, source)
-        except ConfigError as exc:
-            problems.append(str(exc))
-        else:
-            problems += validate(cfg, source)
-    elif built:
-        raw.setdefault("name", "?")
-        try:
-            problems += validate(_build(PipelineConfig, raw, source), source)
-        except ConfigError:
-            pass  # already reported above
-    if problems:
-        raise ConfigError(problems[0] if len(problems) == 1 else
-                          f"{len(problems)} problems:\n  " + "\n  ".join(problems))
-    return cfg
+    return build(PipelineConfig, raw, source)
 
 
-def validate(cfg: PipelineConfig, source: str = "<config>") -> list[str]:
-    """Static checks (no dataset access): kinds, required keys, files that must exist."""
+def validate(cfg: PipelineConfig) -> list[str]:
+    """Static checks (no dataset access): kinds, required keys, files that must exist, nested sections."""
+    problems = [p for i, m in enumerate(cfg.methods) for p in _method_problems(m, i)]
+    names = [m.name for m in cfg.methods]
+    problems += [f"methods.{i} ({n!r}): duplicate method name" for i, n in enumerate(names) if n in names[:i]]
+    if not cfg.methods:
+        problems.append("'methods' must be a non-empty list")
+    return problems + _dataset_problems(cfg)
+
+
+def _method_problems(m: MethodConfig, index: int) -> list[str]:
     from fusion.baselines import BASELINES
 
+    where = f"methods.{index} ({m.name!r})"
     problems: list[str] = []
-    seen: set[str] = set()
-    for i, m in enumerate(cfg.methods):
-        where = f"{source}: methods[{i}] ({m.name!r})"
-        if not _METHOD_NAME.match(str(m.name)):
-            problems.append(f"{where}: method names may use letters, digits and _ . + - only")
-        if m.name in seen:
-            problems.append(f"{where}: duplicate method name")
-        seen.add(m.name)
-        if m.kind not in METHOD_KINDS:
-            problems.append(f"{where}: unknown method kind {m.kind!r}; expected one of {list(METHOD_KINDS)}")
-            continue
-        allowed = {"source": {"source"}, "baseline": {"baseline"}, "s4fusion": {"checkpoint", "train"},
-                   "precomputed": {"folder"}}[m.kind]
-        extra = sorted(k for k in m.identity() if k != "kind" and k not in allowed)
-        if extra:
-            problems.append(f"{where}: key(s) {extra} do not apply to kind {m.kind!r} (allowed: {sorted(allowed)})")
-        if m.kind == "source" and m.source not in ("ir", "vi"):
-            problems.append(f"{where}: source must be 'ir' or 'vi', got {m.source!r}")
-        if m.kind == "baseline" and m.baseline not in BASELINES:
-            problems.append(f"{where}: unknown baseline {m.baseline!r}; available: {sorted(BASELINES)}")
-        if m.kind == "s4fusion":
-            if (m.checkpoint is None) == (m.train is None):
-                problems.append(f"{where}: give exactly one of 'checkpoint' (a trained model file) or "
-                                f"'train' (a train_fusion config, path or mapping)")
-            elif m.checkpoint is not None and not Path(m.checkpoint).expanduser().is_file():
-                problems.append(f"{where}: S4Fusion checkpoint {m.checkpoint} does not exist")
-            elif isinstance(m.train, str) and not Path(m.train).expanduser().is_file():
-                problems.append(f"{where}: train config {m.train} does not exist")
-        if m.kind == "precomputed":
-            if not m.folder:
-                problems.append(f"{where}: 'folder' (the method's fused images) is required")
-            elif not Path(m.folder).expanduser().is_dir():
-                problems.append(f"{where}: folder {m.folder} does not exist; put the method's fused images "
-                                f"there, one per dataset image, named by the dataset's file stems")
-    if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
-        problems.append(f"{source}: 'seeds' must be a non-empty list of distinct integers, got {cfg.seeds}")
-    ds = cfg.dataset
-    if ds.name != "synthetic":
-        if not ds.root:
-            problems.append(f"{source}: dataset.root is required for dataset {ds.name!r} (only 'synthetic' is "
-                            f"generated)")
-        elif not Path(ds.root).expanduser().is_dir():
-            problems.append(f"{source}: dataset.root {ds.root} does not exist; download {ds.name} and point "
-                            f"dataset.root (or --set dataset.root=PATH) at it")
-    if len(ds.split_ratios) != 3 or any(r < 0 for r in ds.split_ratios) or ds.split_ratios[2] <= 0:
-        problems.append(f"{source}: dataset.split_ratios must be 3 non-negative train/val/test ratios with a "
-                        f"test share, got {ds.split_ratios}")
-    if cfg.report.sample_images < 0:
-        problems.append(f"{source}: report.sample_images must be >= 0")
+    if not _METHOD_NAME.match(str(m.name)):
+        problems.append(f"{where}: method names may use letters, digits and _ . + - only")
+    if m.kind not in METHOD_KINDS:
+        problems.append(f"{where}: unknown method kind {m.kind!r}; expected one of {list(METHOD_KINDS)}")
+        return problems
+    allowed = {"source": {"source"}, "baseline": {"baseline"}, "s4fusion": {"checkpoint", "train"},
+               "precomputed": {"folder"}}[m.kind]
+    extra = sorted(k for k in m.identity() if k != "kind" and k not in allowed)
+    if extra:
+        problems.append(f"{where}: key(s) {extra} do not apply to kind {m.kind!r} (allowed: {sorted(allowed)})")
+    if m.kind == "source" and m.source not in ("ir", "vi"):
+        problems.append(f"{where}: source must be 'ir' or 'vi', got {m.source!r}")
+    if m.kind == "baseline" and m.baseline not in BASELINES:
+        problems.append(f"{where}: unknown baseline {m.baseline!r}; available: {sorted(BASELINES)}")
+    if m.kind == "s4fusion":
+        if (m.checkpoint is None) == (m.train is None):
+            problems.append(f"{where}: give exactly one of 'checkpoint' (a trained model file) or "
+                            f"'train' (a train_fusion config, path or mapping)")
+        elif m.checkpoint is not None and not Path(m.checkpoint).expanduser().is_file():
+            problems.append(f"{where}: S4Fusion checkpoint {m.checkpoint} does not exist")
+        elif m.train is not None:
+            problems += _train_problems(m.train, f"methods.{index}.train")
+    if m.kind == "precomputed":
+        if not m.folder:
+            problems.append(f"{where}: 'folder' (the method's fused images) is required")
+        elif not Path(m.folder).expanduser().is_dir():
+            problems.append(f"{where}: folder {m.folder} does not exist; put the method's fused images "
+                            f"there, one per dataset image, named by the dataset's file stems")
     return problems
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key.sub=value`` overrides (value parsed as YAML) to a raw config mapping."""
-    raw = copy.deepcopy(raw)
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected key=value (e.g. detector.epochs=5)")
-        key, value = item.split("=", 1)
-        parts = key.strip().split(".")
-        node = raw
-        for p in parts[:-1]:
-            if node.get(p) is None:
-                node[p] = {}
-            if not isinstance(node[p], dict):
-                raise ConfigError(f"--set {item!r}: '{p}' is not a section")
-            node = node[p]
+def _train_problems(train: str | dict[str, Any], path: str) -> list[str]:
+    """An in-run S4Fusion's train config (a file, or inline at ``path``) is checked on load too."""
+    from fusion.train import TrainConfig
+
+    try:
+        if isinstance(train, str):
+            TrainConfig.from_yaml(train)
+        else:
+            build(TrainConfig, train, source="", path=path)
+    except ConfigError as exc:
+        return [f"{path}: {p}" if isinstance(train, str) else p for p in exc.problems]
+    return []
+
+
+def _dataset_problems(cfg: PipelineConfig) -> list[str]:
+    problems: list[str] = []
+    if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
+        problems.append(f"'seeds' must be a non-empty list of distinct integers, got {cfg.seeds}")
+    ds = cfg.dataset
+    if ds.name == "synthetic":
         try:
-            node[parts[-1]] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {item!r}: value is not valid YAML ({exc})") from None
-    return raw
+            ds.synthetic_config()
+        except ConfigError as exc:
+            problems += exc.problems
+    else:
+        if not ds.root:
+            problems.append(f"dataset.root is required for dataset {ds.name!r} (only 'synthetic' is "
+                            f"generated)")
+        elif not Path(ds.root).expanduser().is_dir():
+            problems.append(f"dataset.root {ds.root} does not exist; download {ds.name} and point "
+                            f"dataset.root (or --set dataset.root=PATH) at it")
+    if len(ds.split_ratios) != 3 or any(r < 0 for r in ds.split_ratios) or ds.split_ratios[2] <= 0:
+        problems.append(f"dataset.split_ratios must be 3 non-negative train/val/test ratios with a "
+                        f"test share, got {ds.split_ratios}")
+    if cfg.report.sample_images < 0:
+        problems.append("report.sample_images must be >= 0")
+    return problems
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PipelineConfig:
-    """Read a YAML config (default: the demo profile), apply overrides, validate."""
-    path = Path(path) if path is not None else DEFAULT_CONFIG
-    if not path.is_file():
-        candidate = EXPERIMENTS_DIR / path.name
-        if path.parent == Path(".") and candidate.is_file():  # `--config table6_m3fd.yaml` finds experiments/
-            path = candidate
-        else:
-            raise ConfigError(f"config file {path} does not exist (profiles live in {EXPERIMENTS_DIR})")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping")
-    raw = apply_overrides(raw, overrides or [])
-    return parse_config(raw, str(path))
+    """Read a YAML config (default: the demo profile; a bare name is looked up in experiments/),
+    apply ``--set`` overrides, build and validate."""
+    path = resolve_experiment(path if path is not None else DEFAULT_CONFIG)
+    return parse_config(apply_overrides(read_yaml_mapping(path), overrides or []), str(path))

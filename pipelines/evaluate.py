@@ -10,27 +10,26 @@ Methods (``--methods``, any mix):
 Outputs in ``--out``: ``per_image_metrics.csv``, ``summary.md`` / ``summary.csv`` (mean ± std,
 best bold, second underlined), ``comparison_grid.png``, ``table7.md`` / ``table7.csv`` (params,
 FLOPs and measured latency of learned methods), all logged to MLflow (``sqlite:///<out>/mlflow.db``
-unless ``--tracking-uri``). Per-method results are cached in ``<out>/per_method/``: a rerun only
-computes methods that are missing.
+unless ``--tracking-uri``). Per-method results are cached in ``<out>/per_method/`` by content (checkpoint and fused-file
+sha256, the pairs' names/sizes/mtimes): a rerun only computes what changed.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
-from data.adapters import open_dataset
-from data.io import IMAGE_EXTENSIONS, write_text_atomic
+from data.adapters import PairedImageDataset, open_dataset
+from data.config import ConfigError
+from data.io import digest, file_sha256, index_images_by_stem, write_csv_atomic, write_text_atomic
 from fusion.baselines import BASELINES
-from fusion.metrics import CONVENTIONS, compute_metrics, load_image, resolve_metrics
-from pipelines.reports import comparison_grid, markdown_table, write_csv_atomic, write_summary
+from fusion.metrics import CONVENTIONS, load_image, resolve_metrics
+from pipelines.cli import run_cli
+from pipelines.fusion_metrics import per_image_metrics
+from pipelines.reports import comparison_grid, markdown_table, write_summary
 
 LATENCY_SIZE = (480, 640)
 
@@ -42,6 +41,14 @@ class Method:
     source: str            # baseline name, checkpoint path or folder
     files: dict[str, Path] | None = None   # precomputed: stem -> file
     missing: list[str] | None = None       # precomputed: dataset stems without a file
+
+    def identity(self, stems: list[str]) -> dict:
+        """What determines this method's fused images, by content (cache key of the metric stage)."""
+        if self.kind == "s4fusion":
+            return {"kind": self.kind, "checkpoint_sha256": file_sha256(self.source)}
+        if self.kind == "precomputed":
+            return {"kind": self.kind, "files": {s: file_sha256(f) for s, f in self.files.items() if s in stems}}
+        return {"kind": self.kind, "baseline": self.source}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,16 +71,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
 
 
-def _index_folder(folder: Path) -> dict[str, Path]:
-    files: dict[str, Path] = {}
-    for p in sorted(folder.iterdir()):
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."):
-            if p.stem in files:
-                raise ValueError(f"{folder}: two fused images for stem {p.stem!r}: {files[p.stem].name}, {p.name}")
-            files[p.stem] = p
-    return files
-
-
 def resolve_methods(specs: list[str], stems: list[str], checkpoint: str | None, allow_missing: bool) -> list[Method]:
     """Turn ``--methods`` entries into :class:`Method` s; every problem is reported before any work starts."""
     methods, errors = [], []
@@ -90,7 +87,7 @@ def resolve_methods(specs: list[str], stems: list[str], checkpoint: str | None, 
                 methods.append(Method("s4fusion", "s4fusion", str(checkpoint)))
         elif Path(path).is_dir():
             folder = Path(path)
-            files = _index_folder(folder)
+            files = index_images_by_stem(folder)
             missing = [s for s in stems if s not in files]
             if missing and not allow_missing:
                 shown = ", ".join(missing[:20]) + (f" ... (+{len(missing) - 20})" if len(missing) > 20 else "")
@@ -105,62 +102,55 @@ def resolve_methods(specs: list[str], stems: list[str], checkpoint: str | None, 
     if duplicates:
         errors.append(f"method names used twice: {duplicates} (name folders with NAME=PATH)")
     if errors:
-        raise SystemExit("evaluate: " + "\n  ".join(["cannot start:"] + errors))
+        raise ConfigError(["cannot start:"] + errors)
     return methods
 
 
 def _fuser(method: Method):
-    """A function (sample) -> fused uint8 image for this method."""
+    """A function stem -> fused uint8 image (None where a precomputed folder lacks it)."""
     if method.kind in ("baseline", "s4fusion"):
         from fusion.inference import make_fuser  # lazy: torch model code only when needed
 
-        fuse = make_fuser(method.kind if method.kind == "s4fusion" else method.source,
+        return make_fuser(method.kind if method.kind == "s4fusion" else method.source,
                           method.source if method.kind == "s4fusion" else None)
-        return lambda s: fuse(s.ir, s.vi)
+    return None
 
-    def read(s):
-        fused = load_image(method.files[s.name], f"{method.name} fused image")
-        if fused.shape[:2] != s.ir.shape[:2]:
-            raise ValueError(f"{method.files[s.name]}: size {fused.shape[1]}x{fused.shape[0]} differs from the "
-                             f"source pair {s.name} ({s.ir.shape[1]}x{s.ir.shape[0]})")
+
+def fused_images(method: Method, dataset: PairedImageDataset):
+    """``stem -> fused uint8 image or None`` for this method."""
+    fuse = _fuser(method)
+
+    def get(stem: str) -> np.ndarray | None:
+        if fuse is not None:
+            sample = dataset[stem]
+            return fuse(sample.ir, sample.vi)
+        if stem not in method.files:
+            return None
+        fused = load_image(method.files[stem], f"{method.name} fused image")
+        ir_shape = dataset[stem].ir.shape
+        if fused.shape[:2] != ir_shape[:2]:
+            raise ConfigError(f"{method.files[stem]}: size {fused.shape[1]}x{fused.shape[0]} differs from the "
+                              f"source pair {stem} ({ir_shape[1]}x{ir_shape[0]})")
         return fused
-    return read
+    return get
 
 
-def _cache_key(method: Method, stems: list[str], convention: str, metrics: tuple[str, ...]) -> str:
-    payload = json.dumps([method.name, method.kind, method.source, stems, convention, list(metrics)])
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def evaluate_method(method: Method, dataset, stems: list[str], convention: str, metrics: tuple[str, ...],
-                    cache_dir: Path, grid_stems: set[str]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """Per-image metrics of one method (cached on disk) and its fused images for the grid stems."""
-    cache = cache_dir / f"{method.name}.{_cache_key(method, stems, convention, metrics)}.csv"
-    fuse = _fuser(method) if not cache.is_file() or grid_stems else None
-    grid: dict[str, np.ndarray] = {}
-    if cache.is_file():
-        for stem in grid_stems:
-            if method.kind != "precomputed" or stem in method.files:
-                grid[stem] = fuse(dataset[stem])
-        return pd.read_csv(cache), grid
-    rows = []
-    for stem in tqdm(stems, desc=f"evaluate {method.name}", unit="img"):
-        if method.kind == "precomputed" and stem in method.missing:
-            rows.append({"method": method.name, "image": stem, "missing": True, **{m: np.nan for m in metrics}})
-            continue
+def evaluate_method(method: Method, dataset: PairedImageDataset, data_identity: dict, stems: list[str],
+                    convention: str, metrics: tuple[str, ...], cache_dir: Path) -> pd.DataFrame:
+    """Per-image metrics of one method (the shared content-keyed cached stage)."""
+    def pair(stem: str):
         sample = dataset[stem]
-        fused = fuse(sample)
-        if stem in grid_stems:
-            grid[stem] = fused
-        values = compute_metrics(sample.ir, sample.vi, fused, convention=convention, metrics=metrics)
-        rows.append({"method": method.name, "image": stem, "missing": False, **values})
-    frame = pd.DataFrame(rows, columns=["method", "image", "missing", *metrics])
-    write_csv_atomic(cache, frame)
-    return frame, grid
+        return sample.ir, sample.vi
+
+    return per_image_metrics(method.name, stems, pair, fused_images(method, dataset),
+                             {"method": method.identity(stems), "data": data_identity}, convention, metrics,
+                             cache_dir)
 
 
 def measure_learned(method: Method, runs: int) -> dict[str, float | int | str]:
     """Table VII row: parameters and FLOPs from ``fusion.flops.count_model`` and measured CPU latency at 480x640."""
+    import time
+
     import torch
 
     from fusion.flops import count_model
@@ -188,58 +178,36 @@ def measure_learned(method: Method, runs: int) -> dict[str, float | int | str]:
     return row
 
 
-def main(args: argparse.Namespace) -> int:
-    from pipelines.tracking import Tracker, default_tracking_uri
+def _data_identity(dataset: PairedImageDataset, stems: list[str]) -> dict:
+    """The evaluated pairs by file name, size and modification time (cheap; re-read on change)."""
+    files = []
+    for stem in stems:
+        f = dataset.files(stem)
+        files.append([stem] + [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in (f.ir, f.vi)])
+    return {"pairs": digest(files, 32)}
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    metrics = resolve_metrics(args.convention, args.metrics)
-    dataset = open_dataset(args.dataset, args.root, split=args.split)
-    stems = dataset.stems[: args.limit] if args.limit else dataset.stems
-    methods = resolve_methods(args.methods, stems, args.checkpoint, args.allow_missing)
-    grid_stems = args.grid_images if args.grid_images is not None else stems[:3]
-    unknown = [s for s in grid_stems if s not in stems]
-    if unknown:
-        raise SystemExit(f"evaluate: --grid-images {unknown} are not among the evaluated images")
 
-    frames, grids = [], {}
-    for method in methods:
-        frame, grid = evaluate_method(method, dataset, stems, args.convention, metrics,
-                                      out / "per_method", set(grid_stems))
-        frames.append(frame)
-        grids[method.name] = grid
-    per_image = pd.concat(frames, ignore_index=True)
-    paths = {"per_image": write_csv_atomic(out / "per_image_metrics.csv", per_image)}
-    title = f"{args.dataset} ({len(stems)} images), convention {args.convention}"
-    paths.update(write_summary(per_image, out, "summary", metrics=list(metrics), title=title))
-    missing = {m.name: m.missing for m in methods if m.missing}
-    if missing:
-        report = "\n".join(f"{name}: {', '.join(stems_)}" for name, stems_ in missing.items())
-        paths["missing"] = write_text_atomic(out / "missing.txt", report + "\n")
-        print(f"missing fused images (NaN rows):\n{report}")
-
+def _grid(dataset: PairedImageDataset, methods: list[Method], grid_stems: list[str], out: Path, title: str):
     rows = {}
+    getters = {m.name: fused_images(m, dataset) for m in methods}
     for stem in grid_stems:
         sample = dataset[stem]
         row = {"IR": sample.ir, "VIS": sample.vi}
         for method in methods:
-            img = grids[method.name].get(stem)
+            img = getters[method.name](stem)
             row[method.name] = img if img is not None else np.zeros(sample.ir.shape, np.uint8)
         rows[stem] = row
-    if rows:
-        paths["grid"] = comparison_grid(rows, out / "comparison_grid.png", title=title)
+    return comparison_grid(rows, out / "comparison_grid.png", title=title) if rows else None
 
-    learned = [m for m in methods if m.kind == "s4fusion"]
-    if learned:
-        table7 = pd.DataFrame([measure_learned(m, args.latency_runs) for m in learned])
-        paths["table7_csv"] = write_csv_atomic(out / "table7.csv", table7)
-        paths["table7_md"] = write_text_atomic(out / "table7.md", "### Table VII: efficiency at 480x640\n\n"
-                                               + markdown_table(table7))
+
+def _log_mlflow(args: argparse.Namespace, out: Path, methods: list[Method], metrics: tuple[str, ...],
+                stems: list[str], paths: dict[str, Path]) -> str:
+    from data.tracking import Tracker, default_tracking_uri
 
     tracker = Tracker(args.tracking_uri or default_tracking_uri(out), args.experiment or f"evaluate-{args.dataset}",
                       artifact_dir=out / "mlartifacts")
-    key = hashlib.sha256(json.dumps([str(out.resolve()), args.dataset, str(args.root), args.convention,
-                                     [m.name for m in methods], list(metrics), stems]).encode()).hexdigest()[:16]
+    key = digest([str(out.resolve()), args.dataset, str(args.root), args.convention, [m.name for m in methods],
+                  list(metrics), stems], 16)
     parent, _ = tracker.start_run(f"evaluate-{key}", f"evaluate {args.dataset}", "evaluate")
     tracker.log_params(parent, {"dataset": args.dataset, "root": str(args.root), "convention": args.convention,
                                 "metrics": ",".join(metrics), "methods": ",".join(m.name for m in methods),
@@ -254,9 +222,50 @@ def main(args: argparse.Namespace) -> int:
         tracker.log_metrics(child, {f"{m}{suffix}": float(row[f"{m}{suffix}"]) for m in metrics
                                     for suffix in ("_mean", "_std")})
         tracker.finish(child)
-    for name, path in paths.items():
+    for path in paths.values():
         tracker.log_artifact(parent, path, "reports")
     tracker.finish(parent)
+    return tracker.tracking_uri
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = resolve_metrics(args.convention, args.metrics)
+    dataset = open_dataset(args.dataset, args.root, split=args.split)
+    stems = dataset.stems[: args.limit] if args.limit else dataset.stems
+    methods = resolve_methods(args.methods, stems, args.checkpoint, args.allow_missing)
+    grid_stems = args.grid_images if args.grid_images is not None else stems[:3]
+    unknown = [s for s in grid_stems if s not in stems]
+    if unknown:
+        raise ConfigError(f"--grid-images {unknown} are not among the evaluated images")
+
+    data_identity = _data_identity(dataset, stems)
+    frames = [evaluate_method(m, dataset, data_identity, stems, args.convention, metrics, out / "per_method")
+              for m in methods]
+    per_image = pd.concat(frames, ignore_index=True)
+    paths = {"per_image": write_csv_atomic(out / "per_image_metrics.csv", per_image)}
+    title = f"{args.dataset} ({len(stems)} images), convention {args.convention}"
+    paths.update(write_summary(per_image, out, "summary", metrics=list(metrics), title=title))
+    missing = {m.name: m.missing for m in methods if m.missing}
+    if missing:
+        report = "\n".join(f"{name}: {', '.join(stems_)}" for name, stems_ in missing.items())
+        paths["missing"] = write_text_atomic(out / "missing.txt", report + "\n")
+        print(f"missing fused images (NaN rows):\n{report}")
+    grid = _grid(dataset, methods, grid_stems, out, title)
+    if grid is not None:
+        paths["grid"] = grid
+    learned = [m for m in methods if m.kind == "s4fusion"]
+    if learned:
+        table7 = pd.DataFrame([measure_learned(m, args.latency_runs) for m in learned])
+        paths["table7_csv"] = write_csv_atomic(out / "table7.csv", table7)
+        paths["table7_md"] = write_text_atomic(out / "table7.md", "### Table VII: efficiency at 480x640\n\n"
+                                               + markdown_table(table7))
+    uri = _log_mlflow(args, out, methods, metrics, stems, paths)
     print(Path(paths["markdown"]).read_text(encoding="utf-8"))
-    print(f"reports in {out}; MLflow: {tracker.tracking_uri}")
+    print(f"reports in {out}; MLflow: {uri}")
     return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    return run_cli("evaluate", lambda: _evaluate(args))

@@ -15,9 +15,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from data.adapters import DATASET_NAMES, DatasetLayout, PairedImageDataset, open_dataset, scan_pairs
+from data.config import ConfigError
 from data.io import write_png_atomic
 from fusion.baselines import BASELINES
 from fusion.inference import make_fuser
+from pipelines.cli import run_cli
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,25 +42,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _dataset(args: argparse.Namespace) -> PairedImageDataset:
     if args.ir or args.vi:
         if not (args.ir and args.vi) or args.dataset:
-            raise SystemExit("fuse: give either --ir and --vi together, or --dataset with --root")
+            raise ConfigError("give either --ir and --vi together, or --dataset with --root")
         for folder in (args.ir, args.vi):
             if not folder.is_dir():
-                raise SystemExit(f"fuse: {folder} is not a folder")
+                raise ConfigError(f"{folder} is not a folder")
         scan = scan_pairs(DatasetLayout("folder", args.ir, args.vi))
         unpaired = scan.ir_only + scan.vi_only
         if unpaired or not scan.pairs:
-            raise SystemExit(f"fuse: {len(scan.pairs)} pairs in {args.ir} / {args.vi}; unpaired files: "
+            raise ConfigError(f"{len(scan.pairs)} pairs in {args.ir} / {args.vi}; unpaired files: "
                              + ", ".join(map(str, unpaired[:10])))
         return PairedImageDataset(scan.pairs, "folder")
     if not (args.dataset and args.root):
-        raise SystemExit("fuse: give --dataset NAME --root PATH (or --ir DIR --vi DIR)")
+        raise ConfigError("give --dataset NAME --root PATH (or --ir DIR --vi DIR)")
     return open_dataset(args.dataset, args.root, split=args.split)
 
 
 def main(args: argparse.Namespace) -> int:
+    return run_cli("fuse", lambda: _fuse(args))
+
+
+def _fuse(args: argparse.Namespace) -> int:
     dataset = _dataset(args)
     if args.method == "s4fusion" and args.checkpoint is None:
-        raise SystemExit("fuse: --method s4fusion needs --checkpoint (the official release's model.pkl, "
+        raise ConfigError("--method s4fusion needs --checkpoint (the official release's model.pkl, "
                          "or a model exported by `python -m pipelines.run train_fusion`)")
     fuse_one = make_fuser(args.method, args.checkpoint, device=args.device, scan_backend=args.scan_backend)
     args.out.mkdir(parents=True, exist_ok=True)

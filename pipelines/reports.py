@@ -6,17 +6,15 @@ the second best underlined, like Tables I-IV of fusion papers. Every file is wri
 """
 from __future__ import annotations
 
-import io
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from data.io import write_text_atomic
+from data.io import write_csv_atomic, write_figure_atomic, write_text_atomic
 from fusion.metrics import METRIC_DIRECTIONS, summarize
 
 
@@ -62,8 +60,7 @@ def summary_markdown(per_image: pd.DataFrame, metrics: Sequence[str] | None = No
         if total_dropped:
             notes.append(f"{m}: {total_dropped} value(s) undefined (NaN) or missing, left out of the means")
     lines = [f"### {title}", ""] if title else []
-    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + [":---:"] * len(metrics)) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in cells]
+    lines += [render_markdown(header, cells, ["---"] + [":---:"] * len(metrics)).rstrip("\n")]
     lines += ["", "mean ± std over images; ↑ higher is better, ↓ lower is better; best in **bold**, "
               "second <u>underlined</u>."]
     lines += [f"- {n}" for n in notes]
@@ -82,18 +79,18 @@ def write_summary(per_image: pd.DataFrame, out_dir: str | os.PathLike, stem: str
             "csv": write_csv_atomic(out_dir / f"{stem}.csv", table)}
 
 
-def write_csv_atomic(path: str | os.PathLike, frame: pd.DataFrame) -> Path:
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False)
-    return write_text_atomic(path, buffer.getvalue())
+def render_markdown(header: Sequence[str], rows: Sequence[Sequence[object]],
+                    rules: Sequence[str] | None = None) -> str:
+    """The one Markdown table renderer: a header, alignment rules (default ``---``) and rows."""
+    rules = list(rules) if rules is not None else ["---"] * len(header)
+    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "|".join(rules) + "|"]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
     """A plain Markdown rendering of a small DataFrame (no index)."""
-    head = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "|".join(["---"] * len(frame.columns)) + "|"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([head, rule, *body]) + "\n"
+    return render_markdown(list(frame.columns), list(frame.itertuples(index=False)))
 
 
 def comparison_grid(rows: Mapping[str, Mapping[str, np.ndarray]], path: str | os.PathLike,
@@ -129,16 +126,7 @@ def comparison_grid(rows: Mapping[str, Mapping[str, np.ndarray]], path: str | os
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return write_figure_atomic(path, fig, dpi=110)
     finally:
         plt.close(fig)
-    return path

@@ -1,7 +1,8 @@
 """Command-line entry point: ``python -m pipelines.run <command> [options]``.
 
-Each command lives in its own module of this package exposing ``add_arguments(parser)`` and
-``main(args) -> int``; modules are imported lazily so ``--help`` and light commands stay fast.
+Each command lives in its own module of this package (``fuse_then_detect``: its ``cli`` module)
+exposing ``add_arguments(parser)`` and ``main(args) -> int``; modules are imported lazily so
+``--help`` and light commands stay fast. Input errors exit with code 2 (pipelines.cli).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train_fusion": ("train_fusion", "train S4Fusion from a YAML config"),
     "evaluate": ("evaluate", "fusion metrics, Tables I-IV/VII style reports"),
     "analyze": ("analyze", "Table VIII (delta per CMSA layer) and Fig. 13 (ResNet50 entropy) of trained models"),
-    "fuse_then_detect": ("fuse_then_detect", "fuse a detection dataset per method, train YOLO on each, compare mAP"),
+    "fuse_then_detect": ("fuse_then_detect.cli", "fuse a detection dataset per method, train YOLO on each, compare mAP"),
 }
 
 

@@ -134,14 +134,14 @@ def test_each_error_is_reported_by_file_and_cli_fails(root, breaker, capsys):
     report = check_dataset("m3fd", root, progress=False)
     assert not report.ok
     assert any(re.search(pattern, e) for e in report.errors), report.errors
-    assert run_main(["check_data", "--dataset", "m3fd", "--root", str(root)]) == 1
+    assert run_main(["check_data", "--dataset", "m3fd", "--root", str(root)]) == 2
     out = capsys.readouterr().out
     assert "FAILED" in out and re.search(pattern, out)
     assert _tree_digest(root) == before  # nothing modified
 
 
 def test_missing_layout_is_an_error_not_a_crash(tmp_path, capsys):
-    assert run_main(["check_data", "--dataset", "m3fd", "--root", str(tmp_path)]) == 1
+    assert run_main(["check_data", "--dataset", "m3fd", "--root", str(tmp_path)]) == 2
     assert "no infrared folder" in capsys.readouterr().out
 
 

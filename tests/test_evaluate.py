@@ -32,7 +32,7 @@ def tno_subset(shared_data, tmp_path_factory):
     return root
 
 
-def test_evaluate_end_to_end(tno_subset, tmp_path):
+def test_evaluate_end_to_end(tno_subset, tmp_path, capsys):
     from data.io import read_image, write_png_atomic
     from fusion.baselines import fuse_baseline
 
@@ -43,8 +43,8 @@ def test_evaluate_end_to_end(tno_subset, tmp_path):
     out = tmp_path / "out"
     metrics = ["EN", "SF", "Qabf", "SCD"]
     common = dict(dataset="folder", root=tno_subset, out=out, metrics=metrics, grid_images=["01", "03"])
-    with pytest.raises(SystemExit, match="03"):  # the missing file is named, not skipped
-        evaluate.main(_args(methods=["average", str(pre)], **common))
+    assert evaluate.main(_args(methods=["average", str(pre)], **common)) == 2
+    assert "03" in capsys.readouterr().err  # the missing file is named, not skipped
     assert evaluate.main(_args(methods=["average", "ir", f"avgfolder={pre}"], allow_missing=True, **common)) == 0
 
     per_image = pd.read_csv(out / "per_image_metrics.csv", dtype={"image": str})
@@ -76,11 +76,12 @@ def test_evaluate_end_to_end(tno_subset, tmp_path):
     assert len(runs2) == len(runs)
 
 
-def test_bad_methods_fail_before_work(tno_subset, tmp_path):
-    with pytest.raises(SystemExit, match="needs --checkpoint"):
-        evaluate.main(_args(dataset="folder", root=tno_subset, out=tmp_path, methods=["s4fusion"]))
-    with pytest.raises(SystemExit, match="not a baseline"):
-        evaluate.main(_args(dataset="folder", root=tno_subset, out=tmp_path, methods=["nosuchmethod"]))
+def test_bad_methods_fail_before_work(tno_subset, tmp_path, capsys):
+    assert evaluate.main(_args(dataset="folder", root=tno_subset, out=tmp_path, methods=["s4fusion"])) == 2
+    assert "needs --checkpoint" in capsys.readouterr().err
+    assert evaluate.main(_args(dataset="folder", root=tno_subset, out=tmp_path, methods=["nosuchmethod"])) == 2
+    assert "not a baseline" in capsys.readouterr().err
+    assert not (tmp_path / "per_method").exists()  # nothing computed
 
 
 def test_summary_markdown_marks_best_and_second():

@@ -56,7 +56,7 @@ def test_config_validation():
         S4Fusion(S4FusionConfig(**TINY, interaction="cnn", patch_mark=False))
     with pytest.raises(ValueError, match="double"):
         S4FusionConfig(dims=(8, 12, 32))
-    with pytest.raises(ValueError, match="unknown S4FusionConfig keys"):
+    with pytest.raises(ValueError, match=r"S4FusionConfig: unknown key\(s\) \[.dim.\]"):
         S4FusionConfig.from_dict({"dim": 3})
     cfg = S4FusionConfig(**TINY, interaction="cnn")
     assert S4FusionConfig.from_dict(cfg.to_dict()) == cfg

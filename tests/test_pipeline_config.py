@@ -101,3 +101,16 @@ def test_digest_ignores_where_results_go_but_not_what_they_are():
     b = parse_config(cfg_with(runs_dir="/elsewhere", tracking={"uri": "http://x"}))
     c = parse_config(apply_overrides(BASE, ["detector.epochs=2"]))
     assert a.digest() == b.digest() != c.digest()
+
+
+def test_nested_sections_are_validated_on_load_all_at_once():
+    raw = cfg_with(dataset={"synthetic": {"n_images": 10, "widht": 64}},
+                   methods=[{"name": "S", "kind": "s4fusion", "train": {"batch_size": "two", "optim": {"lr": 1}}}],
+                   detector={"model": "yolov8n.yaml", "lr0": "fast"})
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw)
+    text = str(info.value)
+    for expected in ("detector.lr0: expected float", "dataset.synthetic: unknown key(s) ['widht']",
+                     "methods.0.train.batch_size: expected int", "methods.0.train.optim: unknown key(s) ['lr']"):
+        assert expected in text, text
+    assert cfg_with() is not raw and parse_config(apply_overrides(BASE, ["detector.lr0=1e-3"])).detector.lr0 == 1e-3

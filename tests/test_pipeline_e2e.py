@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from pipelines.config import EXPERIMENTS_DIR, load_config
-from pipelines.fuse_then_detect import run_pipeline
+from pipelines.fuse_then_detect.orchestration import run_pipeline
 
 
 @pytest.mark.slow

@@ -16,7 +16,9 @@ import pytest
 from conftest import search_runs
 import torch
 
-import pipelines.fuse_then_detect as ftd
+import pipelines.fuse_then_detect.cli as cli
+import pipelines.fuse_then_detect.stages as stages
+from pipelines.fuse_then_detect.orchestration import run_pipeline
 from data.adapters import open_dataset
 from data.io import write_png_atomic
 from data.synthetic import SyntheticConfig, generate_synthetic_dataset
@@ -25,7 +27,7 @@ from detection.yolo import DetectionResult, Prediction
 from fusion import S4Fusion, S4FusionConfig
 from fusion.baselines import fuse_baseline
 from pipelines.config import ConfigError, parse_config
-from pipelines.table6 import verdict_line
+from pipelines.fuse_then_detect.report import verdict_line
 
 SYNTH = {"n_images": 12, "width": 64, "height": 64, "seed": 5}
 TINY_MODEL = {"dims": [8, 16, 32], "depths": [1, 1, 1], "depths_decoder": [1, 1, 1], "num_cmsa": 1,
@@ -104,14 +106,14 @@ def make_cfg(inputs, run_dir, mlflow_db, experiment, **changes):
 @pytest.fixture
 def stub(monkeypatch):
     detector = StubDetector()
-    monkeypatch.setattr(ftd, "train_and_evaluate", detector)
+    monkeypatch.setattr(stages, "train_and_evaluate", detector)
     return detector
 
 
 def test_full_run_writes_consistent_report_and_mlflow_runs_and_reruns_from_cache(inputs, mlflow_db, tmp_path, stub,
                                                                                  monkeypatch):
     cfg = make_cfg(inputs, tmp_path / "run", mlflow_db, "full")
-    result = ftd.run_pipeline(cfg, progress=False)
+    result = run_pipeline(cfg, progress=False)
     names = [m.name for m in cfg.methods]
     assert len(stub.calls) == len(names) * 2  # every method x seed trained once
 
@@ -168,7 +170,7 @@ def test_full_run_writes_consistent_report_and_mlflow_runs_and_reruns_from_cache
     monkeypatch.setattr("fusion.baselines.fuse_baseline", must_not_fuse)
     monkeypatch.setattr("fusion.inference.fuse_image_arrays", must_not_fuse)
     n_calls = len(stub.calls)
-    again = ftd.run_pipeline(cfg, progress=False)
+    again = run_pipeline(cfg, progress=False)
     assert len(stub.calls) == n_calls
     assert len(search_runs(mlflow_db, "full")) == len(runs)
     assert pd.read_csv(again.report_dir / "table6.csv").equals(table)
@@ -177,22 +179,22 @@ def test_full_run_writes_consistent_report_and_mlflow_runs_and_reruns_from_cache
 def test_interrupted_run_resumes_without_retraining_or_duplicate_runs(inputs, mlflow_db, tmp_path, monkeypatch):
     cfg = make_cfg(inputs, tmp_path / "run", mlflow_db, "resume")
     first = StubDetector(interrupt_at=5)  # IR x2, VI x2, then dies on Average seed 0
-    monkeypatch.setattr(ftd, "train_and_evaluate", first)
+    monkeypatch.setattr(stages, "train_and_evaluate", first)
     with pytest.raises(KeyboardInterrupt):
-        ftd.run_pipeline(cfg, progress=False)
+        run_pipeline(cfg, progress=False)
     runs = search_runs(mlflow_db, "resume")
     status = dict(zip(runs["tags.mlflow.runName"], runs["status"]))
     assert status == {"orchestration": "KILLED", "IR": "FINISHED", "VI": "FINISHED", "Average": "KILLED"}
     # a temp folder left by a crash while fusing S4Fusion must be discarded, never used
-    data = ftd.prepare_data(cfg, cfg.run_dir, progress=False)
-    key = ftd.fused_key(cfg.methods[-1], data, inputs["checkpoint"], None)
+    data = stages.prepare_data(cfg, cfg.run_dir, progress=False)
+    key = stages.fused_key(cfg.methods[-1], data, inputs["checkpoint"], None)
     stale = tmp_path / "run" / "fused" / f"S4Fusion-{key}.tmp"
     stale.mkdir(parents=True)
     (stale / "junk.png").write_bytes(b"partial")
 
     second = StubDetector()
-    monkeypatch.setattr(ftd, "train_and_evaluate", second)
-    result = ftd.run_pipeline(cfg, progress=False)
+    monkeypatch.setattr(stages, "train_and_evaluate", second)
+    result = run_pipeline(cfg, progress=False)
     retrained = sorted({p.parts[-3].split("-")[0] for p in second.calls})
     assert retrained == ["Average", "Max", "S4Fusion"]  # IR and VI were not retrained
     assert len(second.calls) == 6
@@ -207,12 +209,12 @@ def test_interrupted_run_resumes_without_retraining_or_duplicate_runs(inputs, ml
 
 def test_cache_keys_follow_the_checkpoint_content(inputs, tmp_path):
     cfg = make_cfg(inputs, tmp_path / "run", "sqlite:///unused.db", "keys")
-    data = ftd.prepare_data(cfg, cfg.run_dir, progress=False)
+    data = stages.prepare_data(cfg, cfg.run_dir, progress=False)
     method = cfg.methods[-1]
-    key = ftd.fused_key(method, data, inputs["checkpoint"], None)
+    key = stages.fused_key(method, data, inputs["checkpoint"], None)
     other = S4Fusion(S4FusionConfig(**TINY_MODEL)).save_exported(tmp_path / "other.pt")
-    assert ftd.fused_key(method, data, other, None) != key
-    assert ftd.fused_key(method, data, inputs["checkpoint"], None) == key
+    assert stages.fused_key(method, data, other, None) != key
+    assert stages.fused_key(method, data, inputs["checkpoint"], None) == key
 
 
 def test_bad_precomputed_folder_fails_before_any_work(inputs, mlflow_db, tmp_path, stub, capsys):
@@ -226,7 +228,7 @@ def test_bad_precomputed_folder_fails_before_any_work(inputs, mlflow_db, tmp_pat
                    methods=[{"name": "IR", "kind": "source", "source": "ir"},
                             {"name": "Bad", "kind": "precomputed", "folder": str(bad)}])
     with pytest.raises(ConfigError) as err:
-        ftd.run_pipeline(cfg, progress=False)
+        run_pipeline(cfg, progress=False)
     message = str(err.value)
     assert "1 image(s) missing" in message and stems[0] in message
     assert "wrong size" in message and f"{stems[2]}.png is 32x32" in message
@@ -236,34 +238,34 @@ def test_bad_precomputed_folder_fails_before_any_work(inputs, mlflow_db, tmp_pat
     args = argparse.Namespace(config=None, overrides=[], runs_dir=None, tracking_uri=None, methods=None, seeds=None,
                               check=True)
     parser = argparse.ArgumentParser()
-    ftd.add_arguments(parser)
+    cli.add_arguments(parser)
     args = parser.parse_args(["--set", "name=bad", "--runs-dir", str(tmp_path / "cli"), "--set",
                               f"dataset={json.dumps({'name': 'synthetic', 'root': str(inputs['root']), 'synthetic': SYNTH})}",
                               "--set", f"methods=[{{name: Bad, kind: precomputed, folder: {bad}}}]", "--check"])
-    assert ftd.main(args) == 2
+    assert cli.main(args) == 2
     assert "wrong size" in capsys.readouterr().err
 
 
 def test_missing_dataset_is_reported_by_the_command(tmp_path, capsys):
     parser = argparse.ArgumentParser()
-    ftd.add_arguments(parser)
+    cli.add_arguments(parser)
     args = parser.parse_args(["--set", "dataset={name: m3fd, root: /no/such/M3FD}", "--check",
                               "--runs-dir", str(tmp_path)])
-    assert ftd.main(args) == 2
+    assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert "dataset.root /no/such/M3FD does not exist" in err
 
 
 def test_check_flag_validates_without_training(inputs, tmp_path, stub, capsys):
     parser = argparse.ArgumentParser()
-    ftd.add_arguments(parser)
+    cli.add_arguments(parser)
     args = parser.parse_args(["--runs-dir", str(tmp_path / "run"), "--methods", "IR,VI", "--check", "--set",
                               f"dataset={json.dumps({'name': 'synthetic', 'root': str(inputs['root']), 'synthetic': SYNTH})}"])
-    assert ftd.main(args) == 0
+    assert cli.main(args) == 0
     assert "OK (2 methods" in capsys.readouterr().out
     assert stub.calls == []
     args = parser.parse_args(["--methods", "IR,Nope", "--check"])
-    assert ftd.main(args) == 2
+    assert cli.main(args) == 2
 
 
 class _Outcome:

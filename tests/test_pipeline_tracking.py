@@ -4,7 +4,7 @@ import math
 import pytest
 from conftest import search_runs
 
-from pipelines.tracking import Tracker, default_tracking_uri, flatten
+from data.tracking import Tracker, default_tracking_uri, flatten
 
 
 @pytest.fixture(scope="module")

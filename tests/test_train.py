@@ -15,9 +15,9 @@ import torch
 
 from fusion import S4Fusion, S4FusionConfig
 from fusion.losses import LossConfig, PerceptionConfig, PerceptionNet, S4FusionLoss
-from fusion.train import (CheckpointError, TrainConfig, build_model, load_checkpoint, param_groups,
+from fusion.train import (CheckpointError, PairedCropDataset, TrainConfig, build_model, load_checkpoint, param_groups,
                           resolve_sources, seed_everything, train, warmup_cosine)
-from fusion.train_data import PairedCropDataset
+
 
 from conftest import REPO_ROOT as REPO
 from conftest import SHARED_DATA as SHARED
@@ -78,7 +78,7 @@ def test_config_errors_name_the_key(tmp_path):
         TrainConfig.from_dict({"optim": {"lr_max": 1.0}})
     with pytest.raises(ValueError, match=r"batch_size: expected int"):
         TrainConfig.from_dict({"batch_size": "twenty"})
-    with pytest.raises(ValueError, match="unknown S4FusionConfig keys"):
+    with pytest.raises(ValueError, match=r"S4FusionConfig: unknown key\(s\) \[.width.\]"):
         TrainConfig.from_dict({"model": {"width": 3}})
     bad = tmp_path / "bad.yaml"
     bad.write_text("data: [unclosed\n")
@@ -196,6 +196,8 @@ def test_cli_logs_to_mlflow(tmp_path, monkeypatch):
     train_fusion.add_arguments(parser)
     overrides = [f"model={TINY_MODEL}", "data.crop_size=25", "batch_size=2", "max_steps=2", "log_every=1",
                  "val_every=2", "data.val_pairs=1", "loss.perception.enabled=true", 'data.train.0.stems=["01", "07"]', "data.train.1.stems=[FLIR_04269]"]
+    # both spellings: --set KEY=VALUE (the documented one) and the older positional key=value
+    overrides = overrides[:4] + [a for o in overrides[4:] for a in ("--set", o)]
     args = parser.parse_args(["--config", "experiments/train_s4fusion_demo.yaml", "--out", str(tmp_path), *overrides])
     assert train_fusion.main(args) == 0
     assert train_fusion.main(args) == 2  # existing checkpoint without --resume: refused
@@ -218,7 +220,7 @@ def test_cli_logs_to_mlflow(tmp_path, monkeypatch):
 DDP_SCRIPT = textwrap.dedent("""
     import sys, warnings
     warnings.simplefilter("ignore")
-    sys.path.insert(0, {repo!r})
+    sys.path[:0] = [{repo!r}, {repo!r} + "/tests"]  # tests/ too: test_train imports conftest
     from tests.test_train import tiny_config
     from fusion.train import train
     train(tiny_config(max_steps=2), {out!r})

@@ -1,11 +1,16 @@
-"""MLflow tracking for pipelines: SQLite by default, parent/child runs that survive a resume.
+"""MLflow tracking for every command (training, fuse_then_detect, evaluate): SQLite by default,
+parent/child runs that survive a resume.
+
+It lives in ``data/`` (the bottom floor) so that fusion/ (training) and pipelines/ share one tracker.
 
 Layout: one experiment per dataset/config; one parent run per pipeline invocation; one nested
 child run per method. Runs are found again by tags (``s4fuse.key``), so a rerun after an
 interruption continues the same parent run and never duplicates a child that already finished.
 All calls go through an explicit :class:`mlflow.MlflowClient` (no global active-run state), so
 nothing else in the process (e.g. ultralytics' own MLflow callback, which detection/ disables)
-can attach to or end our runs.
+can attach to or end our runs, and no global ``mlflow.set_tracking_uri`` state is touched. Nested
+runs are made by passing the parent's run id explicitly. :class:`RunHandle` binds a tracker to one
+run, for code (the trainer) that logs into a run it may not own.
 """
 from __future__ import annotations
 
@@ -13,8 +18,11 @@ import math
 import os
 import platform
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from data.config import flatten
 
 KEY_TAG = "s4fuse.key"
 KIND_TAG = "s4fuse.kind"
@@ -25,18 +33,6 @@ _MAX_PARAM_CHARS = 6000
 def default_tracking_uri(runs_dir: str | os.PathLike) -> str:
     """``sqlite:///<runs_dir>/mlflow.db`` (MLflow 3's plain ``./mlruns`` file store is not supported)."""
     return f"sqlite:///{Path(runs_dir).resolve() / 'mlflow.db'}"
-
-
-def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists are kept as values)."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping) and v:
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 def environment_info() -> dict[str, str]:
@@ -110,6 +106,22 @@ class Tracker:
         run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
         return run.info.run_id, False
 
+    def new_run(self, name: str, kind: str, parent_id: str | None = None,
+                tags: Mapping[str, str] | None = None) -> str:
+        """Create a run (no resume-by-key lookup); returns its id."""
+        all_tags = {KIND_TAG: kind, **(tags or {})}
+        if parent_id is not None:
+            all_tags[PARENT_TAG] = parent_id
+        return self.client.create_run(self.experiment_id, tags=all_tags, run_name=name).info.run_id
+
+    def reopen(self, run_id: str) -> str:
+        """Mark an interrupted run RUNNING again (resume)."""
+        self.client.update_run(run_id, status="RUNNING")
+        return run_id
+
+    def handle(self, run_id: str, owns_run: bool = True) -> "RunHandle":
+        return RunHandle(self, run_id, owns_run)
+
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         """Log params; ones already logged with the same value are skipped (resume), a changed value
         raises (MLflow params are immutable: a different value means a different run)."""
@@ -151,3 +163,29 @@ class Tracker:
 
     def finish(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
+
+
+@dataclass
+class RunHandle:
+    """One run of a :class:`Tracker`; ``owns_run`` False: the caller finishes it (e.g. a pipeline's
+    child run that the trainer logs into)."""
+
+    tracker: Tracker
+    run_id: str
+    owns_run: bool = True
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self.tracker.log_params(self.run_id, params)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        self.tracker.log_metrics(self.run_id, metrics, step)
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        self.tracker.log_artifact(self.run_id, path, artifact_path)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self.tracker.set_tags(self.run_id, tags)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        if self.owns_run:
+            self.tracker.finish(self.run_id, status)

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from data.io import read_image, write_text_atomic
-from pipelines.reports import write_csv_atomic, write_summary
-
-if TYPE_CHECKING:
-    from pipelines.config import PipelineConfig
-    from pipelines.fuse_then_detect import MethodOutcome, PipelineResult, PreparedData
+from data.io import read_image, write_csv_atomic, write_figure_atomic, write_text_atomic
+from pipelines.config import PipelineConfig
+from pipelines.fuse_then_detect.types import MethodOutcome, PipelineResult, PreparedData
+from pipelines.reports import render_markdown, write_summary
 
 SOURCE_KINDS = ("source",)
 SCORE_THRESHOLD = 0.25  # detections drawn in the sample images (mAP itself uses every score)
@@ -43,12 +40,6 @@ def table6_frame(outcomes: list[MethodOutcome], class_names: list[str]) -> pd.Da
     return pd.DataFrame(rows)
 
 
-def _markdown(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(":---" if i == 0 else "---:" for i in range(len(header))) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
-
-
 def _best_bold(values: list[float], texts: list[str]) -> list[str]:
     """Bold the highest finite value(s) of a column."""
     finite = [v for v in values if not math.isnan(v)]
@@ -69,7 +60,7 @@ def table6_markdown(df: pd.DataFrame, class_names: list[str]) -> str:
     cells["Δ COCO−UL"] = [f"{v:+.4f}" for v in df["coco_minus_ultralytics"]]
     header = ["Method"] + list(cells)
     rows = [[name] + [cells[t][i] for t in cells] for i, name in enumerate(df["method"])]
-    return _markdown(header, rows)
+    return render_markdown(header, rows, [":---"] + ["---:"] * (len(header) - 1))
 
 
 def verdict_line(outcomes: list[MethodOutcome]) -> str:
@@ -99,14 +90,10 @@ def _plt():
 
 
 def _save(fig, path: Path) -> Path:
-    import os
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    _plt().close(fig)
-    os.replace(tmp, path)
-    return path
+    try:
+        return write_figure_atomic(path, fig, dpi=110, bbox_inches="tight")
+    finally:
+        _plt().close(fig)
 
 
 def bar_chart(df: pd.DataFrame, class_names: list[str], path: Path) -> Path:

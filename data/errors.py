@@ -1,0 +1,16 @@
+"""The base of every typed error that means "bad input, fix it" (not a bug in s4fuse).
+
+Library code raises subclasses of :class:`InputError` (config, dataset, image, annotation,
+checkpoint, run-folder problems) with a message that says the fix; each command line prints such an
+error as one line on stderr and exits with code 2 (pipelines.cli.run_cli). Anything else is a bug
+and keeps its traceback. Bottom floor (data/) so that every package can raise them.
+"""
+from __future__ import annotations
+
+
+class InputError(Exception):
+    """Bad input (file, folder, config, option); the message names it and says the fix."""
+
+
+class RunFolderError(InputError, FileExistsError):
+    """An output folder holds results of another run, or a run that must not be overwritten."""

@@ -1,0 +1,250 @@
+"""The training loop: :func:`train` sets up the run, then :class:`Trainer` repeats named steps.
+
+One step = ``train_step`` (forward, loss, backward, optimiser) followed, when due, by
+``log_interval``, ``checkpoint`` and ``validate``; ``export`` writes the model at the end.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from PIL import Image
+from tqdm import tqdm
+
+from data.config import ConfigError, flatten
+from data.errors import RunFolderError
+from data.io import write_atomic, write_text_atomic
+from data.splits import split_hash, write_split
+from data.tracking import RunHandle, Tracker, default_tracking_uri
+from fusion.losses import S4FusionLoss
+from fusion.model import S4Fusion
+from fusion.train.checkpoint import (RESUMABLE_KEYS, CheckpointError, config_differences, load_checkpoint,
+                                     rng_state, save_checkpoint, seed_everything, set_rng_state)
+from fusion.train.config import TrainConfig
+from fusion.train.data import TrainData, build_train_data
+from fusion.train.distributed import DistContext, barrier, mean_over_ranks, setup_distributed, wrap_model
+from fusion.train.schedule import build_optimizer
+from fusion.train.val_grid import validation_grid
+
+log = logging.getLogger(__name__)
+
+EXPORT_NAME = "s4fusion.pt"
+
+
+def build_model(cfg: TrainConfig) -> S4Fusion:
+    return S4Fusion(cfg.model_config())
+
+
+def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool = True, run: RunHandle | None = None) -> Path:
+    """Train S4Fusion per ``cfg`` into ``out_dir``; returns the exported model's path.
+
+    ``out_dir`` receives ``checkpoints/last.pt`` (every ``ckpt_every`` steps and at the end),
+    ``s4fusion.pt`` (the export, loadable by ``S4Fusion.load`` and the fuse command),
+    ``config.yaml``, ``fusion_split/`` (the stems trained on, with a content hash), ``val/*.png``
+    and, with default tracking, ``mlflow.db``. A checkpoint in ``out_dir`` is resumed when
+    ``resume`` is true and refused otherwise. ``run``: an MLflow run to log into (its owner, e.g.
+    the fuse_then_detect driver, finishes it), or None to use ``cfg.tracking``.
+    Launch under ``torchrun`` for multi-GPU/multi-node DDP; plain calls run single-process.
+    """
+    out_dir = Path(out_dir)
+    ctx = setup_distributed(cfg.device)
+    if cfg.batch_size % ctx.world_size:
+        raise ConfigError(f"batch_size {cfg.batch_size} is not divisible by the {ctx.world_size} DDP processes")
+    export_path = out_dir / EXPORT_NAME
+    state = resume_state(cfg, out_dir, resume)
+    if state is not None and state["step"] >= min(state["total_steps"], cfg.max_steps or state["total_steps"]) \
+            and export_path.exists():
+        log.info("%s: training already finished at step %d; using %s", out_dir, state["step"], export_path)
+        return export_path
+    if ctx.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    data = build_train_data(cfg, ctx)  # the selected stems are written once per run directory
+    if ctx.is_main:
+        write_split(data.split, out_dir / "fusion_split")
+    trainer = Trainer(cfg, ctx, data, out_dir, state)
+    trainer.open_tracking(run)
+    trainer.fit()
+    return export_path
+
+
+def resume_state(cfg: TrainConfig, out_dir: Path, resume: bool) -> dict | None:
+    """The checkpoint to continue from (checked against ``cfg``), or None for a fresh run."""
+    ckpt_path = out_dir / "checkpoints" / "last.pt"
+    if not ckpt_path.exists():
+        return None
+    if not resume:
+        raise RunFolderError(f"{out_dir} already holds a training checkpoint ({ckpt_path}); pass --resume "
+                              "to continue it or choose another output directory")
+    state = load_checkpoint(ckpt_path)
+    changed = config_differences(state["config"], cfg.to_dict())
+    if changed:
+        raise CheckpointError(f"cannot resume {ckpt_path}: the config differs in {changed} "
+                              f"(only {list(RESUMABLE_KEYS)} may change on resume)")
+    return state
+
+
+def open_run(cfg: TrainConfig, out_dir: Path, run: RunHandle | None, run_id: str | None) -> RunHandle | None:
+    """The caller's run, this config's own run (resumed by id after an interruption), or None."""
+    if run is not None:
+        return RunHandle(run.tracker, run.run_id, owns_run=False)
+    if not cfg.tracking.enabled:
+        return None
+    tracker = Tracker(cfg.tracking.uri or default_tracking_uri(out_dir), cfg.tracking.experiment,
+                      artifact_dir=out_dir / "mlartifacts")
+    if run_id is not None:
+        return tracker.handle(tracker.reopen(run_id))
+    return tracker.handle(tracker.new_run(cfg.name, "train"))
+
+
+class Trainer:
+    """Model, loss, optimiser and schedule of one run; :meth:`fit` is the loop."""
+
+    def __init__(self, cfg: TrainConfig, ctx: DistContext, data: TrainData, out_dir: Path, state: dict | None):
+        self.cfg, self.ctx, self.data, self.out_dir, self.state = cfg, ctx, data, out_dir, state
+        self.ckpt_path = out_dir / "checkpoints" / "last.pt"
+        seed_everything(cfg.seed)
+        self.model = build_model(cfg).to(ctx.device)
+        self.loss_fn = S4FusionLoss(cfg.loss).to(ctx.device)
+        self.optimizer, self.scheduler = build_optimizer(self.model, cfg.optim, data.steps_per_epoch,
+                                                         data.total_steps)
+        self.step, self.run = 0, None
+        if state is not None:
+            self._restore(state)
+        self.train_model = wrap_model(self.model, ctx)
+        self.amp = cfg.amp and ctx.device.type == "cuda"
+        self.sums: dict[str, torch.Tensor] = {}
+        self.interval_steps, self.interval_time, self.tick = 0, 0.0, 0.0  # compute + data time only
+
+    def _restore(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        self.step = state["step"]
+        if (state["epoch"], state["batch_in_epoch"]) != divmod(self.step, self.data.steps_per_epoch):
+            raise CheckpointError(f"{self.ckpt_path}: sampler position {state['epoch']}/{state['batch_in_epoch']} "
+                                  f"does not match step {self.step} with {self.data.steps_per_epoch} steps per "
+                                  f"epoch (data changed?)")
+
+    # ---- tracking -------------------------------------------------------------------------
+    def open_tracking(self, run: RunHandle | None) -> None:
+        if not self.ctx.is_main:
+            return
+        run_id = self.state.get("mlflow_run_id") if self.state is not None else None
+        self.run = open_run(self.cfg, self.out_dir, run, run_id)
+        if self.run is not None and self.state is None:
+            self.run.log_params(self._params())
+            perception = self.loss_fn.perception
+            if perception is not None and perception.source == "random":
+                self.run.set_tags({"WARNING": "perception.weights=random: untrained ResNet50 in the loss "
+                                              "(not the paper's)"})
+
+    def _params(self) -> dict[str, Any]:
+        d, perception = self.data, self.loss_fn.perception
+        params = {f"train.{k}": v for k, v in flatten(self.cfg.to_dict()).items()}
+        params.update({"train.world_size": self.ctx.world_size, "train.steps_per_epoch": d.steps_per_epoch,
+                       "train.total_steps": d.total_steps, "train.num_pairs": len(d.train_set),
+                       "train.fusion_split_sha256": split_hash(d.split),
+                       "train.perception_weights": perception.source if perception else "unused",
+                       "train.model_parameters": self.model.num_parameters()})
+        return params
+
+    # ---- the loop ---------------------------------------------------------------------------
+    def fit(self) -> None:
+        cfg, d = self.cfg, self.data
+        bar = tqdm(total=d.stop_step, initial=self.step, desc=f"train {cfg.name}", unit="step",
+                   disable=not self.ctx.is_main, dynamic_ncols=True)
+        self.model.train()
+        while self.step < d.stop_step:
+            for ir, vi in self.epoch_batches():
+                self.train_step(ir, vi)
+                bar.update(1)
+                if self._due(cfg.log_every):
+                    bar.set_postfix(self.log_interval())
+                if self._due(cfg.ckpt_every):
+                    self.checkpoint()
+                if self._due(cfg.val_every):
+                    self.validate()
+                if self.step == d.stop_step:
+                    break
+                self.tick = time.perf_counter()
+        bar.close()
+        self.export()
+
+    def _due(self, every: int) -> bool:
+        return self.step % every == 0 or self.step == self.data.stop_step
+
+    def epoch_batches(self):
+        """The rest of the current epoch's batches (mid-epoch after a resume)."""
+        d = self.data
+        epoch, batch_in_epoch = divmod(self.step, d.steps_per_epoch)
+        d.sampler.set_epoch(epoch)
+        d.sampler.set_start(batch_in_epoch * d.per_rank_batch)
+        d.train_set.set_epoch(epoch)
+        self.tick = time.perf_counter()
+        return iter(d.loader)
+
+    def train_step(self, ir: torch.Tensor, vi: torch.Tensor) -> None:
+        dev = self.ctx.device
+        ir, vi = ir.to(dev, non_blocking=True), vi.to(dev, non_blocking=True)
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=self.amp):
+            fused = self.train_model(ir, vi)
+            total, terms = self.loss_fn(ir, vi, fused)
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"non-finite loss {total.item()} at step {self.step} (terms "
+                                     f"{ {k: float(v) for k, v in terms.items()} }); lower optim.lr_peak?")
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        self.interval_steps += 1
+        self.interval_time += time.perf_counter() - self.tick
+        for k, v in {"loss": total.detach(), **terms}.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v.float()
+
+    def log_interval(self) -> dict[str, str]:
+        """Mean loss terms since the last log (over all ranks), lr and throughput; returns the bar text."""
+        names = sorted(self.sums)
+        means = mean_over_ranks(torch.stack([self.sums[k] for k in names]) / self.interval_steps, self.ctx)
+        metrics = {f"train/{k}": float(v) for k, v in zip(names, means)}
+        metrics["train/lr"] = self.optimizer.param_groups[0]["lr"]
+        metrics["train/samples_per_s"] = self.interval_steps * self.cfg.batch_size / max(self.interval_time, 1e-9)
+        if self.run is not None:
+            self.run.log_metrics(metrics, self.step)
+        self.sums, self.interval_steps, self.interval_time = {}, 0, 0.0
+        return {k.split("/")[1]: f"{v:.4g}" for k, v in metrics.items() if k != "train/samples_per_s"}
+
+    def checkpoint(self) -> None:
+        if not self.ctx.is_main:
+            return
+        epoch, batch_in_epoch = divmod(self.step, self.data.steps_per_epoch)
+        save_checkpoint(self.ckpt_path, {
+            "step": self.step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
+            "total_steps": self.data.total_steps, "config": self.cfg.to_dict(), "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "rng": rng_state(),
+            "mlflow_run_id": self.run.run_id if self.run is not None and self.run.owns_run else None})
+
+    def validate(self) -> None:
+        """The validation grid of the held-out pairs (``val/step_NNNNNNN.png``, logged to MLflow)."""
+        if not (self.ctx.is_main and self.data.val_pairs):
+            return
+        grid = validation_grid(self.model, self.data.val_pairs, self.ctx.device)
+        path = write_atomic(self.out_dir / "val" / f"step_{self.step:07d}.png",
+                            lambda fh: Image.fromarray(grid).save(fh, format="PNG"))
+        if self.run is not None:
+            self.run.log_artifact(path, "val")
+
+    def export(self) -> None:
+        if self.ctx.is_main:
+            export_path = self.model.save_exported(self.out_dir / EXPORT_NAME)
+            if self.run is not None:
+                self.run.log_artifact(export_path, "model")
+                self.run.finish()
+        barrier(self.ctx)

@@ -1,0 +1,28 @@
+"""What every command line shares: the ``--set KEY=VALUE`` option and the error policy.
+
+Error policy: a typed input error (data.errors.InputError and its subclasses: config, dataset,
+image, checkpoint, run folder) is printed as one line on stderr, ``<command>: error: <message>``,
+and the command exits with code 2; any other exception is a bug and propagates with its traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from data.errors import InputError
+
+
+def add_set_argument(parser: argparse.ArgumentParser, example: str) -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override a config key (repeatable; value as YAML, coerced to the key's type; "
+                             f"list items by index, e.g. data.train.0.root=PATH), e.g. --set {example}")
+
+
+def run_cli(command: str, body: Callable[[], int]) -> int:
+    """Run ``body``; map typed input errors to one stderr line and exit code 2."""
+    try:
+        return int(body() or 0)
+    except InputError as exc:
+        print(f"{command}: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,18 @@
+"""``python -m pipelines.run fuse_then_detect``: fuse a detection dataset with every method, train a
+YOLO detector per method under identical seeds, compare mAP@50 (S4Fusion paper, Table VI).
+
+Modules (imports flow down this list; none imports one above it):
+
+- ``cli``: the command line (options, error policy) -> ``orchestration.run_pipeline``;
+- ``orchestration``: the driver -- runs the stages in order and alone talks to MLflow (parent run
+  per invocation, nested child run per method, by explicit parent run id);
+- ``report``: Table VI (Markdown/CSV), bar chart, sample detections, verdict, summary;
+- ``stages``: the units of work, plain functions of their inputs returning results and artifact
+  paths, cached in the run folder (an interrupted run resumes where it stopped): data + split,
+  input checks, S4Fusion model, one method's fusion, YOLO export, one (method, seed) detector job,
+  fusion metrics;
+- ``types``: the data passed between them (PreparedData, MethodOutcome, PipelineResult).
+
+Cached stages are written to a temporary folder and renamed when complete (``done.json``), so a
+partial output is never used.
+"""

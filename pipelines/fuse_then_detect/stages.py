@@ -1,0 +1,242 @@
+"""The stages of fuse_then_detect: plain functions of their inputs returning results and artifact
+paths, each cached in the run folder by a key of what determines it. None of them talks to MLflow
+(the driver in ``orchestration`` does); the S4Fusion training stage only forwards the driver's run
+handle to the trainer, which logs its curves there.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from data.adapters import DatasetError, open_dataset
+from data.config import ConfigError
+from data.errors import RunFolderError
+from data.io import digest, file_sha256, image_size, index_images_by_stem, read_image, write_png_atomic, \
+    write_text_atomic
+from data.splits import SplitMismatchError, split_stems, write_split
+from data.tracking import RunHandle
+from data.yolo_export import export_yolo, yolo_dataset_yaml
+from detection.coco_eval import CocoMetrics, coco_map, ground_truth_from_yolo
+from detection.yolo import DetectionResult, train_and_evaluate
+from pipelines.config import MethodConfig, PipelineConfig
+from pipelines.fuse_then_detect.types import FusedImages, PreparedData, image_for
+from pipelines.fusion_metrics import per_image_metrics
+
+DONE = "done.json"
+
+
+# ---- cached folders: written to a temp sibling, renamed when complete ---------------------------
+def read_done(directory: Path) -> dict | None:
+    marker = directory / DONE
+    return json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else None
+
+
+def fresh_tmp(directory: Path) -> Path:
+    """Empty temporary sibling of ``directory``; leftovers of an interrupted attempt are discarded."""
+    tmp = directory.with_name(directory.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def commit(tmp: Path, directory: Path, info: dict) -> None:
+    """Mark ``tmp`` complete and move it into place (the rename makes it visible atomically)."""
+    write_text_atomic(tmp / DONE, json.dumps(info, indent=2, default=str) + "\n")
+    if directory.exists():
+        shutil.rmtree(directory)
+    tmp.replace(directory)
+
+
+# ---- data ------------------------------------------------------------------------------------
+def prepare_data(cfg: PipelineConfig, run_dir: Path, progress: bool = True) -> PreparedData:
+    """The dataset (the synthetic one generated on first use) and its seeded train/val/test split."""
+    ds_cfg = cfg.dataset
+    if ds_cfg.name == "synthetic":
+        from data.synthetic import generate_synthetic_dataset
+
+        synth = ds_cfg.synthetic_config()
+        target = Path(ds_cfg.root).expanduser() if ds_cfg.root else run_dir / "data" / "synthetic"
+        try:
+            root = generate_synthetic_dataset(target, synth, progress=progress)
+        except FileExistsError as exc:  # the folder holds another synthetic config's images
+            raise RunFolderError(str(exc)) from exc
+        identity = {"dataset": "synthetic", "config_hash": synth.config_hash()}
+    else:
+        root = Path(ds_cfg.root).expanduser().resolve()
+        identity = {"dataset": ds_cfg.name, "root": str(root)}
+    dataset = open_dataset(ds_cfg.name, root)
+    if not dataset.has_boxes:
+        raise DatasetError(f"{ds_cfg.name} at {root}: no box annotations found; detection needs them")
+    split = split_stems(dataset.stems, ds_cfg.split_ratios, seed=ds_cfg.split_seed,
+                        group_consecutive=ds_cfg.group_consecutive)
+    for part in ("train", "val", "test"):
+        if not split[part]:
+            raise ConfigError(f"dataset split: the {part} part is empty ({len(dataset)} pairs, "
+                              f"ratios {ds_cfg.split_ratios}); use more images or other ratios")
+    split_dir = run_dir / "split"
+    try:
+        s_hash = write_split(split, split_dir)
+    except SplitMismatchError as exc:
+        raise RunFolderError(f"{exc}\n(this run folder belongs to another dataset/split: choose another "
+                             "--runs-dir)") from exc
+    return PreparedData(dataset, split, s_hash, digest({**identity, "split": s_hash}, 16),
+                        list(dataset.class_names), split_dir, Path(root).resolve())
+
+
+# ---- checks before long work ---------------------------------------------------------------------
+def precomputed_files(method: MethodConfig, data: PreparedData) -> dict[str, Path]:
+    """Map stem -> fused image of a ``precomputed`` method, checking completeness and sizes."""
+    by_stem = index_images_by_stem(method.folder)
+    missing, mis_sized = [], []
+    for stem in data.all_stems():
+        f = by_stem.get(stem)
+        if f is None:
+            missing.append(stem)
+            continue
+        expected, got = image_size(data.dataset.files(stem).ir), image_size(f)
+        if got != expected:
+            mis_sized.append(f"{f} is {got[0]}x{got[1]}, the pair is {expected[0]}x{expected[1]}")
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} image(s) missing (expected <stem>.png/.jpg/... for every dataset image), "
+                        f"e.g. {missing[:10]}")
+    if mis_sized:
+        problems.append(f"{len(mis_sized)} image(s) of the wrong size, e.g.\n    " + "\n    ".join(mis_sized[:10]))
+    if problems:
+        raise ConfigError(f"method {method.name!r} (precomputed, folder {method.folder}):\n  " + "\n  ".join(problems))
+    return {s: by_stem[s] for s in data.all_stems()}
+
+
+def train_config(method: MethodConfig, data: PreparedData):
+    """The method's train_fusion config (checked on load), its data set to the detection splits."""
+    from fusion.train import DataSource, TrainConfig
+
+    if isinstance(method.train, str):
+        cfg = TrainConfig.from_yaml(method.train)
+    else:
+        cfg = TrainConfig.from_dict(method.train, source=f"methods.{method.name}.train")
+    root = str(data.root)
+    cfg.data.train = [DataSource(dataset=data.dataset.name, root=root, stems=list(data.split["train"]))]
+    cfg.data.val = [DataSource(dataset=data.dataset.name, root=root, stems=list(data.split["val"]))]
+    cfg.tracking.enabled = False  # logged into the method's child run instead
+    return cfg
+
+
+def check_inputs(cfg: PipelineConfig, data: PreparedData) -> dict[str, Any]:
+    """Everything that can fail is checked here, before fusion or training starts."""
+    prepared: dict[str, Any] = {}
+    for m in cfg.methods:
+        if m.kind == "precomputed":
+            prepared[m.name] = precomputed_files(m, data)
+        elif m.kind == "s4fusion" and m.train is not None:
+            prepared[m.name] = train_config(m, data)
+        elif m.kind == "s4fusion":
+            from fusion.inference import load_model
+
+            load_model(m.checkpoint)  # a bad file raises fusion.model.CheckpointLoadError (an input error)
+    return prepared
+
+
+# ---- S4Fusion model ----------------------------------------------------------------------------
+def s4fusion_checkpoint(method: MethodConfig, train_cfg, run_dir: Path, run: RunHandle | None = None) -> Path:
+    """The exported model of an ``s4fusion`` method (trained here when ``train`` is given; the
+    trainer logs its curves into ``run``, which the caller owns)."""
+    if method.checkpoint is not None:
+        return Path(method.checkpoint).expanduser().resolve()
+    from fusion.train import train
+
+    out = run_dir / "s4fusion" / f"{method.name}-{digest(train_cfg.to_dict())}"
+    done = read_done(out)
+    if done is not None:
+        return Path(done["export"])
+    # fusion.train resumes from its own checkpoints (written atomically) in `out`.
+    export = train(train_cfg, out, resume=True, run=run)
+    write_text_atomic(out / DONE, json.dumps({"export": str(Path(export).resolve()),
+                                              "sha256": file_sha256(export)}, indent=2) + "\n")
+    return Path(export).resolve()
+
+
+# ---- one method's fusion ---------------------------------------------------------------------------
+def fused_key(method: MethodConfig, data: PreparedData, checkpoint: Path | None,
+              precomputed: dict[str, Path] | None) -> str:
+    """Content identity of a method's fused images: method, data, checkpoint / file hashes."""
+    ident: dict[str, Any] = {"method": method.identity(), "data": data.data_id}
+    ident["method"].pop("train", None)  # a trained model is identified by its checkpoint hash
+    ident["method"].pop("checkpoint", None)  # ... and a given one too, not by its path
+    if checkpoint is not None:
+        ident["checkpoint_sha256"] = file_sha256(checkpoint)
+    if precomputed is not None:
+        ident["method"].pop("folder", None)
+        ident["files"] = [(stem, file_sha256(p)) for stem, p in precomputed.items()]
+    return digest(ident)
+
+
+def fuse_method(method: MethodConfig, data: PreparedData, run_dir: Path, key: str, checkpoint: Path | None,
+                progress: bool = True) -> Path:
+    """Folder with ``<stem>.png`` for every split image (cached; written to a temp folder first)."""
+    out = run_dir / "fused" / f"{method.name}-{key}"
+    if read_done(out) is not None:
+        return out
+    tmp = fresh_tmp(out)
+    if method.kind in ("s4fusion", "baseline"):
+        from fusion.inference import make_fuser
+
+        fuse = make_fuser(method.baseline if method.kind == "baseline" else "s4fusion", checkpoint)
+    else:  # source
+
+        def fuse(ir, vi):
+            return ir if method.source == "ir" else vi
+    for stem in tqdm(data.all_stems(), desc=f"fuse {method.name}", unit="img", disable=not progress):
+        sample = data.dataset[stem]
+        write_png_atomic(tmp / f"{stem}.png", fuse(sample.ir, sample.vi))
+    commit(tmp, out, {"method": method.name, "key": key, "images": len(data.all_stems())})
+    return out
+
+
+def export_method(name: str, key: str, fused: FusedImages, data: PreparedData, run_dir: Path) -> Path:
+    """One YOLO tree per method (its own label caches); returns its data YAML."""
+    out = run_dir / "yolo" / f"{name}-{key}"
+    if read_done(out) is None:
+        tmp = fresh_tmp(out)
+        export_yolo(tmp, data.split, image_for(fused), data.dataset.boxes, data.class_names, progress=False)
+        commit(tmp, out, {"method": name, "key": key})
+    # data.yaml holds absolute paths: (re)write it for the tree's final location.
+    return yolo_dataset_yaml(out, data.class_names)
+
+
+# ---- one (method, seed) detector job ------------------------------------------------------------------
+def detector_key(cfg: PipelineConfig, data: PreparedData) -> str:
+    return digest({"detector": cfg.detector.to_dict(), "classes": data.class_names})
+
+
+def detector_dir(run_dir: Path, name: str, key: str, cfg: PipelineConfig, data: PreparedData, seed: int) -> Path:
+    return run_dir / "detect" / f"{name}-{key}" / detector_key(cfg, data) / f"seed{seed}"
+
+
+def detect_seed(name: str, key: str, data_yaml: Path, data: PreparedData, cfg: PipelineConfig, run_dir: Path,
+                seed: int) -> tuple[DetectionResult, CocoMetrics, Path]:
+    """Train + evaluate one detector; returns its result, the pycocotools check and its folder."""
+    out = detector_dir(run_dir, name, key, cfg, data, seed)
+    result = train_and_evaluate(data_yaml, out, cfg.detector, seed, data.class_names)
+    gt = ground_truth_from_yolo(data_yaml.parent, "test")
+    return result, coco_map(gt, result.predictions, data.class_names, max_dets=cfg.detector.max_det), out
+
+
+# ---- fusion metrics on the test split ------------------------------------------------------------------
+def fusion_metrics(name: str, key: str, fused: FusedImages, data: PreparedData, run_dir: Path,
+                   cfg: PipelineConfig, progress: bool = True):
+    """Per-image fusion metrics of one method on the test split (pipelines.fusion_metrics, cached)."""
+    get = image_for(fused)
+
+    def pair(stem: str):
+        sample = data.dataset[stem]
+        return sample.ir, sample.vi
+
+    return per_image_metrics(name, data.split["test"], pair, lambda stem: read_image(get(stem), "unchanged"),
+                             {"fused": key, "data": data.data_id}, cfg.report.metrics_convention,
+                             cfg.report.fusion_metrics, run_dir / "fusion_metrics", progress)

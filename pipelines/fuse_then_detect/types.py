@@ -1,0 +1,82 @@
+"""What the fuse_then_detect stages pass to each other and to the report."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data.adapters import PairedImageDataset
+from detection.coco_eval import CocoMetrics
+from detection.yolo import DetectionResult
+
+
+@dataclass
+class PreparedData:
+    dataset: PairedImageDataset
+    split: dict[str, list[str]]
+    split_hash: str
+    data_id: str  # identity of the images + split (cache key component)
+    class_names: list[str]
+    split_dir: Path
+    root: Path
+
+    def all_stems(self) -> list[str]:
+        return [s for part in ("train", "val", "test") for s in self.split[part]]
+
+
+# A method's fused images: a folder of <stem>.png (fused here) or {stem: file} (precomputed).
+FusedImages = Path | dict[str, Path]
+
+
+def image_for(fused: FusedImages):
+    """``stem -> path`` of a method's fused image."""
+    if isinstance(fused, dict):
+        return lambda stem: fused[stem]
+    return lambda stem: fused / f"{stem}.png"
+
+
+@dataclass
+class MethodOutcome:
+    name: str
+    kind: str
+    key: str
+    fused: FusedImages
+    data_yaml: Path
+    seeds: list[int]
+    detections: list[DetectionResult]
+    coco: list[CocoMetrics]
+    fusion: Any  # pandas DataFrame: per-image fusion metrics on the test split
+    run_id: str | None = None
+
+    def fusion_means(self, metrics: list[str]) -> dict[str, float]:
+        from fusion.metrics import summarize
+
+        row = summarize(self.fusion, group_by="method", metrics=metrics).iloc[0]
+        return {m: float(row[f"{m}_mean"]) for m in metrics}
+
+    def mean_std(self, attr: str) -> tuple[float, float]:
+        values = np.array([getattr(r, attr) for r in self.detections], dtype=np.float64)
+        return float(values.mean()), float(values.std())
+
+    def coco_mean(self) -> float:
+        return float(np.mean([c.map50 for c in self.coco]))
+
+    def class_ap50(self, class_name: str) -> tuple[float, float]:
+        values = np.array([r.ap50_per_class[class_name] for r in self.detections], dtype=np.float64)
+        if np.all(np.isnan(values)):
+            return float("nan"), float("nan")
+        return float(np.nanmean(values)), float(np.nanstd(values))
+
+
+@dataclass
+class PipelineResult:
+    run_dir: Path
+    report_dir: Path
+    outcomes: list[MethodOutcome]
+    verdict: str
+    tracking_uri: str
+    experiment: str
+    parent_run_id: str
+    timings: dict[str, float] = field(default_factory=dict)
