@@ -50,20 +50,33 @@ TARGET_PROGRAMS = 1024  # time is sequential, so parallelism comes from programs
 
 
 @triton.jit
+def _softplus(x):
+    """log(1 + e^x), with log1p(e) as log(w) * e / (w - 1), w = 1 + e (no libdevice log1p); x > 20: x."""
+    e = tl.exp(tl.minimum(x, 20.0))
+    w = 1.0 + e
+    log1p_e = tl.where(w == 1.0, e, tl.log(w) * e / tl.where(w == 1.0, 1.0, w - 1.0))
+    return tl.where(x > 20.0, x, log1p_e)
+
+
+@triton.jit
+def _program_coords(pid, n_blocks, n_groups, per_group, d_state, BLOCK_D: tl.constexpr, N_PAD: tl.constexpr):
+    """Program id -> (channel block, group, batch), the block's channels d with their mask, state indices."""
+    blk = pid % n_blocks
+    g = (pid // n_blocks) % n_groups
+    b = pid // (n_blocks * n_groups)
+    offs_c = blk * BLOCK_D + tl.arange(0, BLOCK_D)  # channel within the group
+    offs_n = tl.arange(0, N_PAD)
+    return blk, g, b, g * per_group + offs_c, offs_c < per_group, offs_n, offs_n < d_state
+
+
+@triton.jit
 def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
                     out_ptr, last_ptr, ckpt_ptr,
                     dim, length, d_state, per_group, n_groups, n_blocks, n_chunks,
                     BLOCK_D: tl.constexpr, N_PAD: tl.constexpr, K: tl.constexpr, HAS_D: tl.constexpr,
                     HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
     pid = tl.program_id(0)
-    blk = pid % n_blocks
-    g = (pid // n_blocks) % n_groups
-    b = pid // (n_blocks * n_groups)
-    offs_c = blk * BLOCK_D + tl.arange(0, BLOCK_D)  # channel within the group
-    mask_d = offs_c < per_group
-    d = g * per_group + offs_c
-    offs_n = tl.arange(0, N_PAD)
-    mask_n = offs_n < d_state
+    blk, g, b, d, mask_d, offs_n, mask_n = _program_coords(pid, n_blocks, n_groups, per_group, d_state, BLOCK_D, N_PAD)
     mask_dn = mask_d[:, None] & mask_n[None, :]
     A = tl.load(A_ptr + d[:, None] * d_state + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
     if HAS_BIAS:
@@ -84,10 +97,7 @@ def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_pt
             if HAS_BIAS:
                 dt += bias
             if SOFTPLUS:
-                e = tl.exp(tl.minimum(dt, 20.0))
-                w = 1.0 + e
-                log1p_e = tl.where(w == 1.0, e, tl.log(w) * e / tl.where(w == 1.0, 1.0, w - 1.0))
-                dt = tl.where(dt > 20.0, dt, log1p_e)
+                dt = _softplus(dt)
             dt = tl.where(mask_t, dt, 0.0)  # padded steps/channels: decay 1, no input
             Bt = tl.load(B_ptr + bc_row + t, mask=mask_n & (t < length), other=0.0).to(tl.float32)
             Ct = tl.load(C_ptr + bc_row + t, mask=mask_n & (t < length), other=0.0).to(tl.float32)
@@ -110,14 +120,7 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                      BLOCK_D: tl.constexpr, N_PAD: tl.constexpr, K: tl.constexpr, HAS_D: tl.constexpr,
                      HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
     pid = tl.program_id(0)
-    blk = pid % n_blocks
-    g = (pid // n_blocks) % n_groups
-    b = pid // (n_blocks * n_groups)
-    offs_c = blk * BLOCK_D + tl.arange(0, BLOCK_D)
-    mask_d = offs_c < per_group
-    d = g * per_group + offs_c
-    offs_n = tl.arange(0, N_PAD)
-    mask_n = offs_n < d_state
+    blk, g, b, d, mask_d, offs_n, mask_n = _program_coords(pid, n_blocks, n_groups, per_group, d_state, BLOCK_D, N_PAD)
     mask_dn = mask_d[:, None] & mask_n[None, :]
     A = tl.load(A_ptr + d[:, None] * d_state + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
     if HAS_BIAS:
@@ -148,10 +151,7 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
             if HAS_BIAS:
                 dt += bias
             if SOFTPLUS:
-                e = tl.exp(tl.minimum(dt, 20.0))
-                w = 1.0 + e
-                log1p_e = tl.where(w == 1.0, e, tl.log(w) * e / tl.where(w == 1.0, 1.0, w - 1.0))
-                dt = tl.where(dt > 20.0, dt, log1p_e)
+                dt = _softplus(dt)
             dt = tl.where(mask_t, dt, 0.0)
             Bt = tl.load(B_ptr + bc_row + t, mask=mask_n & (t < length), other=0.0).to(tl.float32)
             x = tl.exp(dt[:, None] * A) * x + (dt * u)[:, None] * Bt[None, :]
@@ -168,10 +168,7 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                 raw_dt += bias
             dt = raw_dt
             if SOFTPLUS:
-                e = tl.exp(tl.minimum(raw_dt, 20.0))
-                w = 1.0 + e
-                log1p_e = tl.where(w == 1.0, e, tl.log(w) * e / tl.where(w == 1.0, 1.0, w - 1.0))
-                dt = tl.where(raw_dt > 20.0, raw_dt, log1p_e)
+                dt = _softplus(raw_dt)
             dt = tl.where(mask_t, dt, 0.0)
             Bt = tl.load(B_ptr + bc_row + t, mask=mask_n & (t < length), other=0.0).to(tl.float32)
             Ct = tl.load(C_ptr + bc_row + t, mask=mask_n & (t < length), other=0.0).to(tl.float32)
@@ -197,7 +194,8 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                 du += skip * dy
                 dD_acc += dy * u
             if SOFTPLUS:
-                ddt = ddt * tl.where(raw_dt > 20.0, 1.0, e / (1.0 + e))
+                e = tl.exp(tl.minimum(raw_dt, 20.0))
+                ddt = ddt * tl.where(raw_dt > 20.0, 1.0, e / (1.0 + e))  # softplus' = sigmoid
             ddt = tl.where(mask_t, ddt, 0.0)
             dbias_acc += ddt
             tl.store(du_ptr + row + t, du, mask=mask_t)
