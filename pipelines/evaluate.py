@@ -10,9 +10,10 @@ Methods (``--methods``, any mix):
 Outputs in ``--out``: ``per_image_metrics.csv``, ``summary.md`` / ``summary.csv`` (mean ± std,
 best bold, second underlined; for MSRS/RoadScene/TNO/M3FD followed by the paper's Table I-IV rows,
 also in ``summary_vs_paper.csv``), ``comparison_grid.png``, ``table7.md`` / ``table7.csv`` (params,
-FLOPs and measured latency of learned methods, beside the paper's Table VII), all logged to MLflow (``sqlite:///<out>/mlflow.db``
-unless ``--tracking-uri``). Per-method results are cached in ``<out>/per_method/`` by content (checkpoint and fused-file
-sha256, the pairs' names/sizes/mtimes): a rerun only computes what changed.
+FLOPs and measured latency of learned methods, beside the paper's Table VII), all logged to MLflow
+(``sqlite:///<out>/mlflow.db`` unless ``--tracking-uri``). Per-method results are cached in
+``<out>/per_method/`` by content (checkpoint and fused-file sha256, the pairs' names/sizes/mtimes):
+a rerun only computes what changed.
 """
 from __future__ import annotations
 

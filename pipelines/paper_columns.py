@@ -50,7 +50,8 @@ def fusion_table_params(dataset: str) -> dict[str, float | str]:
     """The paper's Table I-IV values for ``dataset`` as MLflow params (``paper.<method>.<metric>``)."""
     if dataset.lower() not in paper.FUSION_DATASETS:
         return {}
-    params: dict[str, float | str] = {"paper.table": paper.fusion_table_number(dataset), "paper.source": paper.citation()}
+    params: dict[str, float | str] = {"paper.table": paper.fusion_table_number(dataset),
+                                      "paper.source": paper.citation()}
     for method, values in paper.table_metrics(dataset).items():
         params.update({f"paper.{method}.{metric}": v for metric, v in values.items()})
     return params

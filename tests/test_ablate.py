@@ -108,7 +108,9 @@ def test_variants_are_the_base_recipe_plus_the_papers_overrides(tmp_path):
     assert len({v.slug for v in variants}) == 8
 
 
-def test_paper_profile_inlines_the_paper_recipe_and_names_missing_data(tmp_path):
+def test_paper_profile_inlines_the_paper_recipe_and_names_missing_data(tmp_path, capsys):
+    assert cli.main(["ablate", "--config", "table5_msrs.yaml", "--check"]) == 2  # one line, no traceback
+    assert capsys.readouterr().err.startswith("ablate: error: 5 problems:")
     with pytest.raises(ConfigError) as info:
         load_ablation_config("table5_msrs.yaml")
     text = str(info.value)
@@ -118,6 +120,8 @@ def test_paper_profile_inlines_the_paper_recipe_and_names_missing_data(tmp_path)
     roots = [f"{k}={tmp_path}" for k in ("test.0.root", "base.data.train.0.root", "base.data.train.1.root",
                                          "base.data.train.2.root", "base.data.val.0.root")]
     cfg = load_ablation_config("table5_msrs.yaml", roots)
+    assert cli.main(["ablate", "--config", "table5_msrs.yaml", "--check", *[a for r in roots for a in ("--set", r)]]) == 0
+    assert "OK (8 variants" in capsys.readouterr().out
     variants = cfg.resolved_variants()
     assert len(variants) == 8 and {v.train.epochs for v in variants} == {800}
     assert {v.train.loss.perception.weights for v in variants} == {"imagenet"}

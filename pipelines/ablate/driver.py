@@ -90,7 +90,8 @@ def run_ablation(cfg: AblationConfig, progress: bool = True) -> AblationResult:
 
 
 def _open_parent(cfg: AblationConfig, run_dir: Path, variants: list[Variant]) -> tuple[Tracker, str]:
-    tracker = Tracker(cfg.tracking.uri or default_tracking_uri(run_dir), cfg.tracking.experiment or f"ablate/{cfg.name}")
+    tracker = Tracker(cfg.tracking.uri or default_tracking_uri(run_dir),
+                      cfg.tracking.experiment or f"ablate/{cfg.name}")
     config = {k: v for k, v in cfg.to_dict().items() if k not in ("variants", "base", "tracking")}
     parent, _ = tracker.start_run(digest([cfg.to_dict(), str(run_dir)], 24), cfg.name, "ablation",
                                   tags={"s4fuse.run_dir": str(run_dir)})
