@@ -78,7 +78,9 @@ def test_cpu_profile_trains_three_variants_and_resumes(crops, tmp_path, capsys):
     client = MlflowClient(uri)
     for run_id in children["run_id"]:  # each child holds its variant's training curve
         assert len(client.get_metric_history(run_id, "train/loss")) == 2
-        assert math.isfinite(client.get_run(run_id).data.metrics["test/VIF"])
+        logged = client.get_run(run_id).data.metrics
+        assert math.isfinite(logged["test/VIF"]) and any(logged["cost/params_M"] == pytest.approx(v) for v in table["params_M"])
+        assert [a.path for a in client.list_artifacts(run_id, "model")] == ["model/s4fusion.pt"]
     override = children.set_index("tags.variant").loc["w/o L_per", "params.train.loss.perception.enabled"]
     assert override == "False"
 
