@@ -165,3 +165,38 @@ def test_a_failed_variant_does_not_stop_the_others(tmp_path, monkeypatch, capsys
     runs = search_runs(f"sqlite:///{tmp_path / 'run' / 'mlflow.db'}", "ablate/table5_cpu")
     status = dict(zip(runs["tags.mlflow.runName"], runs["status"]))
     assert status == {"table5_cpu": "FAILED", "CMSA → ADD": "FINISHED", "CMSA → CNN": "FAILED", "full": "FINISHED"}
+
+
+def test_perceptual_columns_when_pyiqa_is_present(crops, tmp_path, monkeypatch):
+    """With pyiqa importable, MUSIQ/TOPIQ are asked of fusion.metrics.perceptual per fused image and
+    cached (pyiqa and its weights are replaced by a stand-in: not installed here)."""
+    import sys
+    import types
+
+    import numpy as np
+
+    from pipelines.ablate import jobs
+    from pipelines.ablate.driver import perceptual_note
+
+    monkeypatch.setitem(sys.modules, "pyiqa", types.ModuleType("pyiqa"))
+    wanted, notes = perceptual_note(load_ablation_config("table5_cpu.yaml"))
+    assert wanted == {"MUSIQ": "musiq", "TOPIQ": "topiq_nr"} and notes == []
+    calls = []
+
+    def scores(image, metrics):
+        calls.append(list(metrics))
+        return {"musiq": float(image.mean()), "topiq_nr": float(image.std())}
+
+    monkeypatch.setattr("fusion.metrics.perceptual.perceptual_scores", scores)
+    spec = jobs.VariantSpec("full", "full", {}, [{"dataset": "folder", "root": str(crops)}], ["SF"], wanted, "mmif",
+                            (61, 73), str(tmp_path))
+    pairs = jobs.test_pairs(spec)
+    fused_dir = tmp_path / "fused"
+    for image_id, ds, stem in pairs:  # "fused" = the VIS image, so the expected scores are known
+        write_png_atomic(fused_dir / f"{image_id}.png", ds[stem].vi)
+    frame = jobs.metrics_stage(spec, fused_dir, pairs)
+    assert list(frame.columns) == ["method", "image", "missing", "SF", "MUSIQ", "TOPIQ"] and len(calls) == 3
+    vi = read_image(fused_dir / f"{pairs[0][0]}.png", "unchanged")
+    assert frame.loc[0, "MUSIQ"] == pytest.approx(float(vi.mean())) and np.isfinite(frame["SF"]).all()
+    jobs.metrics_stage(spec, fused_dir, pairs)
+    assert len(calls) == 3  # cached
