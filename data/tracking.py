@@ -27,6 +27,8 @@ from data.config import flatten
 KEY_TAG = "s4fuse.key"
 KIND_TAG = "s4fuse.kind"
 PARENT_TAG = "mlflow.parentRunId"
+# MLflow 3's experiment kind: without it the UI guesses and may open on the GenAI overview page.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 _MAX_PARAM_CHARS = 6000
 
 
@@ -77,6 +79,7 @@ class Tracker:
             if found.lifecycle_stage == "deleted":
                 self.client.restore_experiment(found.experiment_id)
             self.experiment_id = found.experiment_id
+        self.client.set_experiment_tag(self.experiment_id, *EXPERIMENT_KIND)
         self.experiment = experiment
 
     def _find(self, key: str, parent_id: str | None = None):
