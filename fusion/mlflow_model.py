@@ -59,6 +59,19 @@ def signature():
                           outputs=Schema([TensorSpec(u8, (-1, -1, -1))]))
 
 
+def log_trained_model(run: RunHandle, export_path: str | os.PathLike, split: dict[str, list[str]],
+                      split_dir: str | os.PathLike) -> str:
+    """The end of a training run: the pairs it trained on as a dataset input (digest = split hash,
+    sizes per part) and the exported model as the pyfunc ``s4fusion``; returns the model URI."""
+    from data.splits import split_hash
+
+    digest = split_hash(split)
+    run.log_dataset_input(f"fusion_split@{digest[:12]}", digest, str(split_dir),
+                          {**{part: len(stems) for part, stems in split.items()}, "split_sha256": digest},
+                          "s4fusion training")
+    return log_s4fusion_model(run, export_path)
+
+
 def log_s4fusion_model(run: RunHandle, checkpoint: str | os.PathLike, name: str = MODEL_NAME) -> str:
     """Log ``checkpoint`` (an exported S4Fusion) into ``run`` as the pyfunc ``name``; returns its model URI.
 

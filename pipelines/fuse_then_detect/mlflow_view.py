@@ -11,13 +11,11 @@
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from data.tracking import Tracker
 from pipelines.fuse_then_detect.types import MethodOutcome, PreparedData
 
-DATASET_CONTEXT_TAG = "mlflow.data.context"
 MODEL_NAME = "s4fusion"
 NOTE_TAG = "mlflow.note.content"  # a run's description, rendered as Markdown on its run page
 # MLflow 3.17's UI picks its GenAI or model-training layout from this URL parameter (or the
@@ -25,26 +23,13 @@ NOTE_TAG = "mlflow.note.content"  # a run's description, rendered as Markdown on
 WORKFLOW_PARAM = "workflowType=machine_learning"
 
 
-def split_dataset(data: PreparedData, dataset_name: str):
-    """The split as an MLflow dataset entity: digest = split hash, profile = sizes per part."""
-    from mlflow.entities import Dataset
-
+def log_split_input(tracker: Tracker, run_id: str, data: PreparedData, dataset_name: str) -> None:
+    """Log the split as the run's dataset input: ``<dataset>@<split hash>``, digest = split hash,
+    profile = train/val/test sizes (once: a resumed run already has it)."""
     sizes = {part: len(stems) for part, stems in data.split.items()}
-    return Dataset(name=f"{dataset_name}@{data.split_hash[:12]}", digest=data.split_hash[:36],
-                   source_type="local", source=json.dumps({"uri": Path(data.root).as_uri()}),
-                   profile=json.dumps({**sizes, "split_sha256": data.split_hash, "split_dir": str(data.split_dir)}))
-
-
-def log_split_input(tracker: Tracker, run_id: str, data: PreparedData, dataset_name: str,
-                    context: str = "train/val/test") -> None:
-    """Log the split as the run's dataset input (once: a resumed run already has it)."""
-    from mlflow.entities import DatasetInput, InputTag
-
-    dataset = split_dataset(data, dataset_name)
-    logged = tracker.client.get_run(run_id).inputs.dataset_inputs or []
-    if any(d.dataset.digest == dataset.digest and d.dataset.name == dataset.name for d in logged):
-        return
-    tracker.client.log_inputs(run_id, [DatasetInput(dataset, [InputTag(DATASET_CONTEXT_TAG, context)])])
+    tracker.log_dataset_input(run_id, f"{dataset_name}@{data.split_hash[:12]}", data.split_hash, str(data.root),
+                              {**sizes, "split_sha256": data.split_hash, "split_dir": str(data.split_dir)},
+                              "train/val/test")
 
 
 def table6_metrics(outcomes: list[MethodOutcome]) -> dict[str, float]:
@@ -60,20 +45,19 @@ def table6_metrics(outcomes: list[MethodOutcome]) -> dict[str, float]:
     return metrics
 
 
-def description(outcomes: list[MethodOutcome], report_dir: Path) -> str:
+def description(verdict: str, report_dir: Path) -> str:
     """The parent's run description (Markdown, shown on its run page): verdict, Table VI, where the figures are."""
-    from pipelines.fuse_then_detect.report import verdict_line
-
     table = (report_dir / "table6.md").read_text(encoding="utf-8")
-    return (f"**{verdict_line(outcomes)}**\n\n### Table VI (test split)\n\n{table}\n"
+    return (f"**{verdict}**\n\n### Table VI (test split)\n\n{table}\n"
             "Figures: Artifacts → `figures/` (bar chart, per-class heat map, sample detections); "
             "full report: `report/report.md`. One child run per method (links above).")
 
 
-def log_parent_view(tracker: Tracker, parent_id: str, outcomes: list[MethodOutcome], report_dir: Path) -> None:
+def log_parent_view(tracker: Tracker, parent_id: str, outcomes: list[MethodOutcome], report_dir: Path,
+                    verdict: str) -> None:
     """Table VI as metrics, description and images on the parent run (its run page shows them)."""
     tracker.log_metrics(parent_id, table6_metrics(outcomes))
-    tracker.set_tags(parent_id, {NOTE_TAG: description(outcomes, report_dir)})
+    tracker.set_tags(parent_id, {NOTE_TAG: description(verdict, report_dir)})
     for figure in ("table6_map50.png", "table6_heatmap.png", "detections.png"):
         if (report_dir / figure).is_file():
             tracker.log_artifact(parent_id, report_dir / figure, "figures")

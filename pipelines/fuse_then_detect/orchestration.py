@@ -42,8 +42,8 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> PipelineResult:
         report_dir = build_report(outcomes, data, cfg, run_dir / "report")
         timings["report"] = time.perf_counter() - tick
         tracker.log_artifact(parent_id, report_dir, "report")
-        mlflow_view.log_parent_view(tracker, parent_id, outcomes, report_dir)
         verdict = verdict_line(outcomes)
+        mlflow_view.log_parent_view(tracker, parent_id, outcomes, report_dir, verdict)
         tracker.set_tags(parent_id, {"verdict": verdict})
     except BaseException as exc:
         tracker.finish(parent_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
