@@ -157,3 +157,17 @@ def test_logged_s4fusion_model_fuses_a_pair(ui_runs, server, inputs):
     # no pyfunc for methods without a model
     assert s4["outputs"]["model_outputs"]
     assert all(not c.get("outputs", {}).get("model_outputs") for c in children if c["info"]["run_name"] != "S4Fusion")
+
+
+def test_printed_link_opens_the_parent_run_page_in_the_model_training_layout(ui_runs, finished_run):
+    from pipelines.fuse_then_detect.mlflow_view import ui_link
+    from pipelines.fuse_then_detect.report import summary_text
+
+    experiment, parent, _ = ui_runs
+    link = ui_link(finished_run["uri"], parent["info"]["run_id"])
+    assert link == (f"http://127.0.0.1:5000/#/experiments/{experiment['experiment_id']}/runs/"
+                    f"{parent['info']['run_id']}?workflowType=machine_learning")
+    assert link in summary_text(finished_run["result"], finished_run["cfg"])
+    # the page's description is the verdict and Table VI
+    note = _tags(parent)["mlflow.note.content"]
+    assert finished_run["result"].verdict in note and "| IR |" in note

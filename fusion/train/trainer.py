@@ -22,7 +22,6 @@ from data.io import write_atomic, write_text_atomic
 from data.splits import split_hash, write_split
 from data.tracking import RunHandle, Tracker, default_tracking_uri
 from fusion.losses import S4FusionLoss
-from fusion.mlflow_model import log_trained_model
 from fusion.model import S4Fusion
 from fusion.train.checkpoint import (RESUMABLE_KEYS, CheckpointError, config_differences, load_checkpoint,
                                      rng_state, save_checkpoint, seed_everything, set_rng_state)
@@ -246,6 +245,8 @@ class Trainer:
         if self.ctx.is_main:
             export_path = self.model.save_exported(self.out_dir / EXPORT_NAME)
             if self.run is not None:
+                from fusion.mlflow_model import log_trained_model  # imports mlflow only when tracking
+
                 self.run.log_artifact(export_path, "model")
                 log_trained_model(self.run, export_path, self.data.split, self.out_dir / "fusion_split")  # + pyfunc
                 self.run.finish()
