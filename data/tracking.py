@@ -27,6 +27,8 @@ from data.config import flatten
 KEY_TAG = "s4fuse.key"
 KIND_TAG = "s4fuse.kind"
 PARENT_TAG = "mlflow.parentRunId"
+# MLflow 3's experiment kind: without it the UI guesses and may open on the GenAI overview page.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 _MAX_PARAM_CHARS = 6000
 
 
@@ -77,6 +79,7 @@ class Tracker:
             if found.lifecycle_stage == "deleted":
                 self.client.restore_experiment(found.experiment_id)
             self.experiment_id = found.experiment_id
+        self.client.set_experiment_tag(self.experiment_id, *EXPERIMENT_KIND)
         self.experiment = experiment
 
     def _find(self, key: str, parent_id: str | None = None):
@@ -161,6 +164,22 @@ class Tracker:
         else:
             self.client.log_artifact(run_id, str(path), artifact_path)
 
+    def log_dataset_input(self, run_id: str, name: str, digest: str, source: str, profile: Mapping[str, Any],
+                          context: str) -> None:
+        """The data a run used, as an MLflow dataset input (the UI's Dataset column); logged once per
+        (name, digest), so a resumed run does not repeat it. ``source``: a local path."""
+        import json
+
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        logged = self.client.get_run(run_id).inputs.dataset_inputs or []
+        if any(d.dataset.name == name and d.dataset.digest == digest[:36] for d in logged):
+            return
+        dataset = Dataset(name=name, digest=digest[:36], source_type="local",
+                          source=json.dumps({"uri": Path(source).resolve().as_uri()}),
+                          profile=json.dumps(dict(profile), default=str))
+        self.client.log_inputs(run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", context)])])
+
     def finish(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
 
@@ -185,6 +204,10 @@ class RunHandle:
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         self.tracker.set_tags(self.run_id, tags)
+
+    def log_dataset_input(self, name: str, digest: str, source: str, profile: Mapping[str, Any],
+                          context: str) -> None:
+        self.tracker.log_dataset_input(self.run_id, name, digest, source, profile, context)
 
     def finish(self, status: str = "FINISHED") -> None:
         if self.owns_run:

@@ -9,7 +9,9 @@ albumentations is installed) are switched off for every method by passing an emp
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -19,7 +21,7 @@ from typing import Any
 from data.io import write_text_atomic
 from detection.offline import check_local_weight, import_ultralytics
 
-
+LOG_NAME = "ultralytics.log"
 
 @dataclass
 class DetectorConfig:
@@ -146,11 +148,28 @@ def _recording_validator_class():
     return RecordingValidator
 
 
+@contextlib.contextmanager
+def ultralytics_output_to(log_file: Path):
+    """Everything ultralytics writes (its logger, prints and progress bars) goes to ``log_file``
+    instead of the console, for the duration of the block."""
+    logger = logging.getLogger("ultralytics")
+    saved = logger.handlers[:]
+    with open(log_file, "a", encoding="utf-8") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+        handler = logging.StreamHandler(fh)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.handlers = [handler]
+        try:
+            yield
+        finally:
+            logger.handlers = saved
+
+
 def train_and_evaluate(data_yaml: str | os.PathLike, out_dir: str | os.PathLike, cfg: DetectorConfig,
                        seed: int, class_names: list[str]) -> DetectionResult:
     """Train one detector on ``data_yaml`` (train/val splits) and evaluate it on its ``test`` split.
 
-    ``out_dir`` receives ultralytics' run folder (``train/``) and ``result.json``; a finished
+    ``out_dir`` receives ultralytics' run folder (``train/``), its console output (``ultralytics.log``)
+    and ``result.json``; a finished
     ``out_dir`` (``result.json`` present) is returned as is, an unfinished one is trained again
     from scratch (training is deterministic, so the outcome is the same).
     """
@@ -175,7 +194,8 @@ def train_and_evaluate(data_yaml: str | os.PathLike, out_dir: str | os.PathLike,
         close_mosaic=cfg.close_mosaic, project=str(out_dir), name="train", exist_ok=True,
         augmentations=[], amp=device != "cpu", plots=False, verbose=False,
     )
-    model.train(**{**train_kwargs, **cfg.train_args})
+    with ultralytics_output_to(out_dir / LOG_NAME):
+        model.train(**{**train_kwargs, **cfg.train_args})
     train_seconds = time.perf_counter() - start
     best = out_dir / "train" / "weights" / "best.pt"
     if not best.is_file():
@@ -184,11 +204,12 @@ def train_and_evaluate(data_yaml: str | os.PathLike, out_dir: str | os.PathLike,
     evaluator = YOLO(str(best), task="detect")
     captured = []
     evaluator.add_callback("on_val_end", captured.append)
-    metrics = evaluator.val(
-        validator=_recording_validator_class(), data=str(data_yaml), split="test", imgsz=cfg.imgsz,
-        batch=cfg.batch, conf=cfg.conf, iou=cfg.iou, max_det=cfg.max_det, device=device, workers=cfg.workers,
-        save_json=True, plots=False, verbose=False, project=str(out_dir), name="test", exist_ok=True,
-    )
+    with ultralytics_output_to(out_dir / LOG_NAME):
+        metrics = evaluator.val(
+            validator=_recording_validator_class(), data=str(data_yaml), split="test", imgsz=cfg.imgsz,
+            batch=cfg.batch, conf=cfg.conf, iou=cfg.iou, max_det=cfg.max_det, device=device, workers=cfg.workers,
+            save_json=True, plots=False, verbose=False, project=str(out_dir), name="test", exist_ok=True,
+        )
     ap50 = {name: float("nan") for name in class_names}
     for i, class_index in enumerate(metrics.box.ap_class_index):
         ap50[class_names[int(class_index)]] = float(metrics.box.ap50[i])

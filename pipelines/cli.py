@@ -7,6 +7,8 @@ and the command exits with code 2; any other exception is a bug and propagates w
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Callable
 
@@ -17,6 +19,20 @@ def add_set_argument(parser: argparse.ArgumentParser, example: str) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help=f"override a config key (repeatable; value as YAML, coerced to the key's type; "
                              f"list items by index, e.g. data.train.0.root=PATH), e.g. --set {example}")
+
+
+OUR_PACKAGES = ("pipelines", "fusion", "detection", "data")
+
+
+def configure_logging(fmt: str = "%(message)s") -> None:
+    """INFO from s4fuse's own packages; other libraries (MLflow, alembic, ...) only from WARNING up,
+    so their INFO lines never mix into a command's output (MLflow sets its own logger up on import,
+    from MLFLOW_LOGGING_LEVEL)."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"].upper())
+    logging.basicConfig(level=logging.WARNING, format=fmt)
+    for name in OUR_PACKAGES:
+        logging.getLogger(name).setLevel(logging.INFO)
 
 
 def run_cli(command: str, body: Callable[[], int]) -> int:

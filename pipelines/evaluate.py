@@ -29,10 +29,10 @@ from data.config import ConfigError
 from data.io import digest, file_sha256, index_images_by_stem, write_csv_atomic, write_text_atomic
 from fusion.baselines import BASELINES
 from fusion.metrics import CONVENTIONS, load_image, resolve_metrics
-from pipelines.cli import run_cli
+from pipelines.cli import configure_logging, run_cli
 from pipelines.fusion_metrics import per_image_metrics
 from pipelines.paper_columns import fusion_table_params, fusion_table_vs_paper, table7_params, table7_vs_paper
-from pipelines.reports import comparison_grid, markdown_table, write_summary
+from pipelines.reports import comparison_grid, markdown_table, summary_plain, write_summary
 
 LATENCY_SIZE = (480, 640)
 
@@ -190,13 +190,20 @@ def _data_identity(dataset: PairedImageDataset, stems: list[str]) -> dict:
     return {"pairs": digest(files, 32)}
 
 
+SOURCES = ("ir", "vi")  # the source "baselines": references, never ranked or drawn twice
+
+
+def is_source(method: Method) -> bool:
+    return method.kind == "baseline" and method.source in SOURCES
+
+
 def _grid(dataset: PairedImageDataset, methods: list[Method], grid_stems: list[str], out: Path, title: str):
     rows = {}
     getters = {m.name: fused_images(m, dataset) for m in methods}
     for stem in grid_stems:
         sample = dataset[stem]
         row = {"IR": sample.ir, "VIS": sample.vi}
-        for method in methods:
+        for method in (m for m in methods if not is_source(m)):  # IR/VIS columns are already there
             img = getters[method.name](stem)
             row[method.name] = img if img is not None else np.zeros(sample.ir.shape, np.uint8)
         rows[stem] = row
@@ -262,7 +269,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     per_image = pd.concat(frames, ignore_index=True)
     paths = {"per_image": write_csv_atomic(out / "per_image_metrics.csv", per_image)}
     title = f"{args.dataset} ({len(stems)} images), convention {args.convention}"
-    paths.update(write_summary(per_image, out, "summary", metrics=list(metrics), title=title))
+    paths.update(write_summary(per_image, out, "summary", metrics=list(metrics), title=title,
+                               unranked=[m.name for m in methods if is_source(m)]))
     missing = {m.name: m.missing for m in methods if m.missing}
     if missing:
         report = "\n".join(f"{name}: {', '.join(stems_)}" for name, stems_ in missing.items())
@@ -281,10 +289,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         paths["table7_md"] = write_text_atomic(out / "table7.md", "### Table VII: efficiency at 480x640\n\n"
                                                + markdown_table(table7) + "\n" + table7_paper_md)
     uri = _log_mlflow(args, out, methods, metrics, stems, paths)
-    print(Path(paths["markdown"]).read_text(encoding="utf-8"))
+    print(f"{title}: mean per image (full table with ± std and best marked: {paths['markdown']})")
+    print(summary_plain(pd.read_csv(paths["csv"])))
+    if "table7_md" in paths:
+        print(f"Table VII (efficiency): {paths['table7_md']}")
     print(f"reports in {out}; MLflow: {uri}")
     return 0
 
 
 def main(args: argparse.Namespace) -> int:
+    configure_logging()
     return run_cli("evaluate", lambda: _evaluate(args))

@@ -45,18 +45,23 @@ def summary_table(per_image: pd.DataFrame, metrics: Sequence[str] | None = None,
 
 
 def summary_markdown(per_image: pd.DataFrame, metrics: Sequence[str] | None = None, group_by: str = "method",
-                     directions: Mapping[str, int] | None = None, decimals: int = 3, title: str | None = None) -> str:
-    """Markdown table ``group | metric ↑/↓ ...`` with ``mean ± std`` cells, best **bold**, second <u>underlined</u>."""
+                     directions: Mapping[str, int] | None = None, decimals: int = 3, title: str | None = None,
+                     unranked: Sequence[str] = ()) -> str:
+    """Markdown table ``group | metric ↑/↓ ...`` with ``mean ± std`` cells, best **bold**, second <u>underlined</u>.
+
+    Groups in ``unranked`` (the source images IR/VI: references, not competitors) are never marked.
+    """
     directions = {**METRIC_DIRECTIONS, **(directions or {})}
     summary = summary_table(per_image, metrics, group_by, directions)
     metrics = [c[: -len("_mean")] for c in summary.columns if c.endswith("_mean")]
     header = [group_by] + [f"{m} {'↑' if directions.get(m, 1) > 0 else '↓'}" for m in metrics]
     cells = [[str(v)] for v in summary[group_by]]
+    ranked = [str(v) not in set(unranked) for v in summary[group_by]]
     notes = []
     for m in metrics:
         means = summary[f"{m}_mean"].astype(float).tolist()
-        for row, mean, sd, rank, dropped in zip(cells, means, summary[f"{m}_std"], _ranks(means, directions.get(m, 1)),
-                                                summary[f"{m}_dropped"]):
+        ranks = _ranks([v if r else math.nan for v, r in zip(means, ranked)], directions.get(m, 1))
+        for row, mean, sd, rank, dropped in zip(cells, means, summary[f"{m}_std"], ranks, summary[f"{m}_dropped"]):
             text = f"{_format_number(mean, decimals)} ± {_format_number(float(sd), decimals)}"
             text = f"**{text}**" if rank == 0 else f"<u>{text}</u>" if rank == 1 else text
             if dropped:
@@ -68,7 +73,7 @@ def summary_markdown(per_image: pd.DataFrame, metrics: Sequence[str] | None = No
     lines = [f"### {title}", ""] if title else []
     lines += [render_markdown(header, cells, ["---"] + [":---:"] * len(metrics)).rstrip("\n")]
     lines += ["", "mean ± std over images; ↑ higher is better, ↓ lower is better; best in **bold**, "
-              "second <u>underlined</u>."]
+              "second <u>underlined</u>" + (f" ({', '.join(unranked)}: sources, not ranked)." if unranked else ".")]
     lines += [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
 
@@ -76,13 +81,25 @@ def summary_markdown(per_image: pd.DataFrame, metrics: Sequence[str] | None = No
 def write_summary(per_image: pd.DataFrame, out_dir: str | os.PathLike, stem: str = "summary",
                   metrics: Sequence[str] | None = None, group_by: str = "method",
                   directions: Mapping[str, int] | None = None, decimals: int = 3,
-                  title: str | None = None) -> dict[str, Path]:
+                  title: str | None = None, unranked: Sequence[str] = ()) -> dict[str, Path]:
     """Write ``<stem>.md`` (formatted table) and ``<stem>.csv`` (numeric mean/std/n/dropped) into ``out_dir``."""
     out_dir = Path(out_dir)
-    markdown = summary_markdown(per_image, metrics, group_by, directions, decimals, title)
+    markdown = summary_markdown(per_image, metrics, group_by, directions, decimals, title, unranked)
     table = summary_table(per_image, metrics, group_by, directions)
     return {"markdown": write_text_atomic(out_dir / f"{stem}.md", markdown),
             "csv": write_csv_atomic(out_dir / f"{stem}.csv", table)}
+
+
+def summary_plain(summary: pd.DataFrame, group_by: str = "method", digits: int = 3) -> str:
+    """A compact plain-text table for the terminal: one row per group, the metric means only."""
+    metrics = [c[: -len("_mean")] for c in summary.columns if c.endswith("_mean")]
+    width = max(len(str(v)) for v in [group_by, *summary[group_by]]) + 1
+    cell = max(7, *(len(m) + 1 for m in metrics))
+    lines = [f"{group_by:<{width}}" + "".join(f"{m:>{cell}}" for m in metrics)]
+    for _, row in summary.iterrows():
+        lines.append(f"{str(row[group_by]):<{width}}" + "".join(
+            f"{float(row[f'{m}_mean']):>{cell}.{digits}g}" for m in metrics))
+    return "\n".join(lines)
 
 
 def render_markdown(header: Sequence[str], rows: Sequence[Sequence[object]],

@@ -8,10 +8,9 @@ field's type, list items by index: ``--set max_steps=100 --set optim.lr_peak=1e-
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
-from pipelines.cli import add_set_argument, run_cli
+from pipelines.cli import add_set_argument, configure_logging, run_cli
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,5 +38,5 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging("%(levelname)s %(name)s: %(message)s")
     return run_cli("train_fusion", lambda: _train(args))

@@ -32,9 +32,14 @@ def tno_subset(shared_data, tmp_path_factory):
     return root
 
 
-def test_evaluate_end_to_end(tno_subset, tmp_path, capsys):
+def test_evaluate_end_to_end(tno_subset, tmp_path, capsys, monkeypatch):
     from data.io import read_image, write_png_atomic
     from fusion.baselines import fuse_baseline
+
+    grid_columns = []
+    draw = evaluate.comparison_grid
+    monkeypatch.setattr(evaluate, "comparison_grid",
+                        lambda rows, *a, **k: grid_columns.append(list(next(iter(rows.values())))) or draw(rows, *a, **k))
 
     pre = tmp_path / "precomputed_avg"
     for stem in ("01", "02"):  # "03" is missing on purpose
@@ -46,6 +51,11 @@ def test_evaluate_end_to_end(tno_subset, tmp_path, capsys):
     assert evaluate.main(_args(methods=["average", str(pre)], **common)) == 2
     assert "03" in capsys.readouterr().err  # the missing file is named, not skipped
     assert evaluate.main(_args(methods=["average", "ir", f"avgfolder={pre}"], allow_missing=True, **common)) == 0
+    terminal = capsys.readouterr().out
+    # the terminal gets a compact plain table (Markdown only in files) and where the full one is
+    assert "**" not in terminal and "<u>" not in terminal and "| " not in terminal
+    assert str(out / "summary.md") in terminal and any(line.split()[:1] == ["ir"] for line in terminal.splitlines())
+    assert grid_columns == [["IR", "VIS", "average", "avgfolder"]]  # the source "ir" is not drawn twice
 
     per_image = pd.read_csv(out / "per_image_metrics.csv", dtype={"image": str})
     assert len(per_image) == 9 and set(per_image.method) == {"average", "ir", "avgfolder"}
@@ -59,6 +69,8 @@ def test_evaluate_end_to_end(tno_subset, tmp_path, capsys):
     assert np.isnan(summary.loc["ir", "SCD_mean"])  # SCD undefined when F is a source
     md = (out / "summary.md").read_text()
     assert "EN ↑" in md and "**" in md and "<u>" in md and "±" in md
+    ir_row = next(line for line in md.splitlines() if line.startswith("| ir "))
+    assert "**" not in ir_row and "<u>" not in ir_row  # a source is a reference, never "best"
     assert (out / "comparison_grid.png").stat().st_size > 10_000
 
     import mlflow

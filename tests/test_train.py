@@ -3,6 +3,7 @@ checkpoint integrity, MLflow, CLI, DDP (gloo) and the short real training run (s
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -214,6 +215,25 @@ def test_cli_logs_to_mlflow(tmp_path, monkeypatch):
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "val")}
     assert artifacts == {"val/step_0000002.png"}
     assert {a.path for a in client.list_artifacts(run.info.run_id, "model")} == {"model/s4fusion.pt"}
+    # what the MLflow UI shows: a model-training experiment, the trained-on pairs as dataset input
+    # (digest = fusion_split's hash), and the model as a pyfunc that fuses a pair like fusion.inference
+    assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    (dataset_input,) = run.inputs.dataset_inputs
+    split_digest = (tmp_path / "fusion_split" / "split.sha256").read_text().split()[0]
+    profile = json.loads(dataset_input.dataset.profile)
+    assert dataset_input.dataset.digest == split_digest[:36] and profile["split_sha256"] == split_digest
+    parts = {k: v for k, v in profile.items() if k != "split_sha256"}
+    assert parts and all(n == len((tmp_path / "fusion_split" / f"{k}.txt").read_text().split()) for k, n in parts.items())
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    from fusion.inference import fuse_image_arrays, load_model
+    from fusion.mlflow_model import input_example
+
+    with _use_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}"):
+        fuser = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/s4fusion")
+    pair = input_example(19, 23)
+    expected = fuse_image_arrays(load_model(tmp_path / "s4fusion.pt"), pair["ir"], pair["vi"][..., 0])
+    assert np.array_equal(fuser.predict(pair)[..., 0], expected)
 
 
 # ---- DDP -------------------------------------------------------------------------------------

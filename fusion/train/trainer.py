@@ -245,6 +245,9 @@ class Trainer:
         if self.ctx.is_main:
             export_path = self.model.save_exported(self.out_dir / EXPORT_NAME)
             if self.run is not None:
+                from fusion.mlflow_model import log_trained_model  # imports mlflow only when tracking
+
                 self.run.log_artifact(export_path, "model")
+                log_trained_model(self.run, export_path, self.data.split, self.out_dir / "fusion_split")  # + pyfunc
                 self.run.finish()
         barrier(self.ctx)

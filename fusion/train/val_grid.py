@@ -1,11 +1,12 @@
-"""The validation image grid: IR | VIS-Y | fused for a few held-out pairs, saved each ``val_every`` steps."""
+"""The validation image grid: IR | VIS-Y | fused for a few held-out pairs, saved each ``val_every`` steps,
+under a header row naming the columns."""
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 from torch import nn
 
 from fusion.inference import fuse
@@ -32,4 +33,18 @@ def validation_grid(model: nn.Module, pairs: Sequence[tuple[np.ndarray, np.ndarr
         rows.append(np.concatenate(tiles, axis=1))
     model.train(was_training)
     width = max(r.shape[1] for r in rows)
-    return np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]))) for r in rows], axis=0)
+    body = np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]))) for r in rows], axis=0)
+    return np.concatenate([_header(width, rows[0].shape[1] // 3), body], axis=0)
+
+
+COLUMNS = ("IR", "VIS (Y)", "fused")
+
+
+def _header(width: int, tile_width: int, height: int = 16) -> np.ndarray:
+    """A white strip with the column names, each centred over its tile."""
+    header = Image.new("L", (width, height), 255)
+    draw = ImageDraw.Draw(header)
+    for i, name in enumerate(COLUMNS):
+        text_width = draw.textlength(name)
+        draw.text((i * tile_width + (tile_width - text_width) / 2, 2), name, fill=0)
+    return np.asarray(header)

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 
 from data.config import ConfigError
-from pipelines.cli import add_set_argument, run_cli
+from pipelines.cli import add_set_argument, configure_logging, run_cli
 from pipelines.config import PipelineConfig, load_config
 
 
@@ -60,5 +59,5 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_logging()
     return run_cli("fuse_then_detect", lambda: _run(args))

@@ -16,7 +16,7 @@ import yaml
 from data.io import digest, file_sha256, write_text_atomic
 from data.tracking import Tracker, default_tracking_uri, environment_info
 from pipelines.config import MethodConfig, PipelineConfig
-from pipelines.fuse_then_detect import stages
+from pipelines.fuse_then_detect import mlflow_view, stages
 from pipelines.fuse_then_detect.report import build_report, method_samples_png, verdict_line
 from pipelines.fuse_then_detect.types import MethodOutcome, PipelineResult, PreparedData
 from pipelines.paper_columns import table6_params
@@ -44,6 +44,7 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> PipelineResult:
         timings["report"] = time.perf_counter() - tick
         tracker.log_artifact(parent_id, report_dir, "report")
         verdict = verdict_line(outcomes)
+        mlflow_view.log_parent_view(tracker, parent_id, outcomes, report_dir, verdict)
         tracker.set_tags(parent_id, {"verdict": verdict})
     except BaseException as exc:
         tracker.finish(parent_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
@@ -68,6 +69,7 @@ def _open_parent_run(cfg: PipelineConfig, data: PreparedData, run_dir: Path) -> 
     tracker.set_tags(parent_id, {f"env.{k}": v for k, v in environment_info().items()})
     tracker.log_artifact(parent_id, run_dir / "config.yaml")
     tracker.log_artifact(parent_id, data.split_dir, "split")
+    mlflow_view.log_split_input(tracker, parent_id, data, cfg.dataset.name)
     return tracker, parent_id
 
 
@@ -118,8 +120,7 @@ def _log_method(tracker: Tracker, run_id: str, m: MethodConfig, outcome: MethodO
     for seed, r, folder in zip(cfg.seeds, outcome.detections, detector_dirs):
         tracker.log_artifact(run_id, r.weights, f"weights/seed{seed}")
         tracker.log_artifact(run_id, folder / "result.json", f"results/seed{seed}")
-    if checkpoint is not None:
-        tracker.log_artifact(run_id, checkpoint, "s4fusion")
+    mlflow_view.log_child_view(tracker, run_id, data, cfg.dataset.name, checkpoint)
     tracker.finish(run_id)
 
 

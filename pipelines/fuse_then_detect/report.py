@@ -10,6 +10,7 @@ import pandas as pd
 
 from data.io import read_image, write_csv_atomic, write_figure_atomic, write_text_atomic
 from pipelines.config import PipelineConfig
+from pipelines.fuse_then_detect import mlflow_view
 from pipelines.fuse_then_detect.types import MethodOutcome, PipelineResult, PreparedData
 from pipelines.paper_columns import table6_paper_map50
 from pipelines.reports import render_markdown, write_summary
@@ -42,9 +43,9 @@ def table6_frame(outcomes: list[MethodOutcome], class_names: list[str]) -> pd.Da
 
 
 def _best_bold(values: list[float], texts: list[str]) -> list[str]:
-    """Bold the highest finite value(s) of a column."""
+    """Bold the highest finite value(s) of a column; nothing when every value is the same (no best)."""
     finite = [v for v in values if not math.isnan(v)]
-    if not finite:
+    if not finite or min(finite) == max(finite):
         return texts
     return [f"**{t}**" if v == max(finite) else t for v, t in zip(values, texts)]
 
@@ -70,6 +71,9 @@ def verdict_line(outcomes: list[MethodOutcome]) -> str:
     fused = {o.name: o.mean_std("map50")[0] for o in outcomes if o.kind not in SOURCE_KINDS}
     if not sources or not fused:
         return "VERDICT: n/a (needs both source rows (IR/VI) and fused rows to compare)"
+    if max([*sources.values(), *fused.values()]) == 0:
+        return ("VERDICT: inconclusive: every detector scored mAP@50 0.000 (under-trained; train longer, "
+                "e.g. --set detector.epochs=20, or use more data)")
     best_source, best_value = max(sources.items(), key=lambda kv: kv[1])
     losers = [f"{n} {v:.3f}" for n, v in fused.items() if not v > best_value]
     shown = ", ".join(f"{n} {v:.3f}" for n, v in sources.items())
@@ -109,34 +113,60 @@ def _save(fig, path: Path) -> Path:
         _plt().close(fig)
 
 
-def bar_chart(df: pd.DataFrame, class_names: list[str], path: Path) -> Path:
-    """mAP@50 per method (error bars: std over seeds) and per-class AP@50."""
+def method_colors(df: pd.DataFrame) -> list:
+    """One colour per method, the same in every panel (sources gray shades, fused methods tab10)."""
     plt = _plt()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [1, 2]})
-    colors = ["#9e9e9e" if k in SOURCE_KINDS else "#1f77b4" for k in df["kind"]]
+    grays, palette = iter(["#7f7f7f", "#bdbdbd", "#525252", "#d9d9d9"]), iter(plt.get_cmap("tab10").colors)
+    return [next(grays) if k in SOURCE_KINDS else next(palette) for k in df["kind"]]
+
+
+def bar_chart(df: pd.DataFrame, class_names: list[str], path: Path, title: str = "") -> Path:
+    """mAP@50 per method (error bars: std over seeds) and per-class AP@50, one colour per method;
+    the legend sits below the panels (never over bars); value labels only in the left panel."""
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.6), gridspec_kw={"width_ratios": [1, 2]})
+    colors = method_colors(df)
     x = np.arange(len(df))
     ax1.bar(x, df["mAP50"], yerr=df["mAP50_std"] if df["seeds"].max() > 1 else None, color=colors, capsize=3)
     best_source = df.loc[df["kind"].isin(SOURCE_KINDS), "mAP50"]
     if len(best_source):
-        ax1.axhline(best_source.max(), color="#d62728", ls="--", lw=1, label="best source-only")
-        ax1.legend(loc="lower right", fontsize=8)
-    for xi, v in zip(x, df["mAP50"]):
-        ax1.text(xi, v, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
+        ax1.axhline(best_source.max(), color="black", ls="--", lw=1)
+    for xi, v in zip(x, df["mAP50"]):  # one label per bar, inside the axes, rotated so neighbours never touch
+        ax1.text(xi, min(v, 0.9) + 0.02, f"{v:.3f}", ha="center", va="bottom", fontsize=8, rotation=90)
     ax1.set_xticks(x, df["method"], rotation=30, ha="right")
     ax1.set_ylabel("mAP@50 (test)")
-    ax1.set_title("Detection mAP@50 per fusion method")
+    ax1.set_title("mAP@50 per method (dashed: best source-only)", fontsize=10)
     width = 0.8 / max(len(df), 1)
     for i, (_, row) in enumerate(df.iterrows()):
         values = [row[f"AP50/{c}"] for c in class_names]
         ax2.bar(np.arange(len(class_names)) + i * width - 0.4 + width / 2, np.nan_to_num(values), width,
-                label=row["method"])
+                color=colors[i], label=row["method"])
     ax2.set_xticks(np.arange(len(class_names)), class_names)
     ax2.set_ylabel("AP@50 (test)")
-    ax2.set_title("Per-class AP@50")
-    ax2.legend(fontsize=8, ncol=2)
+    ax2.set_title("Per-class AP@50", fontsize=10)
     for ax in (ax1, ax2):
-        ax.set_ylim(0, 1.05)
+        ax.set_ylim(0, 1.1)
         ax.grid(axis="y", alpha=0.3)
+    fig.legend(*ax2.get_legend_handles_labels(), loc="lower center", ncol=len(df), fontsize=9, frameon=False)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return _save(fig, path)
+
+
+def heatmap(df: pd.DataFrame, class_names: list[str], path: Path, title: str = "") -> Path:
+    """Per-class AP@50 as a methods x classes heat map with the values written in ('–': class absent)."""
+    plt = _plt()
+    columns = ["mAP50"] + [f"AP50/{c}" for c in class_names]
+    values = df[columns].to_numpy(dtype=float)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(columns), 0.8 + 0.45 * len(df)))
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    for (r, c), v in np.ndenumerate(values):
+        ax.text(c, r, "–" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=8,
+                color="black" if not np.isnan(v) and v > 0.6 else "white")
+    ax.set_xticks(np.arange(len(columns)), ["mAP@50"] + class_names, rotation=30, ha="right")
+    ax.set_yticks(np.arange(len(df)), df["method"])
+    fig.colorbar(image, ax=ax, label="AP@50 (test)")
+    ax.set_title(title, fontsize=10)
     return _save(fig, path)
 
 
@@ -152,17 +182,20 @@ def _draw(ax, image: np.ndarray, gt: tuple[np.ndarray, np.ndarray], predictions,
 
     cmap = _plt().get_cmap("tab10")
     ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255)
-    for box in gt[0]:
+    for box, cls in zip(*gt):
         ax.add_patch(patches.Rectangle((box[0], box[1]), box[2] - box[0], box[3] - box[1], fill=False,
                                        edgecolor="white", lw=0.8, ls="--"))
-    for p in predictions:
-        if p.score < SCORE_THRESHOLD:
-            continue
+        ax.text(box[0], box[3], class_names[int(cls)], color="white", fontsize=4.5, va="top")
+    shown = [p for p in predictions if p.score >= SCORE_THRESHOLD]
+    for p in shown:
         x1, y1, x2, y2 = p.box
         color = cmap(p.cls % 10)
         ax.add_patch(patches.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, lw=1.2))
         ax.text(x1, y1, f"{class_names[p.cls]} {p.score:.2f}", color="white", fontsize=5,
                 bbox={"facecolor": color, "pad": 0.5, "lw": 0}, va="bottom")
+    if not shown:
+        ax.text(0.5, 0.04, f"no detections (score >= {SCORE_THRESHOLD})", transform=ax.transAxes, ha="center",
+                va="bottom", fontsize=6, color="black", bbox={"facecolor": "#ffeb3b", "pad": 1, "lw": 0})
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -192,7 +225,8 @@ def detections_grid(outcomes: list[MethodOutcome], data: PreparedData, n: int, p
         row[0].set_ylabel(o.name, fontsize=9)
     for ax, stem in zip(axes[0], stems):
         ax.set_title(stem, fontsize=8)
-    fig.suptitle(f"Detections on test images (score >= {SCORE_THRESHOLD}; dashed = ground truth)", fontsize=9)
+    fig.suptitle(f"Detections on test images (score >= {SCORE_THRESHOLD}, seed {outcomes[0].seeds[0]}; "
+                 "dashed white = ground truth with its class)", fontsize=9)
     return _save(fig, path)
 
 
@@ -207,12 +241,16 @@ def build_report(outcomes: list[MethodOutcome], data: PreparedData, cfg: Pipelin
     write_csv_atomic(report_dir / "table6.csv", df.assign(paper_mAP50_pct=table6_paper_map50(list(df["method"]))))
     table = table6_markdown(df, data.class_names)
     write_text_atomic(report_dir / "table6.md", table)
-    bar_chart(df, data.class_names, report_dir / "table6_map50.png")
+    title = f"{cfg.name}: dataset {cfg.dataset.name}, test split ({len(data.split['test'])} images), " \
+            f"{len(cfg.seeds)} seed(s)"
+    bar_chart(df, data.class_names, report_dir / "table6_map50.png", title)
+    heatmap(df, data.class_names, report_dir / "table6_heatmap.png", f"Per-class AP@50: {title}")
     if cfg.report.sample_images:
         detections_grid(outcomes, data, cfg.report.sample_images, report_dir / "detections.png")
     per_image = pd.concat([o.fusion for o in outcomes], ignore_index=True)
     write_csv_atomic(report_dir / "fusion_metrics_per_image.csv", per_image)
-    fm_files = write_summary(per_image, report_dir, stem="fusion_metrics", metrics=list(cfg.report.fusion_metrics))
+    fm_files = write_summary(per_image, report_dir, stem="fusion_metrics", metrics=list(cfg.report.fusion_metrics),
+                             unranked=[o.name for o in outcomes if o.kind in SOURCE_KINDS])
     fm_table = fm_files["markdown"].read_text(encoding="utf-8")
     d = cfg.detector
     lines = [
@@ -224,6 +262,7 @@ def build_report(outcomes: list[MethodOutcome], data: PreparedData, cfg: Pipelin
         "mAP by ultralytics; `COCO mAP@50` recomputes it with pycocotools on the same predictions "
         "(Δ = COCO − ultralytics; the two use different PR interpolation and matching details).", "",
         verdict_line(outcomes), "", table6_vs_paper(df), "![mAP@50](table6_map50.png)", "",
+        "![AP@50 per class](table6_heatmap.png)", "",
     ]
     if cfg.report.sample_images:
         lines += ["## Sample detections", "", "![detections](detections.png)", ""]
@@ -250,5 +289,6 @@ def summary_text(result: PipelineResult, cfg: PipelineConfig) -> str:
     lines += ["", result.verdict, "",
               f"report : {result.report_dir / 'report.md'}",
               f"mlflow : mlflow ui --backend-store-uri {result.tracking_uri}  (experiment '{result.experiment}')",
+              f"         then open {mlflow_view.ui_link(result.tracking_uri, result.parent_run_id)}",
               f"time   : {result.timings.get('total', float('nan')) / 60:.1f} min"]
     return "\n".join(lines)

@@ -6,6 +6,7 @@ handle to the trainer, which logs its curves there.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from pipelines.config import MethodConfig, PipelineConfig
 from pipelines.fuse_then_detect.types import FusedImages, PreparedData, image_for
 from pipelines.fusion_metrics import per_image_metrics
 
+log = logging.getLogger(__name__)
 
 # ---- data ------------------------------------------------------------------------------------
 def prepare_data(cfg: PipelineConfig, run_dir: Path, progress: bool = True) -> PreparedData:
@@ -199,6 +201,9 @@ def detect_seed(name: str, key: str, data_yaml: Path, data: PreparedData, cfg: P
     out = detector_dir(run_dir, name, key, cfg, data, seed)
     result = train_and_evaluate(data_yaml, out, cfg.detector, seed, data.class_names)
     gt = ground_truth_from_yolo(data_yaml.parent, "test")
+    # One console line per job; ultralytics' own output is in the job's log file.
+    log.info("detector %-12s seed %d: mAP@50 %.3f  (trained %.0f s; log %s)", name, seed, result.map50,
+             result.train_seconds, out / "ultralytics.log")
     return result, coco_map(gt, result.predictions, data.class_names, max_dets=cfg.detector.max_det), out
 
 

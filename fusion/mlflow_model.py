@@ -1,0 +1,110 @@
+"""A trained S4Fusion as an MLflow model: a pyfunc that takes an IR/VIS pair and returns the fused image.
+
+``mlflow.pyfunc.load_model("runs:/<run id>/s4fusion").predict({"ir": ir, "vi": vi})`` fuses with the
+one colour policy of :mod:`fusion.inference`: ``ir`` uint8 (H, W), ``vi`` uint8 (H, W, C) with C = 1
+(gray) or 3 (RGB); the result is uint8 (H, W, C) like ``vi``. The model's only artifact is the
+exported ``s4fusion.pt`` (unchanged; still loadable by ``S4Fusion.load``). Imports data/ and mlflow.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import mlflow
+import numpy as np
+
+from data.tracking import RunHandle
+
+MODEL_NAME = "s4fusion"
+
+
+class S4FusionPyfunc(mlflow.pyfunc.PythonModel):
+    """pyfunc wrapper around :func:`fusion.inference.fuse_image_arrays`."""
+
+    # The input is checked by the signature (tensor specs); MLflow's type-hint validation is for
+    # list/pydantic inputs and would warn at import that ``predict`` has no type hints.
+    _skip_type_hint_validation = True
+
+    def load_context(self, context) -> None:
+        from fusion.inference import load_model
+
+        self.model = load_model(context.artifacts["checkpoint"])
+
+    def predict(self, context, model_input, params=None) -> np.ndarray:
+        from fusion.inference import fuse_image_arrays
+
+        if not isinstance(model_input, dict) or not {"ir", "vi"} <= set(model_input):
+            raise ValueError("S4Fusion model input: a dict {'ir': uint8 (H, W), 'vi': uint8 (H, W, 1 or 3)}")
+        ir, vi = np.asarray(model_input["ir"]), np.asarray(model_input["vi"])
+        fused = fuse_image_arrays(self.model, ir, vi[..., 0] if vi.ndim == 3 and vi.shape[2] == 1 else vi)
+        return fused[..., None] if fused.ndim == 2 else fused
+
+
+def input_example(height: int = 25, width: int = 25) -> dict[str, np.ndarray]:
+    """A small deterministic IR/VIS pair (gray VIS as one channel): the logged model's input example."""
+    rng = np.random.default_rng(0)
+    return {"ir": rng.integers(0, 256, (height, width), dtype=np.uint8),
+            "vi": rng.integers(0, 256, (height, width, 1), dtype=np.uint8)}
+
+
+def signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    u8 = np.dtype(np.uint8)
+    return ModelSignature(inputs=Schema([TensorSpec(u8, (-1, -1), "ir"), TensorSpec(u8, (-1, -1, -1), "vi")]),
+                          outputs=Schema([TensorSpec(u8, (-1, -1, -1))]))
+
+
+def log_trained_model(run: RunHandle, export_path: str | os.PathLike, split: dict[str, list[str]],
+                      split_dir: str | os.PathLike) -> str:
+    """The end of a training run: the pairs it trained on as a dataset input (digest = split hash,
+    sizes per part) and the exported model as the pyfunc ``s4fusion``; returns the model URI."""
+    from data.splits import split_hash
+
+    digest = split_hash(split)
+    run.log_dataset_input(f"fusion_split@{digest[:12]}", digest, str(split_dir),
+                          {**{part: len(stems) for part, stems in split.items()}, "split_sha256": digest},
+                          "s4fusion training")
+    return log_s4fusion_model(run, export_path)
+
+
+def log_s4fusion_model(run: RunHandle, checkpoint: str | os.PathLike, name: str = MODEL_NAME) -> str:
+    """Log ``checkpoint`` (an exported S4Fusion) into ``run`` as the pyfunc ``name``; returns its model URI.
+
+    The logged model is created in the run's experiment first; MLflow's model logging reads the
+    global tracking URI, so it is pointed at the run's store for the call only (MLflow's own
+    context manager restores it; the rest of s4fuse never uses global MLflow state).
+    """
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    client = run.tracker.client
+    model = client.create_logged_model(run.tracker.experiment_id, name=name, source_run_id=run.run_id)
+    with tempfile.TemporaryDirectory() as tmp, _use_tracking_uri(run.tracker.tracking_uri), _quiet_mlflow():
+        requirements = Path(tmp) / "requirements.txt"  # not inferred: that would import and probe packages
+        requirements.write_text("mlflow\ntorch\nnumpy\ns4fuse\n", encoding="utf-8")
+        mlflow.models.Model.log(
+            artifact_path=None, name=name, flavor=mlflow.pyfunc, run_id=run.run_id, model_id=model.model_id,
+            python_model=S4FusionPyfunc(), artifacts={"checkpoint": str(Path(checkpoint).resolve())},
+            signature=signature(), input_example=input_example(), pip_requirements=str(requirements))
+    return f"runs:/{run.run_id}/{name}"
+
+
+@contextlib.contextmanager
+def _quiet_mlflow():
+    """MLflow's INFO lines and progress bars (input-example validation, artifact downloads) stay off the console."""
+    logger = logging.getLogger("mlflow")
+    level, bars = logger.level, os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    logger.setLevel(logging.ERROR)  # also its WARNING on cloudpickle: the class is ours, pickled by reference
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        if bars is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = bars
