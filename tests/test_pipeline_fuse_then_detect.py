@@ -125,7 +125,7 @@ def test_full_run_writes_consistent_report_and_mlflow_runs_and_reruns_from_cache
     assert list(table["method"]) == names
     for o, (_, row) in zip(result.outcomes, table.iterrows()):
         assert row["mAP50"] == pytest.approx(np.mean([d.map50 for d in o.detections]))
-        assert row["mAP50_std"] == pytest.approx(np.std([d.map50 for d in o.detections]))
+        assert row["mAP50_std"] == pytest.approx(np.std([d.map50 for d in o.detections], ddof=1))
         assert row["mAP50_coco"] == pytest.approx(row["mAP50"])  # the stub scores with pycocotools itself
     md = (report / "table6.md").read_text()
     assert all(f"| {n} |" in md for n in names) and "People AP@50" in md
