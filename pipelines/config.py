@@ -99,16 +99,17 @@ class PipelineConfig:
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
     def __post_init__(self) -> None:
-        # A job's dataloader workers are the CPUs it reserves, with either executor, so a serial
-        # and a Ray run train identically (and the detector cache key includes them).
-        self.detector.workers = self.executor.cpus_per_job
+        # A job reserves executor.cpus_per_job CPUs: the training process and cpus_per_job - 1
+        # dataloader workers, with either executor, so a serial and a Ray run train identically
+        # (the workers are part of the detector cache key: each draws its own augmentation stream).
+        self.detector.workers = self.executor.cpus_per_job - 1
 
     @property
     def run_dir(self) -> Path:
         return Path(self.runs_dir if self.runs_dir else Path("runs") / self.name).resolve()
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as loadable YAML data (``detector.workers`` is ``executor.cpus_per_job``)."""
+        """The config as loadable YAML data (``detector.workers`` follows ``executor.cpus_per_job``)."""
         d = dataclasses.asdict(self)
         d["detector"].pop("workers")
         return d
@@ -134,8 +135,9 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> PipelineConfi
     detector = raw.get("detector")
     if not (isinstance(detector, dict) and "workers" in detector):
         return build(PipelineConfig, raw, source)
-    problems = [f"{source}: detector.workers was replaced by executor.cpus_per_job (a job's dataloader workers "
-                f"are the CPUs it reserves, serial or Ray); remove detector.workers and set executor.cpus_per_job"]
+    problems = [f"{source}: detector.workers was replaced by executor.cpus_per_job (the CPUs a job reserves: "
+                f"its training process + cpus_per_job - 1 dataloader workers, serial or Ray); remove "
+                f"detector.workers and set executor.cpus_per_job: <workers + 1>"]
     try:
         build(PipelineConfig, {**raw, "detector": {k: v for k, v in detector.items() if k != "workers"}}, source)
     except ConfigError as exc:
