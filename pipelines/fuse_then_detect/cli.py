@@ -72,6 +72,10 @@ def _run(args: argparse.Namespace) -> int:
         result = run_pipeline(cfg)
     except SharedStorageError as exc:  # an input problem of the set-up: one clear message, exit 2
         raise RunFolderError(str(exc)) from exc
+    except ImportError as exc:
+        if "needs Ray" not in str(exc):  # pipelines.executor's "executor.kind: ray needs Ray: pip install ..."
+            raise
+        raise ConfigError(str(exc)) from exc
     except JobsFailedError as exc:
         print(f"fuse_then_detect: {exc}", file=sys.stderr)
         return 1
