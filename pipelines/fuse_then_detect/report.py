@@ -11,6 +11,7 @@ import pandas as pd
 from data.io import read_image, write_csv_atomic, write_figure_atomic, write_text_atomic
 from pipelines.config import PipelineConfig
 from pipelines.fuse_then_detect.types import MethodOutcome, PipelineResult, PreparedData
+from pipelines.paper_columns import table6_paper_map50
 from pipelines.reports import render_markdown, write_summary
 from pipelines.statistics import BootstrapDifference, match_detections, paired_bootstrap
 
@@ -122,6 +123,18 @@ def bootstrap_section(outcomes: list[MethodOutcome], data: PreparedData, cfg: Pi
             f"Paired bootstrap over test images ({BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}) of the "
             f"pycocotools-exact mAP@50 difference, each method's mAP being the mean over its {len(cfg.seeds)} "
             "seed(s); `*`: the interval excludes 0. How to read it: docs/pipeline.md.", ""]
+
+
+def table6_vs_paper(df: pd.DataFrame) -> str:
+    """Our mAP@50 beside the paper's Table VI (both in %), for the methods the paper has a row for."""
+    paper = table6_paper_map50(list(df["method"]))
+    rows = [[name, _fmt(100 * ours, digits=1), _fmt(p, digits=1), "–" if math.isnan(p) else f"{100 * ours - p:+.1f}"]
+            for name, ours, p in zip(df["method"], df["mAP50"], paper)]
+    return ("### Beside the paper (Table VI, M3FD, mAP@50 in %)\n\n"
+            + render_markdown(["Method", "ours", "paper", "ours − paper"], rows, [":---", "---:", "---:", "---:"])
+            + "\nThe paper: YOLOv5s fine-tuned 40 epochs on its own (unpublished) 7:1:2 M3FD split; – where the "
+              "paper has no row of that name. Compare differences between rows, not absolute values, unless "
+              "the dataset, split and detector match the paper's.\n")
 
 
 # ---- figures --------------------------------------------------------------------------------
@@ -238,7 +251,7 @@ def build_report(outcomes: list[MethodOutcome], data: PreparedData, cfg: Pipelin
     """The report of the methods in ``outcomes``; ``failures`` (failed jobs) get their own section."""
     report_dir.mkdir(parents=True, exist_ok=True)
     df = table6_frame(outcomes, data.class_names)
-    write_csv_atomic(report_dir / "table6.csv", df)
+    write_csv_atomic(report_dir / "table6.csv", df.assign(paper_mAP50_pct=table6_paper_map50(list(df["method"]))))
     table = table6_markdown(df, data.class_names)
     write_text_atomic(report_dir / "table6.md", table)
     bar_chart(df, data.class_names, report_dir / "table6_map50.png")
@@ -257,7 +270,7 @@ def build_report(outcomes: list[MethodOutcome], data: PreparedData, cfg: Pipelin
         "## Table VI — detection on the test split", "", table,
         "mAP by ultralytics; `COCO mAP@50` recomputes it with pycocotools on the same predictions "
         "(Δ = COCO − ultralytics; the two use different PR interpolation and matching details).", "",
-        verdict_line(outcomes), "", "![mAP@50](table6_map50.png)", "",
+        verdict_line(outcomes), "", table6_vs_paper(df), "![mAP@50](table6_map50.png)", "",
     ]
     lines += bootstrap_section(outcomes, data, cfg, report_dir)
     if failures:
