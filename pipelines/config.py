@@ -18,6 +18,7 @@ from typing import Any
 from data.config import ConfigError, apply_overrides, build, read_yaml_mapping
 from data.experiments import experiments_dir, resolve_experiment
 from detection.yolo import DetectorConfig
+from pipelines.executor import ExecutorConfig
 
 EXPERIMENTS_DIR = experiments_dir()
 DEFAULT_CONFIG = EXPERIMENTS_DIR / "fuse_then_detect_demo.yaml"
@@ -95,18 +96,30 @@ class PipelineConfig:
     runs_dir: str | None = None  # default runs/<name>
     report: ReportConfig = field(default_factory=ReportConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+
+    def __post_init__(self) -> None:
+        # A job reserves executor.cpus_per_job CPUs: the training process and cpus_per_job - 1
+        # dataloader workers, with either executor, so a serial and a Ray run train identically
+        # (the workers are part of the detector cache key: each draws its own augmentation stream).
+        self.detector.workers = self.executor.cpus_per_job - 1
 
     @property
     def run_dir(self) -> Path:
         return Path(self.runs_dir if self.runs_dir else Path("runs") / self.name).resolve()
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The config as loadable YAML data (``detector.workers`` follows ``executor.cpus_per_job``)."""
+        d = dataclasses.asdict(self)
+        d["detector"].pop("workers")
+        return d
 
     def digest(self) -> str:
-        """Hash of everything that determines the results (not where they are written or tracked)."""
+        """Hash of everything that determines the results (not where or how they are run or tracked;
+        ``executor.cpus_per_job`` counts: it is the detectors' dataloader workers)."""
         d = self.to_dict()
-        for key in ("runs_dir", "tracking", "report"):
+        d["cpus_per_job"] = self.executor.cpus_per_job
+        for key in ("runs_dir", "tracking", "report", "executor"):
             d.pop(key)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -119,7 +132,17 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> PipelineConfi
 
     Every problem found is reported at once (one ConfigError listing them all).
     """
-    return build(PipelineConfig, raw, source)
+    detector = raw.get("detector")
+    if not (isinstance(detector, dict) and "workers" in detector):
+        return build(PipelineConfig, raw, source)
+    problems = [f"{source}: detector.workers was replaced by executor.cpus_per_job (the CPUs a job reserves: "
+                f"its training process + cpus_per_job - 1 dataloader workers, serial or Ray); remove "
+                f"detector.workers and set executor.cpus_per_job: <workers + 1>"]
+    try:
+        build(PipelineConfig, {**raw, "detector": {k: v for k, v in detector.items() if k != "workers"}}, source)
+    except ConfigError as exc:
+        problems += exc.problems
+    raise ConfigError(problems)
 
 
 def validate(cfg: PipelineConfig) -> list[str]:

@@ -21,12 +21,18 @@ PairFn = Callable[[str], tuple[np.ndarray, np.ndarray]]
 FusedFn = Callable[[str], "np.ndarray | None"]  # None: the method has no image for this stem
 
 
+def metrics_cache_file(name: str, stems: Sequence[str], identity: Mapping[str, Any], convention: str,
+                       metrics: Sequence[str], cache_dir: Path) -> Path:
+    """Where :func:`per_image_metrics` caches these metrics (it exists once they are complete)."""
+    key = digest([dict(identity), list(stems), convention, list(metrics)], 16)
+    return Path(cache_dir) / f"{name}-{key}.csv"
+
+
 def per_image_metrics(name: str, stems: Sequence[str], pair: PairFn, fused: FusedFn, identity: Mapping[str, Any],
                       convention: str, metrics: Sequence[str], cache_dir: Path, progress: bool = True
                       ) -> pd.DataFrame:
     """One row per stem: ``method, image, missing, <metric>...`` (NaN metrics where ``missing``)."""
-    key = digest([dict(identity), list(stems), convention, list(metrics)], 16)
-    cache = Path(cache_dir) / f"{name}-{key}.csv"
+    cache = metrics_cache_file(name, stems, identity, convention, metrics, cache_dir)
     cached = read_csv_cached(cache)
     if cached is not None:
         return cached

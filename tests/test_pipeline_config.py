@@ -114,3 +114,30 @@ def test_nested_sections_are_validated_on_load_all_at_once():
                      "methods.0.train.batch_size: expected int", "methods.0.train.optim: unknown key(s) ['lr']"):
         assert expected in text, text
     assert cfg_with() is not raw and parse_config(apply_overrides(BASE, ["detector.lr0=1e-3"])).detector.lr0 == 1e-3
+
+
+def test_executor_section_and_flags_are_validated_and_set_the_detector_workers():
+    with pytest.raises(ConfigError) as err:  # every problem at once, the old detector.workers key included
+        parse_config(cfg_with(detector={**BASE["detector"], "workers": 4},
+                              executor={"kind": "dask", "cpus_per_job": 0}))
+    message = str(err.value)
+    assert "detector.workers was replaced by executor.cpus_per_job" in message
+    assert "executor.kind must be one of ['serial', 'ray']" in message and "executor.cpus_per_job must be" in message
+    cfg = parse_config(cfg_with(executor={"cpus_per_job": 3}))
+    assert cfg.executor.kind == "serial" and cfg.detector.workers == 2  # the training process + 2 loaders
+    assert "workers" not in cfg.to_dict()["detector"] and parse_config(cfg.to_dict()).digest() == cfg.digest()
+    assert parse_config(cfg_with(executor={"cpus_per_job": 3, "kind": "ray"})).digest() == cfg.digest()
+    assert parse_config(cfg_with(executor={"cpus_per_job": 2})).digest() != cfg.digest()
+
+    import argparse
+
+    from pipelines.fuse_then_detect import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    for flags, address in ((["--ray-address", "auto"], "auto"), (["--ray-address", "null"], None),
+                           (["--ray-address", "10.0.0.1:6379"], "10.0.0.1:6379")):
+        cfg = cli.resolve_args(parser.parse_args(["--config", "fuse_then_detect_tiny.yaml", "--executor", "ray", *flags]))
+        assert (cfg.executor.kind, cfg.executor.address) == ("ray", address)
+    with pytest.raises(ConfigError, match="only used with kind: ray"):
+        cli.resolve_args(parser.parse_args(["--config", "fuse_then_detect_tiny.yaml", "--ray-address", "auto"]))

@@ -125,7 +125,7 @@ def test_full_run_writes_consistent_report_and_mlflow_runs_and_reruns_from_cache
     assert list(table["method"]) == names
     for o, (_, row) in zip(result.outcomes, table.iterrows()):
         assert row["mAP50"] == pytest.approx(np.mean([d.map50 for d in o.detections]))
-        assert row["mAP50_std"] == pytest.approx(np.std([d.map50 for d in o.detections]))
+        assert row["mAP50_std"] == pytest.approx(np.std([d.map50 for d in o.detections], ddof=1))
         assert row["mAP50_coco"] == pytest.approx(row["mAP50"])  # the stub scores with pycocotools itself
     md = (report / "table6.md").read_text()
     assert all(f"| {n} |" in md for n in names) and "People AP@50" in md
@@ -292,3 +292,48 @@ def test_verdict_is_computed_from_the_numbers():
     line = verdict_line(lose)
     assert line.startswith("VERDICT: NOT all") and "S4 0.400" in line and "VI 0.400" in line
     assert "n/a" in verdict_line(win[2:])
+
+
+def test_report_statistics_and_a_failed_job_reported_by_method_and_seed(inputs, mlflow_db, tmp_path, stub,
+                                                                        monkeypatch):
+    from pipelines.fuse_then_detect.jobs import FAULTS_ENV
+    from pipelines.fuse_then_detect.orchestration import JobsFailedError
+
+    cfg = make_cfg(inputs, tmp_path / "run", mlflow_db, "stats", methods=[  # seeds 0 and 1
+        {"name": "IR", "kind": "source", "source": "ir"}, {"name": "VI", "kind": "source", "source": "vi"},
+        {"name": "Average", "kind": "baseline", "baseline": "average"}])
+    faults = tmp_path / "faults.json"
+    faults.write_text(json.dumps([{"key": ["detect", "Average", 1], "times": None}]))  # always fails
+    monkeypatch.setenv(FAULTS_ENV, str(faults))
+    with pytest.raises(JobsFailedError) as err:
+        run_pipeline(cfg, progress=False)
+    assert "1 job(s) failed" in str(err.value)
+    assert "detect Average seed 1: RuntimeError: injected fault" in str(err.value)
+    assert int(Path(f"{faults}.detect-Average-1.attempts").read_text()) == 1 + cfg.executor.max_retries
+    assert list(pd.read_csv(tmp_path / "run" / "report" / "table6.csv")["method"]) == ["IR", "VI"]  # the others finished
+    status = dict(zip(*(search_runs(mlflow_db, "stats")[c] for c in ("tags.mlflow.runName", "status"))))
+    assert status == {"orchestration": "FAILED", "IR": "FINISHED", "VI": "FINISHED", "Average": "FAILED"}
+
+    monkeypatch.delenv(FAULTS_ENV)
+    n_calls = len(stub.calls)
+    result = run_pipeline(cfg, progress=False)  # resumes: only the failed job runs, in the same MLflow runs
+    assert len(stub.calls) == n_calls + 1
+    runs = search_runs(mlflow_db, "stats")
+    assert len(runs) == 4 and set(runs["status"]) == {"FINISHED"}
+    parent = runs[runs["tags.s4fuse.kind"] == "pipeline"].iloc[0]
+    assert parent["params.executor"] == parent["tags.executor"] == "serial"
+    # 2 seeds: every table shows mean ± (sample) std; the bootstrap compares Average with the best source row
+    table = pd.read_csv(result.report_dir / "table6.csv")
+    md = (result.report_dir / "table6.md").read_text()
+    class_columns = [c for c in table.columns if c.startswith("AP50/") and not c.endswith("_std")]
+    defined = len(table) * 3 + int(table[class_columns].notna().sum().sum())  # mAP@50, @50:95, COCO + classes
+    assert md.count("±") == defined
+    boot = pd.read_csv(result.report_dir / "bootstrap.csv")
+    sources = table[table["kind"] == "source"]
+    best = sources.loc[sources["mAP50"].idxmax()]  # the first of equal best, as in the report
+    assert list(boot["method"]) == ["Average"] and boot["vs"].iloc[0] == best["method"]
+    average = table[table["method"] == "Average"].iloc[0]  # the stub scores with pycocotools: same mAP
+    assert boot["diff_map50"].iloc[0] == pytest.approx(average["mAP50_coco"] - best["mAP50_coco"], abs=1e-9)
+    assert boot["low"].iloc[0] <= boot["diff_map50"].iloc[0] <= boot["high"].iloc[0]
+    assert bool(boot["excludes_0"].iloc[0]) == (boot["low"].iloc[0] > 0 or boot["high"].iloc[0] < 0)
+    assert f"Fused methods vs the best source-only row ({best['method']})" in (result.report_dir / "report.md").read_text()

@@ -34,8 +34,9 @@ class ExecutorConfig:
     ``gpus_per_job``: GPUs a GPU job reserves (fractions share a GPU). It applies only when the
     cluster has GPUs: Ray cannot schedule a task asking for GPUs on a cluster without any, so
     on a CPU-only cluster every job gets ``num_gpus=0`` and runs on the CPU.
-    ``cpus_per_job``: CPUs a job reserves, also its dataloader ``workers`` (both executors, so
-    a serial and a Ray run train identically). ``max_retries``: extra attempts of a job that
+    ``cpus_per_job``: CPUs a job reserves, told to the job as ``workers`` (both executors, so a
+    serial and a Ray run train identically; fuse_then_detect runs torch on that many threads
+    and ``cpus_per_job - 1`` dataloader workers). ``max_retries``: extra attempts of a job that
     raises or whose worker dies (Ray's ``max_retries`` with ``retry_exceptions=True``).
     """
 
@@ -80,7 +81,7 @@ class JobContext:
     ``device``: ``"0"`` when the executor pinned a GPU (Ray sets ``CUDA_VISIBLE_DEVICES`` to the
     task's GPU, so inside the task it is device 0), ``"cpu"`` when the job got none, ``None``
     when the executor does not pin devices (serial: the job keeps its configured device).
-    ``workers``: dataloader workers (= ``cpus_per_job``). ``inputs``: results of the jobs this
+    ``workers``: CPUs the job may use (= ``cpus_per_job``). ``inputs``: results of the jobs this
     one runs after, by key.
     """
 

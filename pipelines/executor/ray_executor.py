@@ -79,7 +79,8 @@ class RayExecutor(Executor):
         ray = self._ray
         if not ray.is_initialized():
             try:
-                ray.init(address=self.cfg.address)
+                # Workers' output (ultralytics' logs) stays in Ray's session logs: the driver shows one bar.
+                ray.init(address=self.cfg.address, log_to_driver=False)
             except ConnectionError as error:
                 raise ConnectionError(f"could not join the Ray cluster at executor.address={self.cfg.address!r} "
                                       f"({error}); start it with `ray start --head` on the head node, or set "

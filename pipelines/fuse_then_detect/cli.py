@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from data.config import ConfigError
+from data.errors import RunFolderError
 from pipelines.cli import add_set_argument, configure_logging, run_cli
 from pipelines.config import PipelineConfig, load_config
 
@@ -19,6 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="MLflow tracking URI (default: sqlite:///<run folder>/mlflow.db)")
     parser.add_argument("--methods", default=None, help="comma-separated subset of the config's method names")
     parser.add_argument("--seeds", default=None, help="comma-separated detector seeds (default: from the config)")
+    parser.add_argument("--executor", choices=("serial", "ray"), default=None,
+                        help="run the jobs one after another here (serial) or as Ray tasks (ray, needs "
+                             "pip install -e '.[ray]'); default: the config's executor.kind (serial)")
+    parser.add_argument("--ray-address", default=None, metavar="ADDR",
+                        help="with --executor ray: null = start a local Ray instance on this machine, "
+                             "auto = join the cluster `ray start` runs here, or HOST:PORT / ray://HOST:PORT")
     parser.add_argument("--check", action="store_true",
                         help="validate the config, data and method inputs, then stop (no fusion or training)")
 
@@ -31,6 +39,11 @@ def resolve_args(args: argparse.Namespace) -> PipelineConfig:
         overrides.append(f"tracking.uri={json.dumps(args.tracking_uri)}")
     if args.seeds:
         overrides.append(f"seeds=[{args.seeds}]")
+    if getattr(args, "executor", None):
+        overrides.append(f"executor.kind={args.executor}")
+    if getattr(args, "ray_address", None):
+        address = None if args.ray_address.lower() in ("null", "none", "local") else args.ray_address
+        overrides.append(f"executor.address={json.dumps(address)}")
     cfg = load_config(args.config, overrides)
     if args.methods:
         wanted = [s.strip() for s in args.methods.split(",") if s.strip()]
@@ -42,7 +55,8 @@ def resolve_args(args: argparse.Namespace) -> PipelineConfig:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipelines.fuse_then_detect.orchestration import run_pipeline
+    from pipelines.executor import SharedStorageError
+    from pipelines.fuse_then_detect.orchestration import JobsFailedError, run_pipeline
     from pipelines.fuse_then_detect.report import summary_text
     from pipelines.fuse_then_detect.stages import check_inputs, prepare_data
 
@@ -53,7 +67,17 @@ def _run(args: argparse.Namespace) -> int:
         print(f"config {cfg.name}: OK ({len(cfg.methods)} methods, dataset {cfg.dataset.name}: "
               f"{ {p: len(v) for p, v in data.split.items()} } pairs, split {data.split_hash[:12]})")
         return 0
-    result = run_pipeline(cfg)
+    try:
+        result = run_pipeline(cfg)
+    except SharedStorageError as exc:  # an input problem of the set-up: one clear message, exit 2
+        raise RunFolderError(str(exc)) from exc
+    except ImportError as exc:
+        if "needs Ray" not in str(exc):  # pipelines.executor's "executor.kind: ray needs Ray: pip install ..."
+            raise
+        raise ConfigError(str(exc)) from exc
+    except JobsFailedError as exc:
+        print(f"fuse_then_detect: {exc}", file=sys.stderr)
+        return 1
     print(summary_text(result, cfg))
     return 0
 

@@ -1,4 +1,5 @@
-"""The fuse_then_detect driver: runs the stages in order and is the only part that talks to MLflow.
+"""The fuse_then_detect driver: runs the stages as executor jobs (serial or Ray, pipelines.executor)
+in dependency order and is the only part that talks to MLflow (as each job ends, in this process).
 
 MLflow layout: one parent run per invocation of one exact config in one run folder (a rerun after
 an interruption continues it), one child run per method nested by the parent's run id (a child
@@ -16,10 +17,31 @@ import yaml
 from data.io import digest, file_sha256, write_text_atomic
 from data.tracking import Tracker, default_tracking_uri, environment_info
 from pipelines.config import MethodConfig, PipelineConfig
+from pipelines.executor import JobFailure, make_executor
 from pipelines.fuse_then_detect import mlflow_view, stages
+from pipelines.fuse_then_detect.jobs import plan_jobs, replay
 from pipelines.fuse_then_detect.report import build_report, method_samples_png, verdict_line
 from pipelines.fuse_then_detect.types import MethodOutcome, PipelineResult, PreparedData
 from pipelines.paper_columns import table6_params
+
+
+class JobsFailedError(RuntimeError):
+    """Some jobs failed after their retries; the others finished and the report covers them."""
+
+    def __init__(self, failures: list[JobFailure], report_dir: Path | None):
+        self.failures, self.report_dir = failures, report_dir
+        lines = [f"{len(failures)} job(s) failed (the other jobs finished):"] + [f"  {describe(f)}" for f in failures]
+        if report_dir is not None:
+            lines.append(f"report of the methods that finished: {report_dir / 'report.md'}")
+        lines.append("rerun the same command to retry them: finished stages are reused")
+        super().__init__("\n".join(lines))
+
+
+def describe(failure: JobFailure) -> str:
+    """``detect S4Fusion seed 1: ValueError: ...`` (the worker's error, or the failed job it needed)."""
+    kind, method, *seed = failure.key
+    where = f"{kind} {method}" + (f" seed {seed[0]}" if seed else "")
+    return f"{where}: {failure.error}"
 
 
 def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> PipelineResult:
@@ -33,22 +55,36 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> PipelineResult:
     prepared = stages.check_inputs(cfg, data)
     timings["data+checks"] = time.perf_counter() - tick
 
-    tracker, parent_id = _open_parent_run(cfg, data, run_dir)
-    outcomes: list[MethodOutcome] = []
-    try:
-        for m in cfg.methods:
-            outcomes.append(_run_method(m, cfg, data, prepared.get(m.name), run_dir, tracker, parent_id,
-                                        timings, progress))
-        tick = time.perf_counter()
-        report_dir = build_report(outcomes, data, cfg, run_dir / "report")
-        timings["report"] = time.perf_counter() - tick
-        tracker.log_artifact(parent_id, report_dir, "report")
-        verdict = verdict_line(outcomes)
-        mlflow_view.log_parent_view(tracker, parent_id, outcomes, report_dir, verdict)
-        tracker.set_tags(parent_id, {"verdict": verdict})
-    except BaseException as exc:
-        tracker.finish(parent_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-        raise
+    with make_executor(cfg.executor) as executor:
+        executor.check_storage(run_dir)  # refuses a run folder the workers do not share, before any work
+        tracker, parent_id = _open_parent_run(cfg, data, run_dir)
+        driver = MethodRuns(cfg, data, prepared, run_dir, tracker, parent_id)
+        try:
+            jobs, done = plan_jobs(cfg, data, prepared, run_dir)
+            for key, result in done.items():
+                driver.job_ended(key, result)
+            tick = time.perf_counter()
+            executor.run(jobs, progress, on_job_end=driver.job_ended)
+            timings["jobs"] = time.perf_counter() - tick
+            timings.update(driver.job_seconds)
+            outcomes = [driver.outcomes[m.name] for m in cfg.methods if m.name in driver.outcomes]
+            tick = time.perf_counter()
+            report_dir = build_report(outcomes, data, cfg, run_dir / "report",
+                                      [describe(f) for f in driver.failures]) if outcomes else None
+            timings["report"] = time.perf_counter() - tick
+            if report_dir is not None:
+                tracker.log_artifact(parent_id, report_dir, "report")
+            verdict = verdict_line(outcomes)
+            if report_dir is not None:
+                mlflow_view.log_parent_view(tracker, parent_id, outcomes, report_dir, verdict)
+            tracker.set_tags(parent_id, {"verdict": verdict})
+            if driver.failures:
+                raise JobsFailedError(driver.failures, report_dir)
+        except BaseException as exc:
+            status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+            driver.close(status)
+            tracker.finish(parent_id, status)
+            raise
     tracker.finish(parent_id)
     timings["total"] = time.perf_counter() - start
     write_text_atomic(run_dir / "timings.json", json.dumps(timings, indent=2) + "\n")
@@ -60,9 +96,10 @@ def _open_parent_run(cfg: PipelineConfig, data: PreparedData, run_dir: Path) -> 
     uri = cfg.tracking.uri or default_tracking_uri(run_dir)
     tracker = Tracker(uri, cfg.tracking.experiment or f"fuse_then_detect/{cfg.dataset.name}/{cfg.name}")
     parent_id, _ = tracker.start_run(digest([cfg.to_dict(), str(run_dir)], 24), cfg.name, "pipeline",
-                                     tags={"s4fuse.run_dir": str(run_dir)})
+                                     tags={"s4fuse.run_dir": str(run_dir), "executor": cfg.executor.kind})
     tracker.log_params(parent_id, {"config": {k: v for k, v in cfg.to_dict().items() if k != "methods"},
                                    "methods": [m.name for m in cfg.methods], "config_sha256": cfg.digest(),
+                                   "executor": cfg.executor.kind,
                                    "split": {"sha256": data.split_hash,
                                              **{p: len(v) for p, v in data.split.items()}}})
     tracker.log_params(parent_id, table6_params())  # the paper's Table VI beside ours
@@ -73,41 +110,74 @@ def _open_parent_run(cfg: PipelineConfig, data: PreparedData, run_dir: Path) -> 
     return tracker, parent_id
 
 
-def _run_method(m: MethodConfig, cfg: PipelineConfig, data: PreparedData, prepared: Any, run_dir: Path,
-                tracker: Tracker, parent_id: str, timings: dict[str, float], progress: bool) -> MethodOutcome:
-    """One method: S4Fusion model -> fusion -> YOLO export -> detector per seed -> fusion metrics."""
-    tick = time.perf_counter()
-    precomputed = prepared if m.kind == "precomputed" else None
-    # The child run is keyed by what determines its results; for a trained S4Fusion that is its
-    # train config (the checkpoint does not exist yet on the first run).
-    ident = m.identity() if m.kind != "s4fusion" or m.train is None else {**m.identity(), "train": prepared.to_dict()}
-    child_key = digest([m.name, ident, data.data_id, stages.detector_key(cfg, data), cfg.seeds,
-                        cfg.report.fusion_metrics, cfg.report.metrics_convention], 24)
-    run_id, finished = tracker.start_run(child_key, m.name, "method", parent_id=parent_id,
-                                         tags={"method": m.name, "method_kind": m.kind})
-    try:
-        checkpoint = None
-        if m.kind == "s4fusion":
-            run = None if finished else tracker.handle(run_id, owns_run=False)
-            checkpoint = stages.s4fusion_checkpoint(m, prepared, run_dir, run)
-        key = stages.fused_key(m, data, checkpoint, precomputed)
-        fused = precomputed if precomputed is not None else stages.fuse_method(m, data, run_dir, key, checkpoint,
-                                                                              progress)
-        data_yaml = stages.export_method(m.name, key, fused, data, run_dir)
-        timings[f"{m.name}/fusion"] = time.perf_counter() - tick
-        tick = time.perf_counter()
-        jobs = [stages.detect_seed(m.name, key, data_yaml, data, cfg, run_dir, seed) for seed in cfg.seeds]
-        timings[f"{m.name}/detection"] = time.perf_counter() - tick
-        fusion = stages.fusion_metrics(m.name, key, fused, data, run_dir, cfg, progress)
-        outcome = MethodOutcome(m.name, m.kind, key, fused, data_yaml, list(cfg.seeds), [j[0] for j in jobs],
-                                [j[1] for j in jobs], fusion, run_id)
+class MethodRuns:
+    """The driver's side of the jobs: called as each job ends (``on_job_end``), it opens a method's
+    child run when its fusion is done (replaying an in-run training's MLflow calls), and logs and
+    finishes it when all of the method's jobs are done -- or marks it FAILED."""
+
+    def __init__(self, cfg: PipelineConfig, data: PreparedData, prepared: dict[str, Any], run_dir: Path,
+                 tracker: Tracker, parent_id: str):
+        self.cfg, self.data, self.prepared, self.run_dir = cfg, data, prepared, run_dir
+        self.tracker, self.parent_id = tracker, parent_id
+        self.results: dict[tuple, Any] = {}
+        self.runs: dict[str, tuple[str, bool]] = {}  # method -> (child run id, finished before this invocation)
+        self.outcomes: dict[str, MethodOutcome] = {}
+        self.failures: list[JobFailure] = []
+        self.job_seconds: dict[str, float] = {}
+        self._open: set[str] = set()
+
+    def job_ended(self, key: tuple, result: Any) -> None:
+        self.results[key] = result
+        m = next(m for m in self.cfg.methods if m.name == key[1])
+        if getattr(result, "seconds", 0.0):
+            self.job_seconds["/".join(map(str, key))] = result.seconds
+        if isinstance(result, JobFailure):
+            self.failures.append(result)
+            self._child(m)
+            self._finish(m.name, "FAILED")
+        elif key[0] == "fuse":
+            run_id, finished = self._child(m)
+            if not finished:
+                replay(result.tracking_calls, self.tracker.handle(run_id, owns_run=False))
+        keys = [("fuse", m.name), ("metrics", m.name), *(("detect", m.name, s) for s in self.cfg.seeds)]
+        if all(k in self.results for k in keys) and not any(isinstance(self.results[k], JobFailure) for k in keys):
+            self._complete(m, keys)
+
+    def _child(self, m: MethodConfig) -> tuple[str, bool]:
+        if m.name not in self.runs:
+            prepared = self.prepared.get(m.name)
+            # The child run is keyed by what determines its results; for a trained S4Fusion that is
+            # its train config (the checkpoint does not exist yet on the first run).
+            ident = m.identity() if m.kind != "s4fusion" or m.train is None else {**m.identity(),
+                                                                                  "train": prepared.to_dict()}
+            child_key = digest([m.name, ident, self.data.data_id, stages.detector_key(self.cfg, self.data),
+                                self.cfg.seeds, self.cfg.report.fusion_metrics, self.cfg.report.metrics_convention], 24)
+            self.runs[m.name] = self.tracker.start_run(child_key, m.name, "method", parent_id=self.parent_id,
+                                                       tags={"method": m.name, "method_kind": m.kind})
+            if not self.runs[m.name][1]:
+                self._open.add(m.name)
+        return self.runs[m.name]
+
+    def _finish(self, name: str, status: str) -> None:
+        if name in self._open:
+            self._open.discard(name)
+            self.tracker.finish(self.runs[name][0], status)
+
+    def _complete(self, m: MethodConfig, keys: list[tuple]) -> None:
+        fusion, fusion_frame, *detectors = (self.results[k] for k in keys)
+        run_id, finished = self._child(m)
+        outcome = MethodOutcome(m.name, m.kind, fusion.key, fusion.fused, fusion.data_yaml, list(self.cfg.seeds),
+                                [d.result for d in detectors], [d.coco for d in detectors], fusion_frame, run_id)
+        self.outcomes[m.name] = outcome
         if not finished:
-            _log_method(tracker, run_id, m, outcome, checkpoint, [j[2] for j in jobs], cfg, data, run_dir)
-    except BaseException as exc:
-        if not finished:
-            tracker.finish(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-        raise
-    return outcome
+            _log_method(self.tracker, run_id, m, outcome, fusion.checkpoint, [d.folder for d in detectors],
+                        self.cfg, self.data, self.run_dir)
+            self._open.discard(m.name)
+
+    def close(self, status: str) -> None:
+        """Mark the child runs still open (their method did not finish) ``status``."""
+        for name in list(self._open):
+            self._finish(name, status)
 
 
 def _log_method(tracker: Tracker, run_id: str, m: MethodConfig, outcome: MethodOutcome, checkpoint: Path | None,

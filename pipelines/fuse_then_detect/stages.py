@@ -5,6 +5,7 @@ handle to the trainer, which logs its curves there.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -25,7 +26,7 @@ from detection.yolo import DetectionResult, train_and_evaluate
 from pipelines.cache import DONE, commit, fresh_tmp, read_done
 from pipelines.config import MethodConfig, PipelineConfig
 from pipelines.fuse_then_detect.types import FusedImages, PreparedData, image_for
-from pipelines.fusion_metrics import per_image_metrics
+from pipelines.fusion_metrics import metrics_cache_file, per_image_metrics
 
 log = logging.getLogger(__name__)
 
@@ -120,17 +121,25 @@ def check_inputs(cfg: PipelineConfig, data: PreparedData) -> dict[str, Any]:
 
 
 # ---- S4Fusion model ----------------------------------------------------------------------------
-def s4fusion_checkpoint(method: MethodConfig, train_cfg, run_dir: Path, run: RunHandle | None = None) -> Path:
+def s4fusion_dir(method: MethodConfig, train_cfg, run_dir: Path) -> Path:
+    return run_dir / "s4fusion" / f"{method.name}-{digest(train_cfg.to_dict())}"
+
+
+def s4fusion_checkpoint(method: MethodConfig, train_cfg, run_dir: Path, run: RunHandle | None = None,
+                        device: str | None = None) -> Path:
     """The exported model of an ``s4fusion`` method (trained here when ``train`` is given; the
-    trainer logs its curves into ``run``, which the caller owns)."""
+    trainer logs its curves into ``run``, which the caller owns). ``device`` (e.g. the GPU an
+    executor pinned) replaces the config's device without changing the cache folder."""
     if method.checkpoint is not None:
         return Path(method.checkpoint).expanduser().resolve()
     from fusion.train import train
 
-    out = run_dir / "s4fusion" / f"{method.name}-{digest(train_cfg.to_dict())}"
+    out = s4fusion_dir(method, train_cfg, run_dir)
     done = read_done(out)
     if done is not None:
         return Path(done["export"])
+    if device is not None:
+        train_cfg = dataclasses.replace(train_cfg, device=device)
     # fusion.train resumes from its own checkpoints (written atomically) in `out`.
     export = train(train_cfg, out, resume=True, run=run)
     write_text_atomic(out / DONE, json.dumps({"export": str(Path(export).resolve()),
@@ -196,10 +205,12 @@ def detector_dir(run_dir: Path, name: str, key: str, cfg: PipelineConfig, data: 
 
 
 def detect_seed(name: str, key: str, data_yaml: Path, data: PreparedData, cfg: PipelineConfig, run_dir: Path,
-                seed: int) -> tuple[DetectionResult, CocoMetrics, Path]:
-    """Train + evaluate one detector; returns its result, the pycocotools check and its folder."""
+                seed: int, device: str | None = None) -> tuple[DetectionResult, CocoMetrics, Path]:
+    """Train + evaluate one detector; returns its result, the pycocotools check and its folder.
+    ``device`` (e.g. the GPU an executor pinned) replaces the config's, not the cache folder."""
     out = detector_dir(run_dir, name, key, cfg, data, seed)
-    result = train_and_evaluate(data_yaml, out, cfg.detector, seed, data.class_names)
+    detector = cfg.detector if device is None else dataclasses.replace(cfg.detector, device=device)
+    result = train_and_evaluate(data_yaml, out, detector, seed, data.class_names)
     gt = ground_truth_from_yolo(data_yaml.parent, "test")
     # One console line per job; ultralytics' own output is in the job's log file.
     log.info("detector %-12s seed %d: mAP@50 %.3f  (trained %.0f s; log %s)", name, seed, result.map50,
@@ -208,6 +219,12 @@ def detect_seed(name: str, key: str, data_yaml: Path, data: PreparedData, cfg: P
 
 
 # ---- fusion metrics on the test split ------------------------------------------------------------------
+def fusion_metrics_file(name: str, key: str, data: PreparedData, run_dir: Path, cfg: PipelineConfig) -> Path:
+    """The cache file of :func:`fusion_metrics` (complete once it exists)."""
+    return metrics_cache_file(name, data.split["test"], {"fused": key, "data": data.data_id},
+                              cfg.report.metrics_convention, cfg.report.fusion_metrics, run_dir / "fusion_metrics")
+
+
 def fusion_metrics(name: str, key: str, fused: FusedImages, data: PreparedData, run_dir: Path,
                    cfg: PipelineConfig, progress: bool = True):
     """Per-image fusion metrics of one method on the test split (pipelines.fusion_metrics, cached)."""

@@ -10,6 +10,7 @@ import numpy as np
 from data.adapters import PairedImageDataset
 from detection.coco_eval import CocoMetrics
 from detection.yolo import DetectionResult
+from pipelines.statistics import mean_std
 
 
 @dataclass
@@ -38,6 +39,30 @@ def image_for(fused: FusedImages):
 
 
 @dataclass
+class FusionOutput:
+    """Result of a method's fusion job: its fused images, YOLO tree, model and the trainer's
+    MLflow calls (an in-run S4Fusion training, recorded on the worker, replayed by the driver)."""
+
+    key: str
+    fused: FusedImages
+    data_yaml: Path
+    checkpoint: Path | None = None
+    tracking_calls: list[tuple[str, tuple]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class DetectorOutput:
+    """Result of a (method, seed) detector job: training + test evaluation + COCO cross-check."""
+
+    seed: int
+    result: DetectionResult
+    coco: CocoMetrics
+    folder: Path
+    seconds: float = 0.0
+
+
+@dataclass
 class MethodOutcome:
     name: str
     kind: str
@@ -57,17 +82,19 @@ class MethodOutcome:
         return {m: float(row[f"{m}_mean"]) for m in metrics}
 
     def mean_std(self, attr: str) -> tuple[float, float]:
-        values = np.array([getattr(r, attr) for r in self.detections], dtype=np.float64)
-        return float(values.mean()), float(values.std())
+        """Mean and sample std (pipelines.statistics.mean_std) over seeds; std NaN for one seed."""
+        return mean_std(getattr(r, attr) for r in self.detections)
+
+    def coco_mean_std(self) -> tuple[float, float]:
+        return mean_std(c.map50 for c in self.coco)
 
     def coco_mean(self) -> float:
-        return float(np.mean([c.map50 for c in self.coco]))
+        return self.coco_mean_std()[0]
 
     def class_ap50(self, class_name: str) -> tuple[float, float]:
+        """Over the seeds where the class has an AP (NaN: no test instance)."""
         values = np.array([r.ap50_per_class[class_name] for r in self.detections], dtype=np.float64)
-        if np.all(np.isnan(values)):
-            return float("nan"), float("nan")
-        return float(np.nanmean(values)), float(np.nanstd(values))
+        return mean_std(values[~np.isnan(values)])
 
 
 @dataclass

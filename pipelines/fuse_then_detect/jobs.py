@@ -1,0 +1,188 @@
+"""The fuse_then_detect stages as executor jobs (pipelines.executor), and what is already done.
+
+Per method: a ``("fuse", method)`` job (an in-run S4Fusion training, the fusion of the split and
+its YOLO export), then a ``("metrics", method)`` job (fusion metrics on the test split) and one
+``("detect", method, seed)`` job per seed (detector training + test evaluation + COCO check).
+Stages already committed in the run folder are not jobs: :func:`plan_jobs` loads their results
+in the driver and hands them to the jobs that need them in ``kwargs``.
+
+Job functions run on Ray workers: they are module level, never talk to MLflow (an in-run
+S4Fusion training logs into a :class:`RecordingTracker` that the driver replays) and return
+small picklable results; their large outputs are the stage folders in the (shared) run folder.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from data.io import read_csv_cached
+from data.tracking import RunHandle
+from pipelines.config import MethodConfig, PipelineConfig
+from pipelines.executor import Job, JobContext
+from pipelines.fuse_then_detect import stages
+from pipelines.fuse_then_detect.types import DetectorOutput, FusionOutput, PreparedData
+
+# Fault injection for the retry/failure tests: the env var names a JSON file of rules
+# [{"key": ["detect", "VI", 1], "times": 1}] (times: failing attempts; null = always). Unset: no effect.
+FAULTS_ENV = "S4FUSE_INJECT_JOB_FAULTS"
+
+
+class RecordingTracker:
+    """Stands in for data.tracking.Tracker in a job: records the calls the driver replays."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple]] = []
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        self.calls.append(("log_params", (dict(params),)))
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        self.calls.append(("log_metrics", (dict(metrics), step)))
+
+    def log_artifact(self, run_id: str, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        self.calls.append(("log_artifact", (str(path), artifact_path)))
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        self.calls.append(("set_tags", (dict(tags),)))
+
+    def finish(self, run_id: str, status: str = "FINISHED") -> None:
+        return None  # the driver owns the run
+
+
+def replay(calls: list[tuple[str, tuple]], run: RunHandle) -> None:
+    """Log recorded calls into ``run`` in their order."""
+    for name, args in calls:
+        getattr(run, name)(*args)
+
+
+def _inject_fault(key: tuple) -> None:
+    spec = os.environ.get(FAULTS_ENV)
+    if not spec or not Path(spec).is_file():
+        return
+    for rule in json.loads(Path(spec).read_text()):
+        if tuple(rule["key"]) != tuple(key):
+            continue
+        attempts = Path(f"{spec}.{'-'.join(map(str, key))}.attempts")
+        n = int(attempts.read_text()) if attempts.is_file() else 0
+        attempts.write_text(str(n + 1))
+        if rule.get("times") is None or n < rule["times"]:
+            raise RuntimeError(f"injected fault ({FAULTS_ENV}) in job {key}, attempt {n + 1}")
+
+
+@contextmanager
+def _job_threads(n: int):
+    """A job computes with the CPUs it reserved, whichever executor runs it (same results)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train_device(ctx: JobContext) -> str | None:
+    return None if ctx.device is None else ("cuda" if ctx.device != "cpu" else "cpu")
+
+
+# ---- job functions ------------------------------------------------------------------------------
+def fuse_job(ctx: JobContext, method: MethodConfig, prepared: Any, data: PreparedData, cfg: PipelineConfig,
+             run_dir: Path) -> FusionOutput:
+    """S4Fusion model (trained here if configured) -> fused split -> YOLO export."""
+    _inject_fault(ctx.key)
+    start = time.perf_counter()
+    recorder = RecordingTracker()
+    with _job_threads(ctx.workers):
+        checkpoint = None
+        if method.kind == "s4fusion":
+            run = RunHandle(recorder, "recorded", owns_run=False)  # type: ignore[arg-type]
+            checkpoint = stages.s4fusion_checkpoint(method, prepared, run_dir, run, _train_device(ctx))
+        precomputed = prepared if method.kind == "precomputed" else None
+        key = stages.fused_key(method, data, checkpoint, precomputed)
+        fused = precomputed if precomputed is not None else stages.fuse_method(method, data, run_dir, key,
+                                                                               checkpoint, progress=False)
+        data_yaml = stages.export_method(method.name, key, fused, data, run_dir)
+    return FusionOutput(key, fused, data_yaml, checkpoint, recorder.calls, time.perf_counter() - start)
+
+
+def _fusion_input(ctx: JobContext, method: str, fusion: FusionOutput | None) -> FusionOutput:
+    return fusion if fusion is not None else ctx.inputs[("fuse", method)]
+
+
+def metrics_job(ctx: JobContext, method: str, fusion: FusionOutput | None, data: PreparedData,
+                cfg: PipelineConfig, run_dir: Path):
+    """Per-image fusion metrics of one method on the test split (a DataFrame)."""
+    _inject_fault(ctx.key)
+    fusion = _fusion_input(ctx, method, fusion)
+    with _job_threads(ctx.workers):
+        return stages.fusion_metrics(method, fusion.key, fusion.fused, data, run_dir, cfg, progress=False)
+
+
+def detect_job(ctx: JobContext, method: str, seed: int, fusion: FusionOutput | None, data: PreparedData,
+               cfg: PipelineConfig, run_dir: Path) -> DetectorOutput:
+    """One detector: training on the GPU the executor pinned (device 0) + test evaluation + COCO check."""
+    _inject_fault(ctx.key)
+    start = time.perf_counter()
+    fusion = _fusion_input(ctx, method, fusion)
+    device = None if ctx.device is None else ctx.resolve_device(cfg.detector.device)
+    with _job_threads(ctx.workers):
+        result, coco, folder = stages.detect_seed(method, fusion.key, fusion.data_yaml, data, cfg, run_dir, seed,
+                                                  device)
+    return DetectorOutput(seed, result, coco, folder, time.perf_counter() - start)
+
+
+# ---- the job list, without what is committed ----------------------------------------------------------
+def committed_fusion(method: MethodConfig, prepared: Any, data: PreparedData, run_dir: Path) -> FusionOutput | None:
+    """The fusion job's result when its stage folders are complete (done.json), else None."""
+    checkpoint = None
+    if method.kind == "s4fusion":
+        if method.checkpoint is None and stages.read_done(stages.s4fusion_dir(method, prepared, run_dir)) is None:
+            return None
+        checkpoint = stages.s4fusion_checkpoint(method, prepared, run_dir)  # returns the committed export
+    precomputed = prepared if method.kind == "precomputed" else None
+    key = stages.fused_key(method, data, checkpoint, precomputed)
+    fused = precomputed if precomputed is not None else run_dir / "fused" / f"{method.name}-{key}"
+    if precomputed is None and stages.read_done(fused) is None:
+        return None
+    if stages.read_done(run_dir / "yolo" / f"{method.name}-{key}") is None:
+        return None
+    return FusionOutput(key, fused, stages.export_method(method.name, key, fused, data, run_dir), checkpoint)
+
+
+def plan_jobs(cfg: PipelineConfig, data: PreparedData, prepared: Mapping[str, Any], run_dir: Path
+              ) -> tuple[list[Job], dict[tuple, Any]]:
+    """Jobs still to run, and the results of committed stages by job key (loaded here)."""
+    jobs: list[Job] = []
+    done: dict[tuple, Any] = {}
+    for m in cfg.methods:
+        fuse_key = ("fuse", m.name)
+        fusion = committed_fusion(m, prepared.get(m.name), data, run_dir)
+        if fusion is None:
+            gpu = m.kind == "s4fusion"  # sources, baselines and precomputed folders need no GPU
+            jobs.append(Job(fuse_key, fuse_job, {"method": m, "prepared": prepared.get(m.name), "data": data,
+                                                 "cfg": cfg, "run_dir": run_dir}, uses_gpu=gpu))
+        else:
+            done[fuse_key] = fusion
+        after = () if fusion is not None else (fuse_key,)
+        common = {"method": m.name, "fusion": fusion, "data": data, "cfg": cfg, "run_dir": run_dir}
+        cached = None if fusion is None else read_csv_cached(stages.fusion_metrics_file(m.name, fusion.key, data,
+                                                                                         run_dir, cfg))
+        if cached is None:
+            jobs.append(Job(("metrics", m.name), metrics_job, common, after=after, uses_gpu=False))
+        else:
+            done[("metrics", m.name)] = cached
+        for seed in cfg.seeds:
+            key = ("detect", m.name, seed)
+            if fusion is not None and (stages.detector_dir(run_dir, m.name, fusion.key, cfg, data, seed)
+                                       / "result.json").is_file():
+                done[key] = DetectorOutput(seed, *stages.detect_seed(m.name, fusion.key, fusion.data_yaml, data,
+                                                                     cfg, run_dir, seed))
+            else:
+                jobs.append(Job(key, detect_job, {**common, "seed": seed}, after=after))
+    return jobs, done
