@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from data.io import write_text_atomic
+from data.kill_points import kill_point
 from detection.offline import check_local_weight, import_ultralytics
 
 
@@ -175,6 +176,7 @@ def train_and_evaluate(data_yaml: str | os.PathLike, out_dir: str | os.PathLike,
         close_mosaic=cfg.close_mosaic, project=str(out_dir), name="train", exist_ok=True,
         augmentations=[], amp=device != "cpu", plots=False, verbose=False,
     )
+    model.add_callback("on_train_batch_end", lambda trainer: kill_point("detector.batch"))
     model.train(**{**train_kwargs, **cfg.train_args})
     train_seconds = time.perf_counter() - start
     best = out_dir / "train" / "weights" / "best.pt"
