@@ -185,3 +185,13 @@ def test_fuse_then_detect_check_validates_only(tmp_path, capsys):
     assert cli.main(args) == 2
     err = one_error_line(capsys, "fuse_then_detect")
     assert "00003.png: unreadable or corrupt" in err and "Broken" not in err
+
+
+def test_fuse_then_detect_data_key_follows_the_files_not_the_path(pairs):
+    from data.adapters import open_dataset
+    from pipelines.fuse_then_detect.stages import files_identity
+
+    shutil.rmtree(pairs / "vi"), shutil.copytree(pairs / "ir", pairs / "vi")
+    before = files_identity(open_dataset("folder", pairs))
+    Image.new("L", (8, 8)).save(pairs / "ir" / "01.png"), Image.new("L", (8, 8)).save(pairs / "vi" / "01.png")
+    assert files_identity(open_dataset("folder", pairs)) != before  # same folder, other images: new key

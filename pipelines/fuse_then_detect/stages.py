@@ -86,6 +86,8 @@ def prepare_data(cfg: PipelineConfig, run_dir: Path, progress: bool = True) -> P
         root = Path(ds_cfg.root).expanduser().resolve()
         identity = {"dataset": ds_cfg.name, "root": str(root)}
     dataset = open_dataset(ds_cfg.name, root)
+    if ds_cfg.name != "synthetic":  # caches follow the files, not only their folder's path
+        identity["files"] = files_identity(dataset)
     if not dataset.has_boxes:
         raise DatasetError(f"{ds_cfg.name} at {root}: no box annotations found; detection needs them")
     split = split_stems(dataset.stems, ds_cfg.split_ratios, seed=ds_cfg.split_seed,
@@ -102,6 +104,16 @@ def prepare_data(cfg: PipelineConfig, run_dir: Path, progress: bool = True) -> P
                              "--runs-dir)") from exc
     return PreparedData(dataset, split, s_hash, digest({**identity, "split": s_hash}, 16),
                         list(dataset.class_names), split_dir, Path(root).resolve())
+
+
+def files_identity(dataset) -> str:
+    """Digest of every pair's files by name, size and modification time (cheap; changes on edit)."""
+    files = []
+    for stem in dataset.stems:
+        f = dataset.files(stem)
+        paths = [p for p in (f.ir, f.vi, f.annotation) if p is not None and p.exists()]
+        files.append([stem] + [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in paths])
+    return digest(files, 32)
 
 
 # ---- checks before long work ---------------------------------------------------------------------
