@@ -55,7 +55,10 @@ def main() -> None:
     timing = json.loads(out.stdout.strip().splitlines()[-1])
 
     from fusion import S4Fusion
-    from fusion.flops import PAPER_TABLE_VII, count_model
+    from fusion.flops import count_model
+    from fusion.paper import table7_efficiency
+
+    paper = table7_efficiency()["S4Fusion"]
 
     cost = count_model(S4Fusion())
     official = count_model(S4Fusion(), official_forward=True)
@@ -65,9 +68,9 @@ def main() -> None:
     print(f"| latency per pair (median of {args.repeats}) | {timing['median_s']:.2f} s | - |")
     print(f"| peak RSS | {timing['peak_rss_gib']:.2f} GiB | - |")
     print(f"| parameters (used / total) | {cost.params_used / 1e6:.3f}M / {cost.params_total / 1e6:.3f}M | "
-          f"{PAPER_TABLE_VII['params_M']}M |")
+          f"{paper.params_m}M |")
     print(f"| GFLOPs, fvcore convention (dense MACs + scan) | {cost.flops_paper_convention / 1e9:.2f} | "
-          f"{PAPER_TABLE_VII['gflops']} |")
+          f"{paper.gflops} |")
     print(f"| GFLOPs, same, with the discarded level-0 fusion (official forward) | "
           f"{official.flops_paper_convention / 1e9:.2f} | |")
     print(f"| GFLOPs, 2 per multiply-add | {cost.flops_2mac / 1e9:.2f} | |")

@@ -5,7 +5,8 @@ multiply-add as 2 FLOPs); selective scans are counted analytically (9·B·L·D·
 formula VMamba/S4Fusion use) through :func:`fusion.modules.scan.count_scan_flops`, which does not
 run any backend, so the count is the same whichever backend would run. Papers in this line
 (VMamba, S4Fusion) use fvcore, which counts one multiply-add as ONE FLOP; we report both the
-``paper convention`` (dense MACs + scan FLOPs) and 2·MAC FLOPs.
+``paper convention`` (dense MACs + scan FLOPs) and 2·MAC FLOPs. The paper's own Table VII values
+are data in fusion.paper (``table7_efficiency()``).
 """
 from __future__ import annotations
 
@@ -18,9 +19,6 @@ from torch.utils.flop_counter import FlopCounterMode
 from fusion.inference import padding_for
 from fusion.model import S4Fusion
 from fusion.modules.scan import count_scan_flops
-
-PAPER_TABLE_VII = {"params_M": 2.03, "gflops": 48.93}
-
 
 @dataclass
 class ModelCost:

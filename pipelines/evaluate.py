@@ -8,10 +8,12 @@ Methods (``--methods``, any mix):
   NaN rows counted in the report with ``--allow-missing``.
 
 Outputs in ``--out``: ``per_image_metrics.csv``, ``summary.md`` / ``summary.csv`` (mean ± std,
-best bold, second underlined), ``comparison_grid.png``, ``table7.md`` / ``table7.csv`` (params,
-FLOPs and measured latency of learned methods), all logged to MLflow (``sqlite:///<out>/mlflow.db``
-unless ``--tracking-uri``). Per-method results are cached in ``<out>/per_method/`` by content (checkpoint and fused-file
-sha256, the pairs' names/sizes/mtimes): a rerun only computes what changed.
+best bold, second underlined; for MSRS/RoadScene/TNO/M3FD followed by the paper's Table I-IV rows,
+also in ``summary_vs_paper.csv``), ``comparison_grid.png``, ``table7.md`` / ``table7.csv`` (params,
+FLOPs and measured latency of learned methods, beside the paper's Table VII), all logged to MLflow
+(``sqlite:///<out>/mlflow.db`` unless ``--tracking-uri``). Per-method results are cached in
+``<out>/per_method/`` by content (checkpoint and fused-file sha256, the pairs' names/sizes/mtimes):
+a rerun only computes what changed.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from fusion.baselines import BASELINES
 from fusion.metrics import CONVENTIONS, load_image, resolve_metrics
 from pipelines.cli import run_cli
 from pipelines.fusion_metrics import per_image_metrics
+from pipelines.paper_columns import fusion_table_params, fusion_table_vs_paper, table7_params, table7_vs_paper
 from pipelines.reports import comparison_grid, markdown_table, write_summary
 
 LATENCY_SIZE = (480, 640)
@@ -214,7 +217,8 @@ def _log_mlflow(args: argparse.Namespace, out: Path, methods: list[Method], metr
     parent, _ = tracker.start_run(f"evaluate-{key}", f"evaluate {args.dataset}", "evaluate")
     tracker.log_params(parent, {"dataset": args.dataset, "root": str(args.root), "convention": args.convention,
                                 "metrics": ",".join(metrics), "methods": ",".join(m.name for m in methods),
-                                "images": len(stems)})
+                                "images": len(stems), **fusion_table_params(args.dataset),
+                                **(table7_params() if "table7_csv" in paths else {})})
     summary = pd.read_csv(paths["csv"])
     for method in methods:
         child, done = tracker.start_run(f"evaluate-{key}-{method.name}", method.name, "method", parent_id=parent)
@@ -229,6 +233,18 @@ def _log_mlflow(args: argparse.Namespace, out: Path, methods: list[Method], metr
         tracker.log_artifact(parent, path, "reports")
     tracker.finish(parent)
     return tracker.tracking_uri
+
+
+def _paper_beside_ours(dataset: str, paths: dict[str, Path], out: Path) -> dict[str, Path]:
+    """For MSRS/RoadScene/TNO/M3FD: the paper's Table I-IV rows beside our means, appended to the
+    summary and written as ``summary_vs_paper.csv``; nothing for other datasets."""
+    found = fusion_table_vs_paper(pd.read_csv(paths["csv"]), dataset)
+    if found is None:
+        return {}
+    frame, text = found
+    markdown = Path(paths["markdown"])
+    write_text_atomic(markdown, markdown.read_text(encoding="utf-8") + "\n" + text)
+    return {"paper_csv": write_csv_atomic(out / "summary_vs_paper.csv", frame)}
 
 
 def _checkpoint_problem(checkpoint: str) -> str | None:
@@ -270,6 +286,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         report = "\n".join(f"{name}: {', '.join(stems_)}" for name, stems_ in missing.items())
         paths["missing"] = write_text_atomic(out / "missing.txt", report + "\n")
         print(f"missing fused images (NaN rows):\n{report}")
+    paths.update(_paper_beside_ours(args.dataset, paths, out))
     grid = _grid(dataset, methods, grid_stems, out, title)
     if grid is not None:
         paths["grid"] = grid
@@ -277,8 +294,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     if learned:
         table7 = pd.DataFrame([measure_learned(m, args.latency_runs) for m in learned])
         paths["table7_csv"] = write_csv_atomic(out / "table7.csv", table7)
+        table7_paper, table7_paper_md = table7_vs_paper(table7)
+        paths["table7_paper_csv"] = write_csv_atomic(out / "table7_vs_paper.csv", table7_paper)
         paths["table7_md"] = write_text_atomic(out / "table7.md", "### Table VII: efficiency at 480x640\n\n"
-                                               + markdown_table(table7))
+                                               + markdown_table(table7) + "\n" + table7_paper_md)
     uri = _log_mlflow(args, out, methods, metrics, stems, paths)
     print(Path(paths["markdown"]).read_text(encoding="utf-8"))
     print(f"reports in {out}; MLflow: {uri}")

@@ -29,6 +29,12 @@ def _ranks(values: Sequence[float], direction: int) -> list[int | None]:
     return [order.get(v) if math.isfinite(v) else None for v in values]
 
 
+def mark_best(values: Sequence[float], texts: Sequence[str], direction: int = 1) -> list[str]:
+    """``texts`` with the best value's cell in **bold** and the second best <u>underlined</u>."""
+    return [f"**{t}**" if r == 0 else f"<u>{t}</u>" if r == 1 else t
+            for t, r in zip(texts, _ranks([float(v) for v in values], direction))]
+
+
 def summary_table(per_image: pd.DataFrame, metrics: Sequence[str] | None = None, group_by: str = "method",
                   directions: Mapping[str, int] | None = None) -> pd.DataFrame:
     """Numeric summary: one row per ``group_by`` value (first-appearance order), columns

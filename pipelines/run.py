@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train_fusion": ("train_fusion", "train S4Fusion from a YAML config"),
     "evaluate": ("evaluate", "fusion metrics, Tables I-IV/VII style reports"),
     "analyze": ("analyze", "Table VIII (delta per CMSA layer) and Fig. 13 (ResNet50 entropy) of trained models"),
+    "ablate": ("ablate.cli", "Table V: train every ablation variant the same way, fuse, measure, compare to the paper"),
     "fuse_then_detect": ("fuse_then_detect.cli", "fuse a detection dataset per method, train YOLO on each, compare mAP"),
 }
 

@@ -164,6 +164,11 @@ def test_full_run_writes_consistent_report_and_mlflow_runs_and_reruns_from_cache
     parent = parents.iloc[0]
     assert parent["params.split.sha256"] == (tmp_path / "run" / "split" / "split.sha256").read_text().split()[0]
     assert parent["tags.verdict"] == result.verdict
+    # the paper's Table VI beside ours: a CSV column, a report section, parent-run params
+    assert table.set_index("method")["paper_mAP50_pct"].to_dict() == pytest.approx(
+        {"IR": 73.8, "VI": 79.3, "Average": np.nan, "Max-precomputed": np.nan, "S4Fusion": 81.3}, nan_ok=True)
+    assert "Beside the paper (Table VI" in (report / "report.md").read_text()
+    assert float(parent["params.paper.mAP50_pct.S4Fusion"]) == 81.3
     client = mlflow.MlflowClient(tracking_uri=mlflow_db)
     artifacts = {a.path for a in client.list_artifacts(parent["run_id"], "report")}
     assert "report/table6.csv" in artifacts and "report/table6_map50.png" in artifacts

@@ -19,6 +19,7 @@ from pipelines.config import MethodConfig, PipelineConfig
 from pipelines.fuse_then_detect import stages
 from pipelines.fuse_then_detect.report import build_report, method_samples_png, verdict_line
 from pipelines.fuse_then_detect.types import MethodOutcome, PipelineResult, PreparedData
+from pipelines.paper_columns import table6_params
 
 
 def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> PipelineResult:
@@ -63,6 +64,7 @@ def _open_parent_run(cfg: PipelineConfig, data: PreparedData, run_dir: Path) -> 
                                    "methods": [m.name for m in cfg.methods], "config_sha256": cfg.digest(),
                                    "split": {"sha256": data.split_hash,
                                              **{p: len(v) for p, v in data.split.items()}}})
+    tracker.log_params(parent_id, table6_params())  # the paper's Table VI beside ours
     tracker.set_tags(parent_id, {f"env.{k}": v for k, v in environment_info().items()})
     tracker.log_artifact(parent_id, run_dir / "config.yaml")
     tracker.log_artifact(parent_id, data.split_dir, "split")

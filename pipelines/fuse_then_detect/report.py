@@ -11,6 +11,7 @@ import pandas as pd
 from data.io import read_image, write_csv_atomic, write_figure_atomic, write_text_atomic
 from pipelines.config import PipelineConfig
 from pipelines.fuse_then_detect.types import MethodOutcome, PipelineResult, PreparedData
+from pipelines.paper_columns import table6_paper_map50
 from pipelines.reports import render_markdown, write_summary
 
 SOURCE_KINDS = ("source",)
@@ -77,6 +78,18 @@ def verdict_line(outcomes: list[MethodOutcome]) -> str:
                 f"(fused {min(fused.values()):.3f}-{max(fused.values()):.3f} > {shown})")
     return (f"VERDICT: NOT all fused methods beat the source-only detectors on mAP@50: "
             f"{', '.join(losers)} <= best source {best_source} {best_value:.3f} ({shown})")
+
+
+def table6_vs_paper(df: pd.DataFrame) -> str:
+    """Our mAP@50 beside the paper's Table VI (both in %), for the methods the paper has a row for."""
+    paper = table6_paper_map50(list(df["method"]))
+    rows = [[name, _fmt(100 * ours, digits=1), _fmt(p, digits=1), "–" if math.isnan(p) else f"{100 * ours - p:+.1f}"]
+            for name, ours, p in zip(df["method"], df["mAP50"], paper)]
+    return ("### Beside the paper (Table VI, M3FD, mAP@50 in %)\n\n"
+            + render_markdown(["Method", "ours", "paper", "ours − paper"], rows, [":---", "---:", "---:", "---:"])
+            + "\nThe paper: YOLOv5s fine-tuned 40 epochs on its own (unpublished) 7:1:2 M3FD split; – where the "
+              "paper has no row of that name. Compare differences between rows, not absolute values, unless "
+              "the dataset, split and detector match the paper's.\n")
 
 
 # ---- figures --------------------------------------------------------------------------------
@@ -191,7 +204,7 @@ def method_samples_png(outcome: MethodOutcome, data: PreparedData, cfg: Pipeline
 def build_report(outcomes: list[MethodOutcome], data: PreparedData, cfg: PipelineConfig, report_dir: Path) -> Path:
     report_dir.mkdir(parents=True, exist_ok=True)
     df = table6_frame(outcomes, data.class_names)
-    write_csv_atomic(report_dir / "table6.csv", df)
+    write_csv_atomic(report_dir / "table6.csv", df.assign(paper_mAP50_pct=table6_paper_map50(list(df["method"]))))
     table = table6_markdown(df, data.class_names)
     write_text_atomic(report_dir / "table6.md", table)
     bar_chart(df, data.class_names, report_dir / "table6_map50.png")
@@ -210,7 +223,7 @@ def build_report(outcomes: list[MethodOutcome], data: PreparedData, cfg: Pipelin
         "## Table VI — detection on the test split", "", table,
         "mAP by ultralytics; `COCO mAP@50` recomputes it with pycocotools on the same predictions "
         "(Δ = COCO − ultralytics; the two use different PR interpolation and matching details).", "",
-        verdict_line(outcomes), "", "![mAP@50](table6_map50.png)", "",
+        verdict_line(outcomes), "", table6_vs_paper(df), "![mAP@50](table6_map50.png)", "",
     ]
     if cfg.report.sample_images:
         lines += ["## Sample detections", "", "![detections](detections.png)", ""]

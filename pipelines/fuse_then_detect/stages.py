@@ -6,7 +6,6 @@ handle to the trainer, which logs its curves there.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,34 +23,10 @@ from data.validation import bad_pairs
 from data.yolo_export import export_yolo, yolo_dataset_yaml
 from detection.coco_eval import CocoMetrics, coco_map, ground_truth_from_yolo
 from detection.yolo import DetectionResult, train_and_evaluate
+from pipelines.cache import DONE, commit, fresh_tmp, read_done
 from pipelines.config import MethodConfig, PipelineConfig
 from pipelines.fuse_then_detect.types import FusedImages, PreparedData, image_for
 from pipelines.fusion_metrics import per_image_metrics
-
-DONE = "done.json"
-
-
-# ---- cached folders: written to a temp sibling, renamed when complete ---------------------------
-def read_done(directory: Path) -> dict | None:
-    marker = directory / DONE
-    return json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else None
-
-
-def fresh_tmp(directory: Path) -> Path:
-    """Empty temporary sibling of ``directory``; leftovers of an interrupted attempt are discarded."""
-    tmp = directory.with_name(directory.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    return tmp
-
-
-def commit(tmp: Path, directory: Path, info: dict) -> None:
-    """Mark ``tmp`` complete and move it into place (the rename makes it visible atomically)."""
-    write_text_atomic(tmp / DONE, json.dumps(info, indent=2, default=str) + "\n")
-    if directory.exists():
-        shutil.rmtree(directory)
-    tmp.replace(directory)
 
 
 # ---- data ------------------------------------------------------------------------------------
