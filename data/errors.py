@@ -14,3 +14,8 @@ class InputError(Exception):
 
 class RunFolderError(InputError, FileExistsError):
     """An output folder holds results of another run, or a run that must not be overwritten."""
+
+
+class OutputWriteError(InputError, OSError):
+    """An output file cannot be written (folder not writable, disk full); complete outputs written
+    before it are intact (every write is atomic)."""

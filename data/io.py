@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from data.color import to_gray
-from data.errors import InputError
+from data.errors import InputError, OutputWriteError
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 ReadMode = Literal["gray", "rgb", "unchanged"]
@@ -136,18 +136,33 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
     fsynced), then ``os.replace`` puts it in place; on any failure the temp file is removed and
     ``path`` is untouched (old content, or absent)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    except OSError as exc:
+        raise OutputWriteError(f"cannot write {path}: {exc.strerror or exc}; choose a writable output folder") \
+            from exc
+    try:
+        os.chmod(fd, 0o666 & ~current_umask())  # mkstemp creates 0600; outputs follow the umask
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, InputError):
+            raise OutputWriteError(f"cannot write {path}: {exc.strerror or exc}; outputs written before it are "
+                                   "complete, free space (or fix the folder) and rerun to continue") from exc
         raise
     return path
+
+
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it: there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_png_atomic(path: str | os.PathLike, array: np.ndarray) -> Path:

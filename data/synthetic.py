@@ -405,6 +405,11 @@ def _is_complete(out_dir: Path, cfg: SyntheticConfig) -> bool:
                for s in stems for sub, ext in (("Ir", ".png"), ("Vis", ".png"), ("Annotation", ".xml")))
 
 
+def is_generated(out_dir: str | os.PathLike, cfg: SyntheticConfig) -> bool:
+    """True when ``out_dir`` holds the complete dataset of ``cfg`` (nothing to generate)."""
+    return _is_complete(Path(out_dir), cfg)
+
+
 def generate_synthetic_dataset(out_dir: str | os.PathLike, cfg: SyntheticConfig = SyntheticConfig(),
                                overwrite: bool = False, progress: bool = True) -> Path:
     """Write the dataset to ``out_dir`` (M3FD layout) and return ``out_dir``.

@@ -153,6 +153,10 @@ class Tracker:
         for i in range(0, len(batch), 500):
             self.client.log_batch(run_id, metrics=batch[i:i + 500])
 
+    def last_step(self, run_id: str, key: str) -> int:
+        """The highest step logged for metric ``key`` (0 if none): a resumed run skips those."""
+        return max((m.step for m in self.client.get_metric_history(run_id, key)), default=0)
+
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         for k, v in tags.items():
             self.client.set_tag(run_id, k, str(v))

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data.adapters import DatasetError, DatasetLayout, resolve_layout, scan_pairs
+from data.adapters import DatasetError, DatasetLayout, PairFiles, resolve_layout, scan_pairs
 from data.io import ImageReadError, list_images, read_image
 from data.voc import AnnotationError, read_voc
 from data.yolo_export import read_yolo_labels
@@ -75,6 +75,29 @@ def _check_boxes(report: ValidationReport, ann_path: Path, boxes: np.ndarray, na
             report.errors.append(f"{where} lies outside the {width}x{height} image")
 
 
+def pair_problem(pair: PairFiles) -> str | None:
+    """What is wrong with one IR/VIS pair (unreadable or corrupt file, size mismatch), or None.
+    Decodes both images fully: a truncated file has a valid header."""
+    try:
+        ir = read_image(pair.ir, "gray")
+        vi = read_image(pair.vi, "unchanged")
+    except ImageReadError as exc:
+        return str(exc)
+    (h, w), (vh, vw) = ir.shape[:2], vi.shape[:2]
+    if (h, w) != (vh, vw):
+        return f"{pair.vi}: size {vw}x{vh} differs from its IR image {pair.ir} ({w}x{h})"
+    return None
+
+
+def bad_pairs(pairs: Sequence[PairFiles], progress: bool = True, desc: str = "checking pairs") -> dict[str, str]:
+    """``{stem: problem}`` for every bad pair of ``pairs`` (all are checked, nothing is modified)."""
+    problems = {}
+    for pair in tqdm(pairs, desc=desc, disable=not progress, leave=False):
+        if (problem := pair_problem(pair)) is not None:
+            problems[pair.stem] = problem
+    return problems
+
+
 def check_dataset(name: str, root: str | os.PathLike, split: str | None = None,
                   class_names: Sequence[str] | None = None, progress: bool = True) -> ValidationReport:
     """Validate dataset ``name`` at ``root`` and return the report (nothing is modified)."""
@@ -85,6 +108,9 @@ def check_dataset(name: str, root: str | os.PathLike, split: str | None = None,
         report.errors.append(str(exc))
         return report
     report.layout = layout
+    if name == "m3fd" and layout.annotation_dir is None:
+        report.errors.append(f"{Path(root)}: no Annotation/ folder (M3FD's VOC boxes); add it, or check a "
+                             "fusion-only IR/VIS folder with --dataset folder")
     for d, what in ((layout.ir_dir, "infrared"), (layout.vi_dir, "visible")):
         if not list_images(d):
             report.errors.append(f"{d}: empty {what} folder (no {what} images)")

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from data.io import write_text_atomic
+from data.kill_points import kill_point
 from detection.offline import check_local_weight, import_ultralytics
 
 LOG_NAME = "ultralytics.log"
+
 
 @dataclass
 class DetectorConfig:
@@ -194,6 +196,7 @@ def train_and_evaluate(data_yaml: str | os.PathLike, out_dir: str | os.PathLike,
         close_mosaic=cfg.close_mosaic, project=str(out_dir), name="train", exist_ok=True,
         augmentations=[], amp=device != "cpu", plots=False, verbose=False,
     )
+    model.add_callback("on_train_batch_end", lambda trainer: kill_point("detector.batch"))
     with ultralytics_output_to(out_dir / LOG_NAME):
         model.train(**{**train_kwargs, **cfg.train_args})
     train_seconds = time.perf_counter() - start

@@ -230,8 +230,17 @@ def _dataset_problems(cfg: PipelineConfig) -> list[str]:
     return problems
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PipelineConfig:
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                only_methods: list[str] | None = None) -> PipelineConfig:
     """Read a YAML config (default: the demo profile; a bare name is looked up in experiments/),
-    apply ``--set`` overrides, build and validate."""
+    apply ``--set`` overrides, keep ``only_methods`` (by name; the others are not validated), build
+    and validate."""
     path = resolve_experiment(path if path is not None else DEFAULT_CONFIG)
-    return parse_config(apply_overrides(read_yaml_mapping(path), overrides or []), str(path))
+    raw = apply_overrides(read_yaml_mapping(path), overrides or [])
+    if only_methods is not None and isinstance(raw.get("methods"), list):
+        names = [m.get("name") for m in raw["methods"] if isinstance(m, dict)]
+        unknown = sorted(set(only_methods) - set(names))
+        if unknown:
+            raise ConfigError(f"--methods: unknown method(s) {unknown}; the config has {names}")
+        raw["methods"] = [m for m in raw["methods"] if isinstance(m, dict) and m.get("name") in only_methods]
+    return parse_config(raw, str(path))

@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.adapters import PairedImageDataset, open_dataset
+from data.adapters import DatasetError, PairedImageDataset, open_dataset
 from data.config import ConfigError
 from data.io import digest, file_sha256, index_images_by_stem, write_csv_atomic, write_text_atomic
+from data.validation import bad_pairs
 from fusion.baselines import BASELINES
 from fusion.metrics import CONVENTIONS, load_image, resolve_metrics
 from pipelines.cli import configure_logging, run_cli
@@ -86,6 +87,8 @@ def resolve_methods(specs: list[str], stems: list[str], checkpoint: str | None, 
                 errors.append("method 's4fusion' needs --checkpoint PATH")
             elif not Path(checkpoint).is_file():
                 errors.append(f"--checkpoint {checkpoint}: file does not exist")
+            elif (problem := _checkpoint_problem(checkpoint)) is not None:
+                errors.append(problem)
             else:
                 methods.append(Method("s4fusion", "s4fusion", str(checkpoint)))
         elif Path(path).is_dir():
@@ -251,13 +254,28 @@ def _paper_beside_ours(dataset: str, paths: dict[str, Path], out: Path) -> dict[
     return {"paper_csv": write_csv_atomic(out / "summary_vs_paper.csv", frame)}
 
 
+def _checkpoint_problem(checkpoint: str) -> str | None:
+    """Why the S4Fusion checkpoint cannot be loaded (corrupt, not a model), or None."""
+    from data.errors import InputError
+    from fusion.inference import load_model
+
+    try:
+        load_model(checkpoint)
+    except InputError as exc:
+        return str(exc)
+    return None
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     metrics = resolve_metrics(args.convention, args.metrics)
     dataset = open_dataset(args.dataset, args.root, split=args.split)
     stems = dataset.stems[: args.limit] if args.limit else dataset.stems
     methods = resolve_methods(args.methods, stems, args.checkpoint, args.allow_missing)
+    bad = bad_pairs([dataset.files(s) for s in stems], desc="checking pairs")
+    if bad:
+        raise DatasetError(f"{len(bad)} bad pair(s), nothing evaluated: " + "; ".join(bad.values()))
+    out.mkdir(parents=True, exist_ok=True)
     grid_stems = args.grid_images if args.grid_images is not None else stems[:3]
     unknown = [s for s in grid_stems if s not in stems]
     if unknown:

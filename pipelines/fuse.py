@@ -5,18 +5,25 @@
     python -m pipelines.run fuse --ir IR_DIR --vi VI_DIR --method gff --out runs/fused/gff
 
 Outputs are 8-bit PNGs named by pair stem, written atomically; existing outputs are kept, so an
-interrupted run resumes (``--overwrite`` redoes them).
+interrupted run resumes (``--overwrite`` redoes them). ``fuse.json`` in the output folder records
+what made them (method, checkpoint sha256); a folder made by something else is refused.
+Every pair is checked before any fusion: bad pairs (unreadable, corrupt, size mismatch) are all
+named in one error, or skipped and listed at the end with ``--skip-bad``.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
-from data.adapters import DATASET_NAMES, DatasetLayout, PairedImageDataset, open_dataset, scan_pairs
+from data.adapters import DATASET_NAMES, DatasetError, DatasetLayout, PairedImageDataset, open_dataset, scan_pairs
 from data.config import ConfigError
-from data.io import write_png_atomic
+from data.errors import RunFolderError
+from data.io import file_sha256, write_png_atomic, write_text_atomic
+from data.validation import bad_pairs
 from fusion.baselines import BASELINES
 from fusion.inference import make_fuser
 from pipelines.cli import run_cli
@@ -36,7 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder for <stem>.png")
     parser.add_argument("--device", default="cpu", help="torch device for S4Fusion (cpu, cuda, cuda:1, ...)")
     parser.add_argument("--scan-backend", default=None, help="selective-scan backend override (auto, cpu, mamba, reference)")
-    parser.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="redo outputs that already exist (also those another method made)")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="fuse the good pairs and list the bad ones at the end (default: refuse them all)")
 
 
 def _dataset(args: argparse.Namespace) -> PairedImageDataset:
@@ -49,8 +59,9 @@ def _dataset(args: argparse.Namespace) -> PairedImageDataset:
         scan = scan_pairs(DatasetLayout("folder", args.ir, args.vi))
         unpaired = scan.ir_only + scan.vi_only
         if unpaired or not scan.pairs:
-            raise ConfigError(f"{len(scan.pairs)} pairs in {args.ir} / {args.vi}; unpaired files: "
-                             + ", ".join(map(str, unpaired[:10])))
+            raise DatasetError(f"{len(scan.pairs)} pairs in {args.ir} / {args.vi}; {len(unpaired)} unpaired "
+                               "file(s) (no partner of the same stem in the other folder): "
+                               + "; ".join(map(str, unpaired)))
         return PairedImageDataset(scan.pairs, "folder")
     if not (args.dataset and args.root):
         raise ConfigError("give --dataset NAME --root PATH (or --ir DIR --vi DIR)")
@@ -61,20 +72,67 @@ def main(args: argparse.Namespace) -> int:
     return run_cli("fuse", lambda: _fuse(args))
 
 
-def _fuse(args: argparse.Namespace) -> int:
-    dataset = _dataset(args)
-    if args.method == "s4fusion" and args.checkpoint is None:
+def _check_model_options(args: argparse.Namespace) -> None:
+    """Checkpoint, device and scan backend, checked before anything is read or written."""
+    if args.method != "s4fusion":
+        return
+    if args.checkpoint is None:
         raise ConfigError("--method s4fusion needs --checkpoint (the official release's model.pkl, "
                          "or a model exported by `python -m pipelines.run train_fusion`)")
+    if args.checkpoint.name == "last.pt" and args.checkpoint.parent.name == "checkpoints":
+        raise ConfigError(f"{args.checkpoint} is a training checkpoint (for --resume), not a model; use the "
+                         f"exported {args.checkpoint.parent.parent / 's4fusion.pt'}")
+    import torch
+
+    from fusion.ops.selective_scan import check_backend
+
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {args.device}: no CUDA device is available here; use --device cpu")
+    try:
+        check_backend(args.scan_backend, args.device)
+    except ValueError as exc:
+        raise ConfigError(f"--scan-backend {args.scan_backend}: {exc}; use --scan-backend auto") from None
+
+
+def _provenance(args: argparse.Namespace) -> dict:
+    prov = {"method": args.method}
+    if args.method == "s4fusion":
+        prov["checkpoint_sha256"] = file_sha256(args.checkpoint)
+    return prov
+
+
+def _claim_output_folder(args: argparse.Namespace, provenance: dict) -> None:
+    """Refuse a folder holding another method's (or checkpoint's) outputs; record ours in fuse.json."""
+    record = args.out / "fuse.json"
+    if args.out.exists() and not args.out.is_dir():
+        raise RunFolderError(f"--out {args.out} is a file, not a folder")
+    if not args.overwrite and args.out.is_dir():
+        found = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else None
+        has_outputs = any(args.out.glob("*.png"))
+        if (found is not None and found != provenance) or (found is None and has_outputs):
+            made_by = json.dumps(found) if found else "an unknown method (no fuse.json)"
+            raise RunFolderError(f"--out {args.out} holds fused images made by {made_by}, not by "
+                                 f"{json.dumps(provenance)}; choose another --out or pass --overwrite")
+    write_text_atomic(record, json.dumps(provenance, indent=2) + "\n")
+
+
+def _fuse(args: argparse.Namespace) -> int:
+    dataset = _dataset(args)
+    _check_model_options(args)
     fuse_one = make_fuser(args.method, args.checkpoint, device=args.device, scan_backend=args.scan_backend)
-    args.out.mkdir(parents=True, exist_ok=True)
+    provenance = _provenance(args)
+    todo = [s for s in dataset.stems if args.overwrite or not (args.out / f"{s}.png").exists()]
+    bad = bad_pairs([dataset.files(s) for s in todo], desc="checking pairs")
+    if bad and not args.skip_bad:
+        raise DatasetError(f"{len(bad)} bad pair(s), nothing fused (fix them, or pass --skip-bad to fuse the "
+                           "others): " + "; ".join(bad.values()))
+    _claim_output_folder(args, provenance)
     done = 0
-    for stem in tqdm(dataset.stems, desc=f"fuse [{args.method}]", unit="pair"):
-        target = args.out / f"{stem}.png"
-        if target.exists() and not args.overwrite:
-            continue
+    for stem in tqdm([s for s in todo if s not in bad], desc=f"fuse [{args.method}]", unit="pair"):
         sample = dataset[stem]
-        write_png_atomic(target, fuse_one(sample.ir, sample.vi))
+        write_png_atomic(args.out / f"{stem}.png", fuse_one(sample.ir, sample.vi))
         done += 1
-    print(f"fused {done} pair(s) with {args.method} into {args.out} ({len(dataset) - done} already there)")
+    print(f"fused {done} pair(s) with {args.method} into {args.out} ({len(dataset) - len(todo)} already there)")
+    if bad:
+        print(f"skipped {len(bad)} bad pair(s):\n  " + "\n  ".join(bad.values()), file=sys.stderr)
     return 0

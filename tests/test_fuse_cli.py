@@ -28,7 +28,7 @@ def test_fuse_baseline_from_folders_and_resume(small_tno, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["fuse", "--ir", str(small_tno / "ir"), "--vi", str(small_tno / "vi"), "--method", "average", "--out", str(out)]
     assert main(argv) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["01.png", "02.png"]
+    assert sorted(p.name for p in out.glob("*.png")) == ["01.png", "02.png"]
     fused = np.asarray(Image.open(out / "01.png"))
     ir = np.asarray(Image.open(small_tno / "ir" / "01.png"))[..., 0].astype(float)
     vi = np.asarray(Image.open(small_tno / "vi" / "01.png"))[..., 0].astype(float)

@@ -259,8 +259,11 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     single = train(tiny_config(max_steps=2), tmp_path / "single")
     a = torch.load(tmp_path / "ddp" / "s4fusion.pt", weights_only=True)["state_dict"]
     b = torch.load(single, weights_only=True)["state_dict"]
+    # float32 gradients summed over ranks vs over one batch differ in rounding order; Adam divides
+    # by sqrt(v), which magnifies that for parameters with near-zero gradients (measured: 2.1e-5 on
+    # one Patch Mark projection after 2 steps of lr 1.4e-3, every other tensor within 1e-5)
     for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=5e-5, msg=k)
     assert load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")["step"] == 2
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -149,6 +150,14 @@ def _check_explicit_backend(backend: str, u: Tensor) -> None:
         problems.append("it computes in float32 and has no float64; use 'chunked', 'cpu' or 'reference'")
     if problems:
         raise ValueError(f"selective_scan: backend={backend!r} cannot run here: " + "; ".join(problems))
+
+
+def check_backend(backend: str | None, device: torch.device | str) -> None:
+    """Raise ValueError, naming every problem, when an explicitly requested backend cannot run on
+    ``device`` (checked up front by commands, before any output is written)."""
+    if backend not in (None, "auto"):
+        probe = SimpleNamespace(device=torch.device(device), dtype=torch.float32)  # what the check reads
+        _check_explicit_backend(backend, probe)
 
 
 def selective_scan_fn(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None,

@@ -15,11 +15,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from data.adapters import PairedImageDataset, open_dataset
+from data.adapters import DatasetError, PairedImageDataset, open_dataset
 from data.color import to_gray
 from data.config import ConfigError
 from data.splits import build_fusion_mix
 from data.transforms import PairedAugment
+from data.validation import bad_pairs
 from fusion.train.config import DataSource, TrainConfig
 from fusion.train.distributed import DistContext
 
@@ -121,6 +122,10 @@ class TrainData:
 
 def build_train_data(cfg: TrainConfig, ctx: DistContext) -> TrainData:
     datasets, split = resolve_sources(cfg.data.train, cfg.data.split_seed)
+    bad = [p for ds in datasets for p in bad_pairs([ds.files(s) for s in ds.stems], progress=False).values()]
+    if bad:  # every training pair is decoded once up front: a corrupt file must not stop a long run midway
+        raise DatasetError(f"{len(bad)} bad training pair(s), nothing trained (fix them or leave them out of "
+                           "data.train): " + "; ".join(bad))
     train_set = PairedCropDataset(datasets, cfg.data.crop_size, cfg.data.hflip, cfg.data.vflip, cfg.seed)
     per_rank_batch = cfg.batch_size // ctx.world_size
     sampler = ResumableDistributedSampler(train_set, ctx.world_size, ctx.rank, cfg.seed)

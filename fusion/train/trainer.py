@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 from data.config import ConfigError, flatten
 from data.errors import RunFolderError
-from data.io import write_atomic, write_text_atomic
+from data.io import digest, write_atomic, write_text_atomic
+from data.kill_points import kill_point
 from data.splits import split_hash, write_split
 from data.tracking import RunHandle, Tracker, default_tracking_uri
 from fusion.losses import S4FusionLoss
@@ -99,7 +100,9 @@ def open_run(cfg: TrainConfig, out_dir: Path, run: RunHandle | None, run_id: str
                       artifact_dir=out_dir / "mlartifacts")
     if run_id is not None:
         return tracker.handle(tracker.reopen(run_id))
-    return tracker.handle(tracker.new_run(cfg.name, "train"))
+    # No checkpoint yet: an attempt killed before its first checkpoint left this run RUNNING; reuse it.
+    found, finished = tracker.start_run(digest([str(out_dir.resolve()), cfg.to_dict()], 24), cfg.name, "train")
+    return tracker.handle(tracker.new_run(cfg.name, "train") if finished else found)
 
 
 class Trainer:
@@ -113,7 +116,7 @@ class Trainer:
         self.loss_fn = S4FusionLoss(cfg.loss).to(ctx.device)
         self.optimizer, self.scheduler = build_optimizer(self.model, cfg.optim, data.steps_per_epoch,
                                                          data.total_steps)
-        self.step, self.run = 0, None
+        self.step, self.run, self.logged_through = 0, None, 0
         if state is not None:
             self._restore(state)
         self.train_model = wrap_model(self.model, ctx)
@@ -138,6 +141,8 @@ class Trainer:
             return
         run_id = self.state.get("mlflow_run_id") if self.state is not None else None
         self.run = open_run(self.cfg, self.out_dir, run, run_id)
+        # steps a killed attempt logged after its last checkpoint are not logged twice on resume
+        self.logged_through = self.run.tracker.last_step(self.run.run_id, "train/loss") if self.run else 0
         if self.run is not None and self.state is None:
             self.run.log_params(self._params())
             perception = self.loss_fn.perception
@@ -167,6 +172,7 @@ class Trainer:
                 bar.update(1)
                 if self._due(cfg.log_every):
                     bar.set_postfix(self.log_interval())
+                kill_point("train.step")
                 if self._due(cfg.ckpt_every):
                     self.checkpoint()
                 if self._due(cfg.val_every):
@@ -216,7 +222,7 @@ class Trainer:
         metrics = {f"train/{k}": float(v) for k, v in zip(names, means)}
         metrics["train/lr"] = self.optimizer.param_groups[0]["lr"]
         metrics["train/samples_per_s"] = self.interval_steps * self.cfg.batch_size / max(self.interval_time, 1e-9)
-        if self.run is not None:
+        if self.run is not None and self.step > self.logged_through:
             self.run.log_metrics(metrics, self.step)
         self.sums, self.interval_steps, self.interval_time = {}, 0, 0.0
         return {k.split("/")[1]: f"{v:.4g}" for k, v in metrics.items() if k != "train/samples_per_s"}

@@ -18,8 +18,10 @@ from data.config import ConfigError
 from data.errors import RunFolderError
 from data.io import digest, file_sha256, image_size, index_images_by_stem, read_image, write_png_atomic, \
     write_text_atomic
+from data.kill_points import kill_point
 from data.splits import SplitMismatchError, split_stems, write_split
 from data.tracking import RunHandle
+from data.validation import bad_pairs
 from data.yolo_export import export_yolo, yolo_dataset_yaml
 from detection.coco_eval import CocoMetrics, coco_map, ground_truth_from_yolo
 from detection.yolo import DetectionResult, train_and_evaluate
@@ -31,6 +33,20 @@ from pipelines.fusion_metrics import metrics_cache_file, per_image_metrics
 log = logging.getLogger(__name__)
 
 # ---- data ------------------------------------------------------------------------------------
+def synthetic_target(cfg: PipelineConfig, run_dir: Path) -> Path:
+    return Path(cfg.dataset.root).expanduser() if cfg.dataset.root else run_dir / "data" / "synthetic"
+
+
+def synthetic_pending(cfg: PipelineConfig) -> Path | None:
+    """Where the synthetic dataset would be generated, when it is not there yet (else None)."""
+    from data.synthetic import is_generated
+
+    if cfg.dataset.name != "synthetic":
+        return None
+    target = synthetic_target(cfg, cfg.run_dir)
+    return None if is_generated(target, cfg.dataset.synthetic_config()) else target
+
+
 def prepare_data(cfg: PipelineConfig, run_dir: Path, progress: bool = True) -> PreparedData:
     """The dataset (the synthetic one generated on first use) and its seeded train/val/test split."""
     ds_cfg = cfg.dataset
@@ -38,7 +54,7 @@ def prepare_data(cfg: PipelineConfig, run_dir: Path, progress: bool = True) -> P
         from data.synthetic import generate_synthetic_dataset
 
         synth = ds_cfg.synthetic_config()
-        target = Path(ds_cfg.root).expanduser() if ds_cfg.root else run_dir / "data" / "synthetic"
+        target = synthetic_target(cfg, run_dir)
         try:
             root = generate_synthetic_dataset(target, synth, progress=progress)
         except FileExistsError as exc:  # the folder holds another synthetic config's images
@@ -48,6 +64,8 @@ def prepare_data(cfg: PipelineConfig, run_dir: Path, progress: bool = True) -> P
         root = Path(ds_cfg.root).expanduser().resolve()
         identity = {"dataset": ds_cfg.name, "root": str(root)}
     dataset = open_dataset(ds_cfg.name, root)
+    if ds_cfg.name != "synthetic":  # caches follow the files, not only their folder's path
+        identity["files"] = files_identity(dataset)
     if not dataset.has_boxes:
         raise DatasetError(f"{ds_cfg.name} at {root}: no box annotations found; detection needs them")
     split = split_stems(dataset.stems, ds_cfg.split_ratios, seed=ds_cfg.split_seed,
@@ -64,6 +82,16 @@ def prepare_data(cfg: PipelineConfig, run_dir: Path, progress: bool = True) -> P
                              "--runs-dir)") from exc
     return PreparedData(dataset, split, s_hash, digest({**identity, "split": s_hash}, 16),
                         list(dataset.class_names), split_dir, Path(root).resolve())
+
+
+def files_identity(dataset) -> str:
+    """Digest of every pair's files by name, size and modification time (cheap; changes on edit)."""
+    files = []
+    for stem in dataset.stems:
+        f = dataset.files(stem)
+        paths = [p for p in (f.ir, f.vi, f.annotation) if p is not None and p.exists()]
+        files.append([stem] + [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in paths])
+    return digest(files, 32)
 
 
 # ---- checks before long work ---------------------------------------------------------------------
@@ -106,7 +134,12 @@ def train_config(method: MethodConfig, data: PreparedData):
 
 
 def check_inputs(cfg: PipelineConfig, data: PreparedData) -> dict[str, Any]:
-    """Everything that can fail is checked here, before fusion or training starts."""
+    """Everything that can fail is checked here, before fusion or training starts: every dataset
+    pair (decoded: corrupt files, size mismatches) and every method's inputs."""
+    bad = bad_pairs([data.dataset.files(s) for s in data.all_stems()], desc="checking pairs")
+    if bad:
+        raise DatasetError(f"{cfg.dataset.name}: {len(bad)} bad pair(s), nothing started (fix or remove "
+                           "them): " + "; ".join(bad.values()))
     prepared: dict[str, Any] = {}
     for m in cfg.methods:
         if m.kind == "precomputed":
@@ -180,6 +213,7 @@ def fuse_method(method: MethodConfig, data: PreparedData, run_dir: Path, key: st
     for stem in tqdm(data.all_stems(), desc=f"fuse {method.name}", unit="img", disable=not progress):
         sample = data.dataset[stem]
         write_png_atomic(tmp / f"{stem}.png", fuse(sample.ir, sample.vi))
+        kill_point("fuse.image")
     commit(tmp, out, {"method": method.name, "key": key, "images": len(data.all_stems())})
     return out
 
@@ -190,6 +224,7 @@ def export_method(name: str, key: str, fused: FusedImages, data: PreparedData, r
     if read_done(out) is None:
         tmp = fresh_tmp(out)
         export_yolo(tmp, data.split, image_for(fused), data.dataset.boxes, data.class_names, progress=False)
+        kill_point("yolo.export")
         commit(tmp, out, {"method": name, "key": key})
     # data.yaml holds absolute paths: (re)write it for the tree's final location.
     return yolo_dataset_yaml(out, data.class_names)
