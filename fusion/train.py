@@ -37,6 +37,7 @@ from fusion.inference import fuse
 from fusion.losses import LossConfig, S4FusionLoss
 from fusion.model import S4Fusion, S4FusionConfig
 from fusion.train_data import PairedCropDataset, ResumableDistributedSampler
+from fusion.validation import HeldOutValidation, ValidationConfig, record_metrics
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ CHECKPOINT_FORMAT = "s4fuse-train-checkpoint"
 CHECKPOINT_VERSION = 1
 EXPORT_NAME = "s4fusion.pt"
 # Keys that may change between a run and its resume (they do not change the trajectory).
-RESUMABLE_KEYS = ("max_steps", "ckpt_every", "log_every", "val_every", "data.num_workers", "tracking")
+RESUMABLE_KEYS = ("max_steps", "ckpt_every", "log_every", "val_every", "data.num_workers", "tracking", "validation")
 # Parameter names (last component) exempt from weight decay besides all 1-D tensors (norms, biases).
 NO_DECAY_NAMES = ("A_logs", "Ds")
 
@@ -110,6 +111,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)  # held-out metrics at val_every
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))
@@ -550,6 +552,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool = True, tra
         for ds in resolve_sources(cfg.data.val, cfg.data.split_seed)[0]:
             for i in range(min(len(ds), cfg.data.val_pairs - len(val_pairs))):
                 val_pairs.append((ds[i].ir.astype(np.float32), to_gray(ds[i].vi)))
+    held_out = HeldOutValidation(cfg.validation, resolve_sources(cfg.data.val, cfg.data.split_seed)[0]
+                                 if ctx.is_main and cfg.data.val else [])
 
     # Model, loss, optimiser, schedule.
     seed_everything(cfg.seed)
@@ -601,6 +605,11 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool = True, tra
             "mlflow_run_id": tracker.run_id if tracker is not None and tracker.owns_run else None})
 
     def validate() -> None:
+        held_out_metrics = held_out(model)  # {} unless rank 0 with data.val and validation.metrics
+        if held_out_metrics:
+            record_metrics(out_dir / "val" / "metrics.jsonl", step, held_out_metrics)
+            if tracker is not None:
+                tracker.log_metrics(held_out_metrics, step)
         if not (ctx.is_main and val_pairs):
             return
         grid = validation_grid(model, val_pairs, ctx.device)

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from detection.yolo import DetectorConfig
+from fusion.inference import resolve_checkpoint
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
 DEFAULT_CONFIG = EXPERIMENTS_DIR / "fuse_then_detect_demo.yaml"
@@ -200,7 +201,7 @@ def validate(cfg: PipelineConfig, source: str = "<config>") -> list[str]:
             if (m.checkpoint is None) == (m.train is None):
                 problems.append(f"{where}: give exactly one of 'checkpoint' (a trained model file) or "
                                 f"'train' (a train_fusion config, path or mapping)")
-            elif m.checkpoint is not None and not Path(m.checkpoint).expanduser().is_file():
+            elif m.checkpoint is not None and not resolve_checkpoint(m.checkpoint).is_file():
                 problems.append(f"{where}: S4Fusion checkpoint {m.checkpoint} does not exist")
             elif isinstance(m.train, str) and not Path(m.train).expanduser().is_file():
                 problems.append(f"{where}: train config {m.train} does not exist")

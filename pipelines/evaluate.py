@@ -29,6 +29,7 @@ from tqdm import tqdm
 from data.adapters import open_dataset
 from data.io import IMAGE_EXTENSIONS, write_text_atomic
 from fusion.baselines import BASELINES
+from fusion.inference import resolve_checkpoint
 from fusion.metrics import CONVENTIONS, compute_metrics, load_image, resolve_metrics
 from pipelines.reports import comparison_grid, markdown_table, write_csv_atomic, write_summary
 
@@ -84,7 +85,7 @@ def resolve_methods(specs: list[str], stems: list[str], checkpoint: str | None, 
         elif not name and spec == "s4fusion":
             if checkpoint is None:
                 errors.append("method 's4fusion' needs --checkpoint PATH")
-            elif not Path(checkpoint).is_file():
+            elif not resolve_checkpoint(checkpoint).is_file():
                 errors.append(f"--checkpoint {checkpoint}: file does not exist")
             else:
                 methods.append(Method("s4fusion", "s4fusion", str(checkpoint)))

@@ -29,8 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--vi", type=Path, help="folder of visible images matched to --ir by file stem")
     parser.add_argument("--method", default="s4fusion", choices=["s4fusion", *BASELINES],
                         help="s4fusion (needs --checkpoint) or a classical baseline (default: s4fusion)")
-    parser.add_argument("--checkpoint", type=Path,
-                        help="S4Fusion weights: an s4fuse export, or the official model.pkl / vmunet state dict")
+    parser.add_argument("--checkpoint",
+                        help="S4Fusion weights: an s4fuse export, the official model.pkl / vmunet state dict, "
+                             "or 'demo' (the small CPU-trained model shipped in fusion/weights)")
     parser.add_argument("--out", type=Path, required=True, help="output folder for <stem>.png")
     parser.add_argument("--device", default="cpu", help="torch device for S4Fusion (cpu, cuda, cuda:1, ...)")
     parser.add_argument("--scan-backend", default=None, help="selective-scan backend override (auto, cpu, mamba, reference)")
@@ -59,7 +60,7 @@ def main(args: argparse.Namespace) -> int:
     dataset = _dataset(args)
     if args.method == "s4fusion" and args.checkpoint is None:
         raise SystemExit("fuse: --method s4fusion needs --checkpoint (the official release's model.pkl, "
-                         "or a model exported by `python -m pipelines.run train_fusion`)")
+                         "a model exported by `python -m pipelines.run train_fusion`, or 'demo')")
     fuse_one = make_fuser(args.method, args.checkpoint, device=args.device, scan_backend=args.scan_backend)
     args.out.mkdir(parents=True, exist_ok=True)
     done = 0
