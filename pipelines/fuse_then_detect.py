@@ -204,7 +204,9 @@ def s4fusion_checkpoint(method: MethodConfig, train_cfg, run_dir: Path, tracker:
                         run_id: str | None) -> Path:
     """The exported model of an ``s4fusion`` method (trained here when ``train`` is given)."""
     if method.checkpoint is not None:
-        return Path(method.checkpoint).expanduser().resolve()
+        from fusion.inference import resolve_checkpoint
+
+        return resolve_checkpoint(method.checkpoint).resolve()  # a file, or "demo" (the shipped weights)
     from fusion.train import train
 
     out = run_dir / "s4fusion" / f"{method.name}-{_digest(train_cfg.to_dict())}"

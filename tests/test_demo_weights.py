@@ -84,3 +84,15 @@ def test_fuse_command_accepts_demo(shared_data, tmp_path):
     from data.io import read_image
     img = read_image(fused[0], "unchanged")
     assert img.ndim == 3 and img.dtype == np.uint8  # color VIS -> color result
+
+
+def test_fuse_then_detect_and_evaluate_accept_demo(tmp_path):
+    from pipelines.config import parse_config
+    from pipelines.evaluate import resolve_methods
+    from pipelines.fuse_then_detect import s4fusion_checkpoint
+
+    pipeline = parse_config({"name": "t", "methods": [{"name": "S4", "kind": "s4fusion", "checkpoint": "demo"}],
+                             "detector": {"model": "yolov8n.yaml", "imgsz": 64, "epochs": 1}})  # validates
+    assert s4fusion_checkpoint(pipeline.methods[0], None, tmp_path, None, None) == WEIGHTS.resolve()
+    (method,) = resolve_methods(["s4fusion"], [], "demo", allow_missing=False)
+    assert method.kind == "s4fusion" and method.source == "demo"
