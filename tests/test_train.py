@@ -74,6 +74,12 @@ def test_demo_config_loads_and_overrides_apply():
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
 
 
+@pytest.mark.parametrize("path", sorted((REPO / "experiments" / "ablations").glob("train_demo_*.yaml")), ids=lambda p: p.stem)
+def test_ablation_configs_load_and_share_the_demo_split(path):
+    cfg, demo = TrainConfig.from_yaml(path), TrainConfig.from_yaml(REPO / "experiments" / "train_s4fusion_demo.yaml")
+    assert cfg.data.val == demo.data.val and cfg.validation.metrics == ["SF", "AG", "Qabf", "VIF"]
+
+
 def test_config_errors_name_the_key(tmp_path):
     with pytest.raises(ValueError, match=r"optim.*unknown key.*'lr_max'"):
         TrainConfig.from_dict({"optim": {"lr_max": 1.0}})
