@@ -67,22 +67,33 @@ def fuse_files(model: nn.Module, ir_path: str | os.PathLike, vi_path: str | os.P
     return write_png_atomic(out_path, fused)
 
 
+# Named checkpoints shipped with the package; "demo": the CPU-trained small model (its model card:
+# fusion/weights/s4fusion_demo.md).
+CHECKPOINT_ALIASES: dict[str, Path] = {"demo": Path(__file__).with_name("weights") / "s4fusion_demo.pt"}
+
+
+def resolve_checkpoint(checkpoint: str | os.PathLike) -> Path:
+    """The file of ``checkpoint``: a name of :data:`CHECKPOINT_ALIASES` (``"demo"``) or a path."""
+    return CHECKPOINT_ALIASES.get(str(checkpoint), Path(checkpoint).expanduser())
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", scan_backend: str | None = None) -> S4Fusion:
-    """Load any checkpoint :meth:`S4Fusion.load` accepts, in eval mode on ``device``."""
+    """Load any checkpoint :meth:`S4Fusion.load` accepts (or ``"demo"``), in eval mode on ``device``."""
     overrides = {"scan_backend": scan_backend} if scan_backend else {}
-    return S4Fusion.load(path, **overrides).to(device).eval()
+    return S4Fusion.load(resolve_checkpoint(path), **overrides).to(device).eval()
 
 
 def make_fuser(method: str, checkpoint: str | os.PathLike | None = None, device: str | torch.device = "cpu",
                scan_backend: str | None = None) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """``(ir_u8, vi_u8) -> fused_u8`` for ``method``: ``"s4fusion"`` (needs ``checkpoint``) or a name of
+    """``(ir_u8, vi_u8) -> fused_u8`` for ``method``: ``"s4fusion"`` (needs ``checkpoint``: a file or
+    ``"demo"``, the shipped demo weights) or a name of
     :data:`fusion.baselines.BASELINES`. Every method follows the same color policy (module docstring)."""
     from fusion.baselines import BASELINES, fuse_baseline
 
     if method == "s4fusion":
         if checkpoint is None:
-            raise ValueError("the s4fusion method needs a checkpoint (the official model.pkl, or a model "
-                             "exported by `python -m pipelines.run train_fusion`)")
+            raise ValueError("the s4fusion method needs a checkpoint (the official model.pkl, a model "
+                             "exported by `python -m pipelines.run train_fusion`, or 'demo')")
         model = load_model(checkpoint, device=device, scan_backend=scan_backend)
         return lambda ir, vi: fuse_image_arrays(model, ir, vi)
     if method not in BASELINES:

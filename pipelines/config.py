@@ -18,6 +18,7 @@ from typing import Any
 from data.config import ConfigError, apply_overrides, build, read_yaml_mapping
 from data.experiments import experiments_dir, resolve_experiment
 from detection.yolo import DetectorConfig
+from fusion.inference import resolve_checkpoint
 from pipelines.executor import ExecutorConfig
 
 EXPERIMENTS_DIR = experiments_dir()
@@ -178,7 +179,7 @@ def _method_problems(m: MethodConfig, index: int) -> list[str]:
         if (m.checkpoint is None) == (m.train is None):
             problems.append(f"{where}: give exactly one of 'checkpoint' (a trained model file) or "
                             f"'train' (a train_fusion config, path or mapping)")
-        elif m.checkpoint is not None and not Path(m.checkpoint).expanduser().is_file():
+        elif m.checkpoint is not None and not resolve_checkpoint(m.checkpoint).is_file():
             problems.append(f"{where}: S4Fusion checkpoint {m.checkpoint} does not exist")
         elif m.train is not None:
             problems += _train_problems(m.train, f"methods.{index}.train")

@@ -29,6 +29,7 @@ from data.config import ConfigError
 from data.io import digest, file_sha256, index_images_by_stem, write_csv_atomic, write_text_atomic
 from data.validation import bad_pairs
 from fusion.baselines import BASELINES
+from fusion.inference import resolve_checkpoint
 from fusion.metrics import CONVENTIONS, load_image, resolve_metrics
 from pipelines.cli import configure_logging, run_cli
 from pipelines.fusion_metrics import per_image_metrics
@@ -85,12 +86,12 @@ def resolve_methods(specs: list[str], stems: list[str], checkpoint: str | None, 
         elif not name and spec == "s4fusion":
             if checkpoint is None:
                 errors.append("method 's4fusion' needs --checkpoint PATH")
-            elif not Path(checkpoint).is_file():
+            elif not resolve_checkpoint(checkpoint).is_file():
                 errors.append(f"--checkpoint {checkpoint}: file does not exist")
             elif (problem := _checkpoint_problem(checkpoint)) is not None:
                 errors.append(problem)
             else:
-                methods.append(Method("s4fusion", "s4fusion", str(checkpoint)))
+                methods.append(Method("s4fusion", "s4fusion", str(resolve_checkpoint(checkpoint))))
         elif Path(path).is_dir():
             folder = Path(path)
             files = index_images_by_stem(folder)

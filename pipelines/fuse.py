@@ -25,7 +25,7 @@ from data.errors import RunFolderError
 from data.io import file_sha256, write_png_atomic, write_text_atomic
 from data.validation import bad_pairs
 from fusion.baselines import BASELINES
-from fusion.inference import make_fuser
+from fusion.inference import make_fuser, resolve_checkpoint
 from pipelines.cli import run_cli
 
 
@@ -38,8 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--vi", type=Path, help="folder of visible images matched to --ir by file stem")
     parser.add_argument("--method", default="s4fusion", choices=["s4fusion", *BASELINES],
                         help="s4fusion (needs --checkpoint) or a classical baseline (default: s4fusion)")
-    parser.add_argument("--checkpoint", type=Path,
-                        help="S4Fusion weights: an s4fuse export, or the official model.pkl / vmunet state dict")
+    parser.add_argument("--checkpoint",
+                        help="S4Fusion weights: an s4fuse export, the official model.pkl / vmunet state dict, "
+                             "or 'demo' (the small CPU-trained model shipped in fusion/weights)")
     parser.add_argument("--out", type=Path, required=True, help="output folder for <stem>.png")
     parser.add_argument("--device", default="cpu", help="torch device for S4Fusion (cpu, cuda, cuda:1, ...)")
     parser.add_argument("--scan-backend", default=None, help="selective-scan backend override (auto, cpu, mamba, reference)")
@@ -78,7 +79,8 @@ def _check_model_options(args: argparse.Namespace) -> None:
         return
     if args.checkpoint is None:
         raise ConfigError("--method s4fusion needs --checkpoint (the official release's model.pkl, "
-                         "or a model exported by `python -m pipelines.run train_fusion`)")
+                          "a model exported by `python -m pipelines.run train_fusion`, or 'demo')")
+    args.checkpoint = resolve_checkpoint(args.checkpoint)  # "demo": the shipped CPU-trained weights
     if args.checkpoint.name == "last.pt" and args.checkpoint.parent.name == "checkpoints":
         raise ConfigError(f"{args.checkpoint} is a training checkpoint (for --resume), not a model; use the "
                          f"exported {args.checkpoint.parent.parent / 's4fusion.pt'}")

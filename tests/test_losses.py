@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -157,3 +158,43 @@ def test_weights_loaded_from_explicit_path(tmp_path, perception):
     torch.save({"not": torch.zeros(1)}, path)
     with pytest.raises(ValueError, match="not a torchvision ResNet50"):
         PerceptionNet(str(path))
+
+
+# ---- the loss on real pairs (issue 10: is the loss or the training the problem?) ---------------
+def _real_pairs(shared_data):
+    from data.adapters import open_dataset
+    from data.color import to_gray
+
+    chosen = [("tno", "TNO", ["21", "24", "25"]), ("roadscene", "RoadScene", ["FLIR_04688", "FLIR_04722"])]
+    for name, folder, stems in chosen:
+        for sample in open_dataset(name, shared_data / "samples" / folder).subset(stems):
+            ir = sample.ir.astype(np.float32) / 255.0
+            yield ir, to_gray(sample.vi) / 255.0
+
+
+def test_demo_loss_ranks_edge_preserving_fusions_below_averaging(shared_data):
+    """The demo loss (w/o L_per, image omega) is lower for classical edge-preserving fusions than for
+    plain averaging on real pairs: a model that averages is under-trained, not well trained on a bad loss."""
+    from fusion.baselines import BASELINES
+
+    loss_fn = S4FusionLoss(LossConfig(omega_features="image", perception=PerceptionConfig(enabled=False)))
+    totals: dict[str, float] = {}
+    for ir, vi in _real_pairs(shared_data):
+        t_ir, t_vi = torch.from_numpy(ir)[None, None], torch.from_numpy(vi)[None, None]
+        for method in ("average", "max", "laplacian", "gff"):
+            fused = torch.from_numpy(BASELINES[method](ir, vi))[None, None]
+            totals[method] = totals.get(method, 0.0) + float(loss_fn(t_ir, t_vi, fused)[0])
+    assert totals["gff"] < totals["laplacian"] < totals["average"] and totals["max"] < totals["average"], totals
+
+
+def test_image_omega_needs_a_temperature_on_the_scale_of_image_sobel_energy(shared_data):
+    """Sobel energies of [0, 1] images are O(0.1): c = 5 pins omega at 0.5, c = 0.25 lets it respond
+    (on these 5 pairs |omega_ir - 0.5| reaches 0.010 and 0.196)."""
+    spreads = {}
+    for c in (5.0, 0.25):
+        omegas = []
+        for ir, vi in _real_pairs(shared_data):
+            energy = feature_gradient_energy([torch.from_numpy(np.stack([ir, vi]))[:, None]])
+            omegas.append(float(source_weights(energy[:1], energy[1:], c)[0, 0]))
+        spreads[c] = max(abs(w - 0.5) for w in omegas)
+    assert spreads[5.0] < 0.03 and spreads[0.25] > 0.15, spreads

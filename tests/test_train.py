@@ -18,7 +18,7 @@ from fusion import S4Fusion, S4FusionConfig
 from fusion.losses import LossConfig, PerceptionConfig, PerceptionNet, S4FusionLoss
 from fusion.train import (CheckpointError, PairedCropDataset, TrainConfig, build_model, load_checkpoint, param_groups,
                           resolve_sources, seed_everything, train, warmup_cosine)
-
+from fusion.validation import read_history
 
 from conftest import REPO_ROOT as REPO
 from conftest import SHARED_DATA as SHARED
@@ -72,6 +72,12 @@ def test_demo_config_loads_and_overrides_apply():
     assert cfg.optim.lr_peak == 1e-3 and cfg.data.train[1].root == "/elsewhere"
     assert cfg.model_config().interaction == "add" and not cfg.loss.perception.enabled
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "experiments" / "ablations").glob("train_demo_*.yaml")), ids=lambda p: p.stem)
+def test_ablation_configs_load_and_share_the_demo_split(path):
+    cfg, demo = TrainConfig.from_yaml(path), TrainConfig.from_yaml(REPO / "experiments" / "train_s4fusion_demo.yaml")
+    assert cfg.data.val == demo.data.val and cfg.validation.metrics == ["SF", "AG", "Qabf", "VIF"]
 
 
 def test_config_errors_name_the_key(tmp_path):
@@ -196,7 +202,8 @@ def test_cli_logs_to_mlflow(tmp_path, monkeypatch):
     parser = argparse.ArgumentParser()
     train_fusion.add_arguments(parser)
     overrides = [f"model={TINY_MODEL}", "data.crop_size=25", "batch_size=2", "max_steps=2", "log_every=1",
-                 "val_every=2", "data.val_pairs=1", "loss.perception.enabled=true", 'data.train.0.stems=["01", "07"]', "data.train.1.stems=[FLIR_04269]"]
+                 "val_every=2", "data.val_pairs=1", "loss.perception.enabled=true", 'data.train.0.stems=["01", "07"]', "data.train.1.stems=[FLIR_04269]",
+                 "validation.max_pairs=1", "validation.metrics=[Qabf, VIF]"]
     # both spellings: --set KEY=VALUE (the documented one) and the older positional key=value
     overrides = overrides[:4] + [a for o in overrides[4:] for a in ("--set", o)]
     args = parser.parse_args(["--config", "experiments/train_s4fusion_demo.yaml", "--out", str(tmp_path), *overrides])
@@ -212,6 +219,10 @@ def test_cli_logs_to_mlflow(tmp_path, monkeypatch):
     for key in ("train/loss", "train/per", "train/l1", "train/ssim", "train/grad", "train/lr",
                 "train/samples_per_s", "train/omega_ir"):
         assert len(client.get_metric_history(run.info.run_id, key)) == 2, key
+    # held-out metrics of the model and the averaging reference line, at val_every (step 2)
+    for key in ("val/Qabf", "val/VIF", "val_average/Qabf", "val_average/VIF"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [2], key
+    assert read_history(tmp_path / "val" / "metrics.jsonl")[0]["step"] == 2
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "val")}
     assert artifacts == {"val/step_0000002.png"}
     assert {a.path for a in client.list_artifacts(run.info.run_id, "model")} == {"model/s4fusion.pt"}
@@ -268,31 +279,45 @@ def test_ddp_two_processes_match_single_process(tmp_path):
 
 
 # ---- the short real training run -------------------------------------------------------------
-@pytest.mark.slow
-def test_demo_training_beats_averaging_on_held_out_pairs(tmp_path, monkeypatch):
-    """The demo recipe (a few CPU minutes) vs plain averaging on pairs it did not train on."""
-    from data.adapters import open_dataset
-    from fusion.baselines import fuse_baseline
-    from fusion.inference import fuse_image_arrays, load_model
-    from fusion.metrics import compute_metrics
+DEMO_KEYS = ("SF", "AG", "Qabf", "VIF")
 
-    monkeypatch.chdir(REPO)
-    cfg = TrainConfig.from_yaml(REPO / "experiments" / "train_s4fusion_demo.yaml", ["tracking.enabled=false"])
-    model = load_model(train(cfg, tmp_path))
-    trained = {s for src in cfg.data.train for s in src.stems}
-    keys = ("SF", "AG", "Qabf")
-    ours, base = {k: [] for k in keys}, {k: [] for k in keys}
-    for name, root in (("tno", TNO), ("roadscene", ROADSCENE)):
-        for sample in open_dataset(name, root):
-            if sample.name in trained:
-                continue
-            fused = fuse_image_arrays(model, sample.ir, sample.vi)
-            averaged = fuse_baseline("average", sample.ir, sample.vi)
-            for scores, img in ((ours, fused), (base, averaged)):
-                m = compute_metrics(sample.ir, sample.vi, img, convention="mmif", metrics=keys)
-                for k in keys:
-                    scores[k].append(m[k])
-    assert len(ours["SF"]) == 7  # TNO 21-25, RoadScene FLIR_04688 and FLIR_04722
-    means = {k: (float(np.mean(ours[k])), float(np.mean(base[k]))) for k in keys}
-    print("held-out means (ours, average):", means)
-    assert all(o > b for o, b in means.values()), means
+
+@pytest.fixture(scope="module")
+def demo_recipe_scores(tmp_path_factory):
+    """Train the CPU demo recipe from scratch (~1800 steps) and score it and plain averaging on the
+    held-out pairs of its config (TNO 21-25, RoadScene FLIR_04688/04722, 6 VIFB pairs)."""
+    from fusion.inference import load_model, make_fuser
+    from fusion.validation import fuser_metrics, load_pairs, model_fuser
+
+    out = tmp_path_factory.mktemp("demo_recipe")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(REPO)  # the recipe's data roots are relative to the repository root
+        cfg = TrainConfig.from_yaml(REPO / "experiments" / "train_s4fusion_demo.yaml", ["tracking.enabled=false"])
+        model = load_model(train(cfg, out))
+        held_out = load_pairs(resolve_sources(cfg.data.val, cfg.data.split_seed)[0])
+    trained = {(src.dataset, s) for src in cfg.data.train for s in src.stems}
+    assert len(held_out) == 13 and not trained & {tuple(p.name.split("/")) for p in held_out}
+    ours = fuser_metrics(model_fuser(model), held_out, DEMO_KEYS)
+    average = fuser_metrics(make_fuser("average"), held_out, DEMO_KEYS)
+    print("held-out means (ours, average):", {k: (ours[k], average[k]) for k in DEMO_KEYS})
+    # the trainer's last validation record holds the same numbers (what MLflow shows)
+    last = read_history(out / "val" / "metrics.jsonl")[-1]
+    assert all(last[f"val/{k}"] == pytest.approx(ours[k]) and last[f"val_average/{k}"] == pytest.approx(average[k])
+               for k in DEMO_KEYS)
+    return ours, average
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("metric", ["SF", "AG", "Qabf"])
+def test_demo_training_beats_averaging_on_held_out_pairs(demo_recipe_scores, metric):
+    ours, average = demo_recipe_scores
+    assert ours[metric] > average[metric], (metric, ours, average)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="measured 2026-11-30: held-out VIF 0.528 vs averaging 0.574 after the "
+                   "recipe's 1800 steps (docs/training.md#experiments-issue-10); strict: a pass means the recipe "
+                   "improved and this mark must go")
+def test_demo_training_beats_averaging_on_vif(demo_recipe_scores):
+    ours, average = demo_recipe_scores
+    assert ours["VIF"] > average["VIF"], (ours, average)

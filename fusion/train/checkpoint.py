@@ -17,7 +17,8 @@ from data.io import write_atomic
 CHECKPOINT_FORMAT = "s4fuse-train-checkpoint"
 CHECKPOINT_VERSION = 1
 # Keys that may change between a run and its resume (they do not change the trajectory).
-RESUMABLE_KEYS = ("max_steps", "ckpt_every", "log_every", "val_every", "data.num_workers", "tracking")
+RESUMABLE_KEYS = ("max_steps", "ckpt_every", "log_every", "val_every", "data.num_workers", "tracking",
+                  "validation")
 
 
 class CheckpointError(InputError, RuntimeError):

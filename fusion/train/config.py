@@ -8,6 +8,7 @@ from typing import Any
 
 from data.config import ConfigError, apply_overrides, build, read_yaml_mapping, to_plain
 from fusion.losses import LossConfig
+from fusion.validation import ValidationConfig
 
 
 @dataclass
@@ -71,6 +72,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)  # held-out metrics at val_every
 
     def validate(self) -> list[str]:
         """Checks across sections, run on load (data.config.build)."""

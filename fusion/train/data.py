@@ -23,6 +23,7 @@ from data.transforms import PairedAugment
 from data.validation import bad_pairs
 from fusion.train.config import DataSource, TrainConfig
 from fusion.train.distributed import DistContext
+from fusion.validation import HeldOutValidation
 
 
 class PairedCropDataset(Dataset):
@@ -118,6 +119,7 @@ class TrainData:
     total_steps: int
     stop_step: int
     val_pairs: list[tuple[np.ndarray, np.ndarray]]
+    held_out: HeldOutValidation  # metrics of the model and reference baselines on data.val
 
 
 def build_train_data(cfg: TrainConfig, ctx: DistContext) -> TrainData:
@@ -139,8 +141,10 @@ def build_train_data(cfg: TrainConfig, ctx: DistContext) -> TrainData:
                         # own generator: creating an iterator must not consume the global RNG
                         generator=torch.Generator().manual_seed(cfg.seed))
     val_pairs = load_val_pairs(cfg) if ctx.is_main else []
+    held_out = HeldOutValidation(cfg.validation, resolve_sources(cfg.data.val, cfg.data.split_seed)[0]
+                                 if ctx.is_main and cfg.data.val else [])
     return TrainData(train_set, sampler, loader, split, per_rank_batch, steps_per_epoch, total_steps, stop_step,
-                     val_pairs)
+                     val_pairs, held_out)
 
 
 def load_val_pairs(cfg: TrainConfig) -> list[tuple[np.ndarray, np.ndarray]]:

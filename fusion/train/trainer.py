@@ -31,6 +31,7 @@ from fusion.train.data import TrainData, build_train_data
 from fusion.train.distributed import DistContext, barrier, mean_over_ranks, setup_distributed, wrap_model
 from fusion.train.schedule import build_optimizer
 from fusion.train.val_grid import validation_grid
+from fusion.validation import record_metrics
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +239,13 @@ class Trainer:
             "mlflow_run_id": self.run.run_id if self.run is not None and self.run.owns_run else None})
 
     def validate(self) -> None:
-        """The validation grid of the held-out pairs (``val/step_NNNNNNN.png``, logged to MLflow)."""
+        """Held-out metrics (``val/<metric>`` and the reference baselines' lines, also in
+        ``val/metrics.jsonl``) and the validation grid (``val/step_NNNNNNN.png``), logged to MLflow."""
+        metrics = self.data.held_out(self.model)  # {} unless rank 0 with data.val and validation.metrics
+        if metrics:
+            record_metrics(self.out_dir / "val" / "metrics.jsonl", self.step, metrics)
+            if self.run is not None:
+                self.run.log_metrics(metrics, self.step)
         if not (self.ctx.is_main and self.data.val_pairs):
             return
         grid = validation_grid(self.model, self.data.val_pairs, self.ctx.device)

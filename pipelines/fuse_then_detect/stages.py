@@ -164,7 +164,9 @@ def s4fusion_checkpoint(method: MethodConfig, train_cfg, run_dir: Path, run: Run
     trainer logs its curves into ``run``, which the caller owns). ``device`` (e.g. the GPU an
     executor pinned) replaces the config's device without changing the cache folder."""
     if method.checkpoint is not None:
-        return Path(method.checkpoint).expanduser().resolve()
+        from fusion.inference import resolve_checkpoint
+
+        return resolve_checkpoint(method.checkpoint).resolve()  # a file, or "demo" (the shipped weights)
     from fusion.train import train
 
     out = s4fusion_dir(method, train_cfg, run_dir)
