@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,9 +46,12 @@ def test_demo_weights_resolve_and_load():
 
 
 def test_sidecar_is_the_current_recipe_and_held_out_pairs_are_unseen():
-    recipe = TrainConfig.from_yaml(REPO_ROOT / SIDECAR["recipe"]).to_dict()
-    shipped = TrainConfig.from_dict(SIDECAR["config"]).to_dict()
-    ignored = ("tracking", "ckpt_every", "log_every", "val_every", "max_steps")
+    recipe_cfg = TrainConfig.from_yaml(REPO_ROOT / SIDECAR["recipe"])
+    shipped_cfg = TrainConfig.from_dict(SIDECAR["config"])
+    # the model as built (a named size such as {size: demo} equals its spelled-out fields)
+    assert recipe_cfg.model_config() == shipped_cfg.model_config()
+    recipe, shipped = recipe_cfg.to_dict(), shipped_cfg.to_dict()
+    ignored = ("tracking", "ckpt_every", "log_every", "val_every", "max_steps", "model")
     assert {k: v for k, v in recipe.items() if k not in ignored} == {k: v for k, v in shipped.items() if k not in ignored}
     trained = {(s["dataset"], stem) for s in SIDECAR["config"]["data"]["train"] for stem in s["stems"]}
     held = {tuple(name.split("/")) for name in SIDECAR["held_out_pairs"]}
@@ -90,10 +94,10 @@ def test_fuse_command_accepts_demo(shared_data, tmp_path):
 def test_fuse_then_detect_and_evaluate_accept_demo(tmp_path):
     from pipelines.config import parse_config
     from pipelines.evaluate import resolve_methods
-    from pipelines.fuse_then_detect import s4fusion_checkpoint
+    from pipelines.fuse_then_detect.stages import s4fusion_checkpoint
 
     pipeline = parse_config({"name": "t", "methods": [{"name": "S4", "kind": "s4fusion", "checkpoint": "demo"}],
                              "detector": {"model": "yolov8n.yaml", "imgsz": 64, "epochs": 1}})  # validates
-    assert s4fusion_checkpoint(pipeline.methods[0], None, tmp_path, None, None) == WEIGHTS.resolve()
+    assert s4fusion_checkpoint(pipeline.methods[0], None, tmp_path) == WEIGHTS.resolve()
     (method,) = resolve_methods(["s4fusion"], [], "demo", allow_missing=False)
-    assert method.kind == "s4fusion" and method.source == "demo"
+    assert method.kind == "s4fusion" and Path(method.source) == WEIGHTS.resolve()
