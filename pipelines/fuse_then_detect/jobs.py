@@ -33,22 +33,45 @@ FAULTS_ENV = "S4FUSE_INJECT_JOB_FAULTS"
 
 
 class RecordingTracker:
-    """Stands in for data.tracking.Tracker in a job: records the calls the driver replays."""
+    """Stands in for data.tracking.Tracker in a job: records the calls the driver replays.
 
-    def __init__(self) -> None:
+    With ``path`` every call is also appended to that JSON-lines file (in the training's own folder),
+    so a training killed and resumed keeps what it logged before: :meth:`last_step` then tells the
+    trainer which steps are already recorded, exactly as a real run would, and none is logged twice."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
         self.calls: list[tuple[str, tuple]] = []
+        if path is not None and path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    name, args = json.loads(line)
+                except ValueError:  # a line cut short by a kill: that call was not completed
+                    continue
+                self.calls.append((name, tuple(args)))
+
+    def _record(self, name: str, args: tuple) -> None:
+        self.calls.append((name, args))
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps([name, list(args)]) + "\n")
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
-        self.calls.append(("log_params", (dict(params),)))
+        self._record("log_params", (dict(params),))
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
-        self.calls.append(("log_metrics", (dict(metrics), step)))
+        self._record("log_metrics", (dict(metrics), step))
 
     def log_artifact(self, run_id: str, path: str | os.PathLike, artifact_path: str | None = None) -> None:
-        self.calls.append(("log_artifact", (str(path), artifact_path)))
+        self._record("log_artifact", (str(path), artifact_path))
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
-        self.calls.append(("set_tags", (dict(tags),)))
+        self._record("set_tags", (dict(tags),))
+
+    def last_step(self, run_id: str, key: str) -> int:
+        """The highest step recorded for metric ``key`` (0 if none)."""
+        return max((args[1] for name, args in self.calls if name == "log_metrics" and key in args[0]), default=0)
 
     def finish(self, run_id: str, status: str = "FINISHED") -> None:
         return None  # the driver owns the run
@@ -76,15 +99,20 @@ def _inject_fault(key: tuple) -> None:
 
 @contextmanager
 def _job_threads(n: int):
-    """A job computes with the CPUs it reserved, whichever executor runs it (same results)."""
+    """A job computes with the CPUs it reserved, whichever executor runs it, and starts from torch's
+    default algorithms whatever ran before it in this process (ultralytics turns deterministic
+    algorithms on and leaves them on, which changes some CPU kernels' rounding): serial, Ray and
+    resumed runs then give the same results."""
     import torch
 
-    previous = torch.get_num_threads()
+    previous = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(n)
+    torch.use_deterministic_algorithms(False)
     try:
         yield
     finally:
-        torch.set_num_threads(previous)
+        torch.set_num_threads(previous[0])
+        torch.use_deterministic_algorithms(previous[1])
 
 
 def _train_device(ctx: JobContext) -> str | None:
@@ -97,7 +125,9 @@ def fuse_job(ctx: JobContext, method: MethodConfig, prepared: Any, data: Prepare
     """S4Fusion model (trained here if configured) -> fused split -> YOLO export."""
     _inject_fault(ctx.key)
     start = time.perf_counter()
-    recorder = RecordingTracker()
+    trained_here = method.kind == "s4fusion" and method.checkpoint is None
+    recorder = RecordingTracker(stages.s4fusion_dir(method, prepared, run_dir) / "tracking_calls.jsonl"
+                                if trained_here else None)
     with _job_threads(ctx.workers):
         checkpoint = None
         if method.kind == "s4fusion":
