@@ -69,6 +69,10 @@ class RecordingTracker:
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         self._record("set_tags", (dict(tags),))
 
+    def log_dataset_input(self, run_id: str, name: str, digest: str, source: str, profile: Mapping[str, Any],
+                          context: str) -> None:
+        self._record("log_dataset_input", (name, digest, str(source), dict(profile), context))
+
     def last_step(self, run_id: str, key: str) -> int:
         """The highest step recorded for metric ``key`` (0 if none)."""
         return max((args[1] for name, args in self.calls if name == "log_metrics" and key in args[0]), default=0)
