@@ -73,10 +73,6 @@ def predictions(result):
             for o in result.outcomes for seed, r in zip(o.seeds, o.detections)}
 
 
-@pytest.mark.xfail(strict=False, reason="open: failed once after the end-of-session merge of 2026-11-30 (in-run "
-                   "training's recorded MLflow calls now persist; jobs reset torch's deterministic-algorithms flag), "
-                   "not diagnosed for lack of time; see tests/test_kill_resume.py's fusion xfail for a measured "
-                   "1-grey-level S4Fusion fusion difference between processes")
 def test_ray_gives_the_serial_table_mlflow_runs_and_predictions(runs, faults):
     serial, ray = runs
     assert int(Path(f"{faults}.detect-VI-1.attempts").read_text()) == 2  # failed once, retried once
