@@ -39,8 +39,9 @@ test-slow: install
 test-all: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The demo profile on Ray (installed by the test extra): two 1-CPU jobs side by side on 2 cores.
 demo: install
-	$(BIN)/python -m pipelines.run fuse_then_detect
+	$(BIN)/python -m pipelines.run fuse_then_detect --executor ray
 
 bench: install
 	$(BIN)/python -m bench.run_all

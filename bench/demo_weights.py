@@ -20,7 +20,8 @@ from pathlib import Path
 
 from data.io import write_text_atomic
 from fusion.baselines import fuse_baseline
-from fusion.inference import CHECKPOINT_ALIASES, load_model
+from fusion.checkpoints import CHECKPOINT_ALIASES
+from fusion.inference import load_model
 from fusion.model import S4Fusion
 from fusion.train import TrainConfig, resolve_sources
 from fusion.validation import fuser_metrics, load_pairs, model_fuser, read_history

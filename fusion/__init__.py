@@ -4,8 +4,8 @@
 ablation interactions) -> ``model`` (S4Fusion, config, official checkpoints); ``inference``,
 ``flops``, ``losses``, ``train`` (package), ``analysis`` (Table VIII, Fig. 13), ``mlflow_model`` (a trained
 model as an MLflow pyfunc) build on them; ``paper``
-hands out the paper's printed values (``paper_s4fusion.yaml``); ``baselines`` and ``metrics`` are
-numpy-only and import without torch (the model is exposed lazily below). May import data/;
+hands out the paper's printed values (``paper_s4fusion.yaml``); ``baselines``, ``metrics`` and
+``checkpoints`` (shipped checkpoint names) import without torch (the model is exposed lazily below). May import data/;
 never detection/ or pipelines/.
 """
 import os

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from data.color import merge_luma, split_luma, to_gray
 from data.io import read_image, write_png_atomic
+from fusion.checkpoints import resolve_checkpoint
 from fusion.model import S4Fusion
 
 
@@ -65,16 +66,6 @@ def fuse_files(model: nn.Module, ir_path: str | os.PathLike, vi_path: str | os.P
     """Read an IR/VIS pair, fuse (color policy above) and write an 8-bit PNG atomically."""
     fused = fuse_image_arrays(model, read_image(ir_path, "gray"), read_image(vi_path, "unchanged"))
     return write_png_atomic(out_path, fused)
-
-
-# Named checkpoints shipped with the package; "demo": the CPU-trained small model (its model card:
-# fusion/weights/s4fusion_demo.md).
-CHECKPOINT_ALIASES: dict[str, Path] = {"demo": Path(__file__).with_name("weights") / "s4fusion_demo.pt"}
-
-
-def resolve_checkpoint(checkpoint: str | os.PathLike) -> Path:
-    """The file of ``checkpoint``: a name of :data:`CHECKPOINT_ALIASES` (``"demo"``) or a path."""
-    return CHECKPOINT_ALIASES.get(str(checkpoint), Path(checkpoint).expanduser())
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", scan_backend: str | None = None) -> S4Fusion:

@@ -59,17 +59,14 @@ def signature():
                           outputs=Schema([TensorSpec(u8, (-1, -1, -1))]))
 
 
-def log_trained_model(run: RunHandle, export_path: str | os.PathLike, split: dict[str, list[str]],
-                      split_dir: str | os.PathLike) -> str:
-    """The end of a training run: the pairs it trained on as a dataset input (digest = split hash,
-    sizes per part) and the exported model as the pyfunc ``s4fusion``; returns the model URI."""
+def log_training_split(run: RunHandle, split: dict[str, list[str]], split_dir: str | os.PathLike) -> None:
+    """The pairs a training run trained on, as its dataset input (digest = split hash, sizes per part)."""
     from data.splits import split_hash
 
     digest = split_hash(split)
     run.log_dataset_input(f"fusion_split@{digest[:12]}", digest, str(split_dir),
                           {**{part: len(stems) for part, stems in split.items()}, "split_sha256": digest},
                           "s4fusion training")
-    return log_s4fusion_model(run, export_path)
 
 
 def log_s4fusion_model(run: RunHandle, checkpoint: str | os.PathLike, name: str = MODEL_NAME) -> str:

@@ -7,6 +7,7 @@ and the command exits with code 2; any other exception is a bug and propagates w
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -19,6 +20,23 @@ def add_set_argument(parser: argparse.ArgumentParser, example: str) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help=f"override a config key (repeatable; value as YAML, coerced to the key's type; "
                              f"list items by index, e.g. data.train.0.root=PATH), e.g. --set {example}")
+
+
+def add_run_folder_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--runs-dir`` and ``--tracking-uri``, shared by the commands that own a run folder."""
+    parser.add_argument("--runs-dir", default=None, help="run folder (default: runs/<config name>)")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow tracking URI (default: sqlite:///<run folder>/mlflow.db)")
+
+
+def run_folder_overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` overrides for the options of :func:`add_run_folder_arguments` that were given."""
+    overrides = []
+    if args.runs_dir:
+        overrides.append(f"runs_dir={json.dumps(str(args.runs_dir))}")
+    if args.tracking_uri:
+        overrides.append(f"tracking.uri={json.dumps(args.tracking_uri)}")
+    return overrides
 
 
 OUR_PACKAGES = ("pipelines", "fusion", "detection", "data")

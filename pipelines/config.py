@@ -18,7 +18,7 @@ from typing import Any
 from data.config import ConfigError, apply_overrides, build, read_yaml_mapping
 from data.experiments import experiments_dir, resolve_experiment
 from detection.yolo import DetectorConfig
-from fusion.inference import resolve_checkpoint
+from fusion.checkpoints import resolve_checkpoint
 from pipelines.executor import ExecutorConfig
 
 EXPERIMENTS_DIR = experiments_dir()

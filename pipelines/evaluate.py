@@ -29,7 +29,7 @@ from data.config import ConfigError
 from data.io import digest, file_sha256, index_images_by_stem, write_csv_atomic, write_text_atomic
 from data.validation import bad_pairs
 from fusion.baselines import BASELINES
-from fusion.inference import resolve_checkpoint
+from fusion.checkpoints import resolve_checkpoint
 from fusion.metrics import CONVENTIONS, load_image, resolve_metrics
 from pipelines.cli import configure_logging, run_cli
 from pipelines.fusion_metrics import per_image_metrics

@@ -25,7 +25,8 @@ from data.errors import RunFolderError
 from data.io import file_sha256, write_png_atomic, write_text_atomic
 from data.validation import bad_pairs
 from fusion.baselines import BASELINES
-from fusion.inference import make_fuser, resolve_checkpoint
+from fusion.checkpoints import resolve_checkpoint
+from fusion.inference import make_fuser
 from pipelines.cli import run_cli
 
 

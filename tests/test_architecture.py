@@ -129,8 +129,8 @@ def _run(code: str) -> subprocess.CompletedProcess:
                           env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"})
 
 
-def test_metrics_and_baselines_import_without_torch():
-    proc = _run("import sys, fusion.metrics, fusion.baselines; print('torch' in sys.modules)")
+def test_metrics_baselines_and_checkpoint_names_import_without_torch():
+    proc = _run("import sys, fusion.metrics, fusion.baselines, fusion.checkpoints; print('torch' in sys.modules)")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
 

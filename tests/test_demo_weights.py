@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from fusion import S4Fusion
-from fusion.inference import CHECKPOINT_ALIASES, load_model, make_fuser, resolve_checkpoint
+from fusion.checkpoints import CHECKPOINT_ALIASES, resolve_checkpoint
+from fusion.inference import load_model, make_fuser
 from fusion.train import TrainConfig, resolve_sources
 from fusion.validation import fuser_metrics, load_pairs, model_fuser
 

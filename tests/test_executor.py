@@ -15,7 +15,7 @@ import pytest
 from pipelines.executor import (ExecutorConfig, Job, JobContext, JobFailure, SerialExecutor, SharedStorageError,
                                 make_executor)
 from pipelines.executor.jobs import check_jobs
-from pipelines.executor.ray_executor import PROBE_DIR_ENV, gpus_per_job_on
+from pipelines.executor.ray_executor import PROBE_DIR_ENV, gpus_per_job_on, job_slots
 
 METHODS = ("IR", "VI", "avg")
 SEEDS = (0, 1)
@@ -120,6 +120,22 @@ def test_serial_runs_the_dag_in_dependency_order(tmp_path):
     assert list(results) == [j.key for j in toy_dag(tmp_path)]
     assert make_executor(ExecutorConfig()).run([Job(("w",), where_job)], progress=False)[("w",)] == \
         {"device": None, "workers": 2, "resolved": "auto", "cuda_visible": None}  # serial does not pin devices
+
+
+def test_ready_jobs_start_highest_priority_first(tmp_path):
+    """The long chain (priority 1: a training and its detector) goes first, and its dependant jumps the
+    queue as soon as it is ready; equal priorities keep the list order."""
+    jobs = [Job(("a",), where_job), Job(("train",), where_job, priority=1),
+            Job(("detect",), where_job, after=(("train",),), priority=1), Job(("b",), where_job)]
+    ended = []
+    SerialExecutor(ExecutorConfig()).run(jobs, progress=False, on_job_end=lambda k, o: ended.append(k))
+    assert ended == [("train",), ("detect",), ("a",), ("b",)]
+
+
+def test_ray_submits_up_to_the_clusters_cpu_slots():
+    assert job_slots(ExecutorConfig(kind="ray", cpus_per_job=1), [{"CPU": 2}]) == 2
+    assert job_slots(ExecutorConfig(kind="ray", cpus_per_job=2), [{"CPU": 16, "GPU": 8}, {"CPU": 3}]) == 9
+    assert job_slots(ExecutorConfig(kind="ray", cpus_per_job=4), [{"CPU": 2}]) == 1
 
 
 def test_serial_retries_and_reports_failures(tmp_path):

@@ -344,3 +344,24 @@ def test_report_statistics_and_a_failed_job_reported_by_method_and_seed(inputs, 
     assert boot["low"].iloc[0] <= boot["diff_map50"].iloc[0] <= boot["high"].iloc[0]
     assert bool(boot["excludes_0"].iloc[0]) == (boot["low"].iloc[0] > 0 or boot["high"].iloc[0] < 0)
     assert f"Fused methods vs the best source-only row ({best['method']})" in (result.report_dir / "report.md").read_text()
+
+
+def test_in_run_training_succeeds_on_its_first_attempt_and_its_run_gets_model_and_split(inputs, mlflow_db, tmp_path,
+                                                                                        stub):
+    """An S4Fusion trained inside the run logs through the job's recorder (the driver alone talks to
+    MLflow): no retry may hide a failure, so retries are off. The child run gets the training curve,
+    the fusion split as a dataset input and the pyfunc model (logged once, by the driver)."""
+    train = {"name": "s4fusion_in_run", "model": TINY_MODEL, "data": {"crop_size": 25, "val_pairs": 1},
+             "loss": {"omega_features": "image", "perception": {"enabled": False}}, "batch_size": 2,
+             "max_steps": 2, "ckpt_every": 2, "log_every": 1, "val_every": 1000, "device": "cpu"}
+    cfg = make_cfg(inputs, tmp_path / "run", mlflow_db, "in_run_training", seeds=[0],
+                   methods=[{"name": "S4Fusion", "kind": "s4fusion", "train": train}],
+                   executor={"kind": "serial", "max_retries": 0})
+    run_pipeline(cfg, progress=False)  # a failed job raises JobsFailedError
+    client = mlflow.MlflowClient(mlflow_db)
+    experiment = client.get_experiment_by_name("in_run_training")
+    (child,) = [r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get("method") == "S4Fusion"]
+    assert [m.step for m in client.get_metric_history(child.info.run_id, "train/loss")] == [1, 2]
+    assert any(i.dataset.name.startswith("fusion_split@") for i in child.inputs.dataset_inputs)
+    models = client.search_logged_models(experiment_ids=[experiment.experiment_id])
+    assert [m.source_run_id for m in models] == [child.info.run_id]

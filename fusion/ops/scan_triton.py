@@ -70,6 +70,35 @@ def _program_coords(pid, n_blocks, n_groups, per_group, d_state, BLOCK_D: tl.con
 
 
 @triton.jit
+def _channel_params(A_ptr, D_ptr, bias_ptr, d, mask_d, offs_n, mask_dn, d_state, BLOCK_D: tl.constexpr,
+                    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr):
+    """The block's A (BLOCK_D, N_PAD), delta bias and D skip (zeros when absent: adding 0 is exact)."""
+    A = tl.load(A_ptr + d[:, None] * d_state + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
+    bias = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + d, mask=mask_d, other=0.0).to(tl.float32)
+    skip = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    if HAS_D:
+        skip = tl.load(D_ptr + d, mask=mask_d, other=0.0).to(tl.float32)
+    return A, bias, skip
+
+
+@triton.jit
+def _step_inputs(u_ptr, delta_ptr, B_ptr, row, bc_row, t, length, mask_d, mask_n, bias, SOFTPLUS: tl.constexpr):
+    """Time step t's u, biased delta before/after softplus (0 on padded steps and channels: decay 1,
+    no input) and B, with the step's channel mask."""
+    mask_t = mask_d & (t < length)
+    u = tl.load(u_ptr + row + t, mask=mask_t, other=0.0).to(tl.float32)
+    raw_dt = tl.load(delta_ptr + row + t, mask=mask_t, other=0.0).to(tl.float32) + bias
+    dt = raw_dt
+    if SOFTPLUS:
+        dt = _softplus(raw_dt)
+    dt = tl.where(mask_t, dt, 0.0)
+    Bt = tl.load(B_ptr + bc_row + t, mask=mask_n & (t < length), other=0.0).to(tl.float32)
+    return mask_t, u, raw_dt, dt, Bt
+
+
+@triton.jit
 def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
                     out_ptr, last_ptr, ckpt_ptr,
                     dim, length, d_state, per_group, n_groups, n_blocks, n_chunks,
@@ -78,11 +107,8 @@ def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_pt
     pid = tl.program_id(0)
     blk, g, b, d, mask_d, offs_n, mask_n = _program_coords(pid, n_blocks, n_groups, per_group, d_state, BLOCK_D, N_PAD)
     mask_dn = mask_d[:, None] & mask_n[None, :]
-    A = tl.load(A_ptr + d[:, None] * d_state + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + d, mask=mask_d, other=0.0).to(tl.float32)
-    if HAS_D:
-        skip = tl.load(D_ptr + d, mask=mask_d, other=0.0).to(tl.float32)
+    A, bias, skip = _channel_params(A_ptr, D_ptr, bias_ptr, d, mask_d, offs_n, mask_dn, d_state, BLOCK_D, HAS_D,
+                                    HAS_BIAS)
     row = (b.to(tl.int64) * dim + d) * length  # (BLOCK_D,) offsets of the channels' time rows
     bc_row = ((b.to(tl.int64) * n_groups + g) * d_state + offs_n) * length  # (N_PAD,)
     ckpt = ((b.to(tl.int64) * dim + d[:, None]) * n_chunks * d_state + offs_n[None, :])  # + chunk * d_state
@@ -91,15 +117,8 @@ def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_pt
         tl.store(ckpt_ptr + ckpt + c * d_state, x, mask=mask_dn)
         for i in range(K):
             t = c * K + i
-            mask_t = mask_d & (t < length)
-            u = tl.load(u_ptr + row + t, mask=mask_t, other=0.0).to(tl.float32)
-            dt = tl.load(delta_ptr + row + t, mask=mask_t, other=0.0).to(tl.float32)
-            if HAS_BIAS:
-                dt += bias
-            if SOFTPLUS:
-                dt = _softplus(dt)
-            dt = tl.where(mask_t, dt, 0.0)  # padded steps/channels: decay 1, no input
-            Bt = tl.load(B_ptr + bc_row + t, mask=mask_n & (t < length), other=0.0).to(tl.float32)
+            mask_t, u, raw_dt, dt, Bt = _step_inputs(u_ptr, delta_ptr, B_ptr, row, bc_row, t, length, mask_d,
+                                                     mask_n, bias, SOFTPLUS)
             Ct = tl.load(C_ptr + bc_row + t, mask=mask_n & (t < length), other=0.0).to(tl.float32)
             x = tl.exp(dt[:, None] * A) * x + (dt * u)[:, None] * Bt[None, :]
             y = tl.sum(x * Ct[None, :], axis=1)
@@ -122,11 +141,8 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
     pid = tl.program_id(0)
     blk, g, b, d, mask_d, offs_n, mask_n = _program_coords(pid, n_blocks, n_groups, per_group, d_state, BLOCK_D, N_PAD)
     mask_dn = mask_d[:, None] & mask_n[None, :]
-    A = tl.load(A_ptr + d[:, None] * d_state + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + d, mask=mask_d, other=0.0).to(tl.float32)
-    if HAS_D:
-        skip = tl.load(D_ptr + d, mask=mask_d, other=0.0).to(tl.float32)
+    A, bias, skip = _channel_params(A_ptr, D_ptr, bias_ptr, d, mask_d, offs_n, mask_dn, d_state, BLOCK_D, HAS_D,
+                                    HAS_BIAS)
     row = (b.to(tl.int64) * dim + d) * length
     bc_row = ((b.to(tl.int64) * n_groups + g) * d_state + offs_n) * length
     # this block's slice of the (blocks, b, G, N, L) dB/dC partial sums
@@ -144,33 +160,18 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         x = tl.load(ckpt_ptr + ckpt + c * d_state, mask=mask_dn, other=0.0)
         for i in range(K):
             t = c * K + i
-            mask_t = mask_d & (t < length)
             tl.store(scratch_ptr + scratch + i * BLOCK_D * N_PAD, x)
-            u = tl.load(u_ptr + row + t, mask=mask_t, other=0.0).to(tl.float32)
-            dt = tl.load(delta_ptr + row + t, mask=mask_t, other=0.0).to(tl.float32)
-            if HAS_BIAS:
-                dt += bias
-            if SOFTPLUS:
-                dt = _softplus(dt)
-            dt = tl.where(mask_t, dt, 0.0)
-            Bt = tl.load(B_ptr + bc_row + t, mask=mask_n & (t < length), other=0.0).to(tl.float32)
+            mask_t, u, raw_dt, dt, Bt = _step_inputs(u_ptr, delta_ptr, B_ptr, row, bc_row, t, length, mask_d,
+                                                     mask_n, bias, SOFTPLUS)
             x = tl.exp(dt[:, None] * A) * x + (dt * u)[:, None] * Bt[None, :]
         tl.debug_barrier()  # scratch written by all threads before any reads it back
         # 2. adjoint, newest step first
         for i_rev in range(K):
             i = K - 1 - i_rev
             t = c * K + i
-            mask_t = mask_d & (t < length)
             x_prev = tl.load(scratch_ptr + scratch + i * BLOCK_D * N_PAD)
-            u = tl.load(u_ptr + row + t, mask=mask_t, other=0.0).to(tl.float32)
-            raw_dt = tl.load(delta_ptr + row + t, mask=mask_t, other=0.0).to(tl.float32)
-            if HAS_BIAS:
-                raw_dt += bias
-            dt = raw_dt
-            if SOFTPLUS:
-                dt = _softplus(raw_dt)
-            dt = tl.where(mask_t, dt, 0.0)
-            Bt = tl.load(B_ptr + bc_row + t, mask=mask_n & (t < length), other=0.0).to(tl.float32)
+            mask_t, u, raw_dt, dt, Bt = _step_inputs(u_ptr, delta_ptr, B_ptr, row, bc_row, t, length, mask_d,
+                                                     mask_n, bias, SOFTPLUS)
             Ct = tl.load(C_ptr + bc_row + t, mask=mask_n & (t < length), other=0.0).to(tl.float32)
             decay = tl.exp(dt[:, None] * A)
             x = decay * x_prev + (dt * u)[:, None] * Bt[None, :]

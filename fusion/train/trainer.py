@@ -258,9 +258,11 @@ class Trainer:
         if self.ctx.is_main:
             export_path = self.model.save_exported(self.out_dir / EXPORT_NAME)
             if self.run is not None:
-                from fusion.mlflow_model import log_trained_model  # imports mlflow only when tracking
+                from fusion.mlflow_model import log_training_split, log_s4fusion_model  # mlflow only when tracking
 
                 self.run.log_artifact(export_path, "model")
-                log_trained_model(self.run, export_path, self.data.split, self.out_dir / "fusion_split")  # + pyfunc
+                log_training_split(self.run, self.data.split, self.out_dir / "fusion_split")
+                if self.run.owns_run:  # a caller's run (fuse_then_detect) logs the model itself, in its driver
+                    log_s4fusion_model(self.run, export_path)
                 self.run.finish()
         barrier(self.ctx)

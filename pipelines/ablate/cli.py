@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 
 from data.config import ConfigError
 from pipelines.ablate.config import AblationConfig, load_ablation_config
-from pipelines.cli import add_set_argument, run_cli
+from pipelines.cli import add_run_folder_arguments, add_set_argument, run_cli, run_folder_overrides
 
 DEFAULT_CONFIG = "table5_cpu.yaml"
 
@@ -17,19 +16,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"YAML profile (default: experiments/{DEFAULT_CONFIG}; the paper's setting: "
                              "experiments/table5_msrs.yaml)")
     add_set_argument(parser, "base.max_steps=50")
-    parser.add_argument("--runs-dir", default=None, help="run folder (default: runs/<config name>)")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow URI (default: sqlite:///<run folder>/mlflow.db)")
+    add_run_folder_arguments(parser)
     parser.add_argument("--variants", default=None,
                         help="comma-separated subset: Table V experiment numbers and/or variant names")
     parser.add_argument("--check", action="store_true", help="validate the config and data, then stop")
 
 
 def resolve_args(args: argparse.Namespace) -> AblationConfig:
-    overrides = list(args.overrides)
-    if args.runs_dir:
-        overrides.append(f"runs_dir={json.dumps(str(args.runs_dir))}")
-    if args.tracking_uri:
-        overrides.append(f"tracking.uri={json.dumps(args.tracking_uri)}")
+    overrides = list(args.overrides) + run_folder_overrides(args)
     cfg = load_ablation_config(args.config, overrides)
     if args.variants:
         wanted = [s.strip() for s in args.variants.split(",") if s.strip()]

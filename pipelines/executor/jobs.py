@@ -2,7 +2,8 @@
 
 The driver loop keeps the dependency order: a job is submitted as soon as every job it runs
 ``after`` has finished, everything that is ready is submitted at once (up to the backend's
-``max_in_flight``), and a failed job marks its dependants as not run, naming the failed key.
+``max_in_flight``, highest ``priority`` first), and a failed job marks its dependants as not
+run, naming the failed key.
 """
 from __future__ import annotations
 
@@ -101,7 +102,8 @@ class Job:
 
     ``fn`` must be a module-level function importable on every worker; ``after`` lists the keys
     of jobs that must finish first; ``uses_gpu=False`` makes it reserve no GPU (e.g. a
-    classical fusion baseline).
+    classical fusion baseline). ``priority``: among ready jobs, higher ones are submitted first
+    (e.g. the long chain of an in-run training and its detectors), then in list order.
     """
 
     key: JobKey
@@ -109,6 +111,7 @@ class Job:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     after: tuple[JobKey, ...] = ()
     uses_gpu: bool = True
+    priority: int = 0
 
 
 @dataclass(frozen=True)
@@ -198,7 +201,7 @@ class Executor(ABC):
         in completion order: the place for MLflow logging and other once-only side effects.
         """
         check_jobs(jobs)
-        waiting = {job.key: job for job in jobs}
+        waiting = {job.key: job for job in sorted(jobs, key=lambda job: -job.priority)}  # stable: list order next
         in_flight: set[JobKey] = set()
         outcomes: dict[JobKey, Any] = {}
         bar = JobProgress(len(jobs), progress)

@@ -53,6 +53,11 @@ def _probe_storage(run_dir: str, driver_file: str, driver_token: str, worker_tok
     return report
 
 
+def job_slots(cfg: ExecutorConfig, nodes: list[dict[str, float]]) -> int:
+    """How many jobs of ``cfg.cpus_per_job`` CPUs the alive nodes with these resources run at once."""
+    return max(1, sum(int(r.get("CPU", 0) // cfg.cpus_per_job) for r in nodes))
+
+
 def gpus_per_job_on(cfg: ExecutorConfig, nodes: list[dict[str, float]]) -> float:
     """``num_gpus`` of a GPU job on a cluster whose alive nodes have these resources:
     ``cfg.gpus_per_job`` when any node has GPUs, else 0 (Ray cannot place a GPU task on a
@@ -66,7 +71,9 @@ def gpus_per_job_on(cfg: ExecutorConfig, nodes: list[dict[str, float]]) -> float
 
 
 class RayExecutor(Executor):
-    """Submits every ready job at once; Ray runs as many as the cluster's CPUs/GPUs allow."""
+    """Submits ready jobs up to the cluster's CPU slots (its CPUs // ``cpus_per_job``, counted when it
+    starts), so the driver, not Ray's queue, decides which ready job runs next (``Job.priority``);
+    Ray places each one on a node with the CPUs/GPUs it reserves."""
 
     def __init__(self, cfg: ExecutorConfig) -> None:
         super().__init__(cfg)
@@ -86,7 +93,9 @@ class RayExecutor(Executor):
                                       f"({error}); start it with `ray start --head` on the head node, or set "
                                       "executor.address: null for a local instance") from error
             self._started_ray = True
-        self._num_gpus = gpus_per_job_on(self.cfg, [n["Resources"] for n in ray.nodes() if n.get("Alive")])
+        nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+        self._num_gpus = gpus_per_job_on(self.cfg, nodes)
+        self.max_in_flight = job_slots(self.cfg, nodes)
         self._remote = ray.remote(_run_job)
         return self
 

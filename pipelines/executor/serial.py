@@ -1,11 +1,14 @@
 """Run jobs one after another in this process, in dependency order, with the same retries as Ray."""
 from __future__ import annotations
 
+import logging
 import traceback
 from collections import deque
 from typing import Any
 
 from pipelines.executor.jobs import Executor, Job, JobContext, JobFailure, JobKey
+
+log = logging.getLogger(__name__)
 
 
 class SerialExecutor(Executor):
@@ -24,9 +27,13 @@ class SerialExecutor(Executor):
         job, inputs = self._queue.popleft()
         ctx = JobContext(job.key, device=None, workers=self.cfg.cpus_per_job, inputs=inputs)
         failure = None
-        for _ in range(self.cfg.max_retries + 1):
+        attempts = self.cfg.max_retries + 1
+        for attempt in range(1, attempts + 1):
             try:
                 return job.key, job.fn(ctx, **job.kwargs)
             except Exception as error:  # a job's error becomes its outcome; the other jobs go on
                 failure = JobFailure(job.key, f"{type(error).__name__}: {error}", traceback.format_exc())
+                if attempt < attempts:  # said, like Ray says it: a retried failure is still a bug to see
+                    log.warning("job %s failed on attempt %d of %d (%s); retrying", "-".join(map(str, job.key)),
+                                attempt, attempts, failure.error)
         return job.key, failure

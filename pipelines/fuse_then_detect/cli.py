@@ -7,7 +7,8 @@ import sys
 
 from data.config import ConfigError
 from data.errors import RunFolderError
-from pipelines.cli import add_set_argument, configure_logging, run_cli
+from pipelines.cli import (add_run_folder_arguments, add_set_argument, configure_logging, run_cli,
+                           run_folder_overrides)
 from pipelines.config import PipelineConfig, load_config
 
 
@@ -16,9 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="YAML profile (default: experiments/fuse_then_detect_demo.yaml; a bare file name is "
                              "looked up in experiments/)")
     add_set_argument(parser, "detector.epochs=5")
-    parser.add_argument("--runs-dir", default=None, help="run folder (default: runs/<config name>)")
-    parser.add_argument("--tracking-uri", default=None,
-                        help="MLflow tracking URI (default: sqlite:///<run folder>/mlflow.db)")
+    add_run_folder_arguments(parser)
     parser.add_argument("--methods", default=None, help="comma-separated subset of the config's method names")
     parser.add_argument("--seeds", default=None, help="comma-separated detector seeds (default: from the config)")
     parser.add_argument("--executor", choices=("serial", "ray"), default=None,
@@ -32,11 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_args(args: argparse.Namespace) -> PipelineConfig:
-    overrides = list(args.overrides)
-    if args.runs_dir:
-        overrides.append(f"runs_dir={json.dumps(str(args.runs_dir))}")
-    if args.tracking_uri:
-        overrides.append(f"tracking.uri={json.dumps(args.tracking_uri)}")
+    overrides = list(args.overrides) + run_folder_overrides(args)
     if args.seeds:
         overrides.append(f"seeds=[{args.seeds}]")
     if getattr(args, "executor", None):

@@ -197,10 +197,12 @@ def plan_jobs(cfg: PipelineConfig, data: PreparedData, prepared: Mapping[str, An
     for m in cfg.methods:
         fuse_key = ("fuse", m.name)
         fusion = committed_fusion(m, prepared.get(m.name), data, run_dir)
+        # a method trained in this run is the longest chain (training, then its detectors): it goes first
+        priority = int(m.kind == "s4fusion" and m.checkpoint is None and fusion is None)
         if fusion is None:
             gpu = m.kind == "s4fusion"  # sources, baselines and precomputed folders need no GPU
             jobs.append(Job(fuse_key, fuse_job, {"method": m, "prepared": prepared.get(m.name), "data": data,
-                                                 "cfg": cfg, "run_dir": run_dir}, uses_gpu=gpu))
+                                                 "cfg": cfg, "run_dir": run_dir}, uses_gpu=gpu, priority=priority))
         else:
             done[fuse_key] = fusion
         after = () if fusion is not None else (fuse_key,)
@@ -208,7 +210,8 @@ def plan_jobs(cfg: PipelineConfig, data: PreparedData, prepared: Mapping[str, An
         cached = None if fusion is None else read_csv_cached(stages.fusion_metrics_file(m.name, fusion.key, data,
                                                                                          run_dir, cfg))
         if cached is None:
-            jobs.append(Job(("metrics", m.name), metrics_job, common, after=after, uses_gpu=False))
+            jobs.append(Job(("metrics", m.name), metrics_job, common, after=after, uses_gpu=False,
+                            priority=priority))
         else:
             done[("metrics", m.name)] = cached
         for seed in cfg.seeds:
@@ -218,5 +221,5 @@ def plan_jobs(cfg: PipelineConfig, data: PreparedData, prepared: Mapping[str, An
                 done[key] = DetectorOutput(seed, *stages.detect_seed(m.name, fusion.key, fusion.data_yaml, data,
                                                                      cfg, run_dir, seed))
             else:
-                jobs.append(Job(key, detect_job, {**common, "seed": seed}, after=after))
+                jobs.append(Job(key, detect_job, {**common, "seed": seed}, after=after, priority=priority))
     return jobs, done

@@ -25,6 +25,7 @@ from data.validation import bad_pairs
 from data.yolo_export import export_yolo, yolo_dataset_yaml
 from detection.coco_eval import CocoMetrics, coco_map, ground_truth_from_yolo
 from detection.yolo import DetectionResult, train_and_evaluate
+from fusion.checkpoints import resolve_checkpoint
 from pipelines.cache import DONE, commit, fresh_tmp, read_done
 from pipelines.config import MethodConfig, PipelineConfig
 from pipelines.fuse_then_detect.types import FusedImages, PreparedData, image_for
@@ -164,8 +165,6 @@ def s4fusion_checkpoint(method: MethodConfig, train_cfg, run_dir: Path, run: Run
     trainer logs its curves into ``run``, which the caller owns). ``device`` (e.g. the GPU an
     executor pinned) replaces the config's device without changing the cache folder."""
     if method.checkpoint is not None:
-        from fusion.inference import resolve_checkpoint
-
         return resolve_checkpoint(method.checkpoint).resolve()  # a file, or "demo" (the shipped weights)
     from fusion.train import train
 
