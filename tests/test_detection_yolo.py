@@ -56,6 +56,11 @@ _SMOKE = textwrap.dedent("""
     cfg = DetectorConfig(model="yolov8n.yaml", imgsz=64, epochs=1, batch=4, optimizer="AdamW", lr0=0.002,
                          device="cpu", close_mosaic=0, train_args={"val": False})
     runs = [train_and_evaluate(data_yaml, f"{out}/run{i}", cfg, seed=3, class_names=["red", "blue"]) for i in (0, 1)]
+    # long enough to detect the squares (mAP@50 ~0.6 on the 3 test images), for a non-degenerate COCO check
+    learnt = DetectorConfig(model="yolov8n.yaml", imgsz=64, epochs=40, batch=4, optimizer="AdamW", lr0=0.01,
+                            device="cpu", close_mosaic=0,
+                            train_args={"val": False, "mosaic": 0.0, "nbs": 4, "warmup_epochs": 0})
+    trained = train_and_evaluate(data_yaml, f"{out}/trained", learnt, seed=3, class_names=["red", "blue"])
 
     ul = import_ultralytics()
     from ultralytics.utils import SETTINGS, USER_CONFIG_DIR, ONLINE
@@ -65,7 +70,7 @@ _SMOKE = textwrap.dedent("""
         "settings": {k: SETTINGS[k] for k in ("sync", "mlflow", "wandb", "comet", "clearml")},
         "font": (USER_CONFIG_DIR / "Arial.ttf").is_file(), "config_dir": str(USER_CONFIG_DIR),
         "amp_check": trainer.check_amp.__name__,
-        "results": [r.to_json() for r in runs],
+        "results": [r.to_json() for r in runs], "trained": trained.to_json(),
     }))
 """)
 
@@ -112,16 +117,17 @@ def test_results_are_complete_and_deterministic(smoke):
 
 def test_pycocotools_agrees_with_ultralytics_on_real_predictions(smoke):
     """The table's COCO column cross-checks ultralytics' own mAP@50 on the same real predictions
-    (the two differ only in interpolation details: |difference| <= 0.05). The one-epoch smoke
-    detector scores near zero, so this pins the box/score/class hand-over more than the AP maths
-    (which test_detection_coco_eval and test_statistics check on worked cases)."""
+    (the two differ only in interpolation details: |difference| <= 0.05), on a detector that has
+    learnt the squares (40 epochs: mAP@50 well above 0, so the AP maths is exercised) and on the
+    one-epoch smoke detectors (near 0: the box/score/class hand-over)."""
     from detection.coco_eval import coco_map, ground_truth_from_yolo
     from detection.yolo import DetectionResult
 
     info, tmp = smoke
     gt = ground_truth_from_yolo(tmp / "data", "test")
-    for raw in info["results"]:
-        result = DetectionResult.from_json(raw)
+    trained = DetectionResult.from_json(info["trained"])
+    assert trained.map50 > 0.3, f"the 40-epoch detector should detect the squares (mAP@50 {trained.map50})"
+    for result in [trained] + [DetectionResult.from_json(raw) for raw in info["results"]]:
         assert len(result.predictions) > 0
         coco = coco_map(gt, result.predictions, ["red", "blue"])
         assert abs(coco.map50 - result.map50) <= 0.05, (coco.map50, result.map50)
