@@ -8,6 +8,7 @@ field's type, list items by index: ``--set max_steps=100 --set optim.lr_peak=1e-
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from pipelines.cli import add_set_argument, configure_logging, run_cli
@@ -33,7 +34,8 @@ def _train(args: argparse.Namespace) -> int:
     cfg = TrainConfig.from_yaml(args.config, overrides)
     out = args.out if args.out is not None else Path("runs") / "train_fusion" / cfg.name
     exported = train(cfg, out, resume=args.resume)
-    print(f"exported model: {exported}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, once
+        print(f"exported model: {exported}")
     return 0
 
 
