@@ -1,6 +1,7 @@
 """Ship a demo training run as package weights with a model card, and plot training curves.
 
-    python -m bench.demo_weights card --run runs/train_demo --wall-minutes 9.5 --cpu-minutes 12 --load "2-6"
+    python -m bench.demo_weights card --run runs/train_demo --recipe experiments/train_s4fusion_demo.yaml \
+        --wall-minutes 9.5 --cpu-minutes 12 --load "2-6"
     python -m bench.demo_weights curves --out docs/images/train_demo_curves.png \
         --run "issue recipe=runs/a0" --run "demo recipe=runs/train_demo"
 
@@ -48,7 +49,7 @@ def metrics_table(metrics: dict) -> str:
     return "\n".join(rows)
 
 
-def card(run: Path, wall_minutes: float, cpu_minutes: float, load: str) -> None:
+def card(run: Path, recipe: str, wall_minutes: float, cpu_minutes: float, load: str) -> None:
     cfg = TrainConfig.from_yaml(run / "config.yaml")
     S4Fusion.load(run / "s4fusion.pt").save_exported(WEIGHTS)
     info = held_out_metrics(WEIGHTS, cfg)
@@ -56,7 +57,7 @@ def card(run: Path, wall_minutes: float, cpu_minutes: float, load: str) -> None:
     history = read_history(run / "val" / "metrics.jsonl")
     sidecar = {
         "weights": WEIGHTS.name, "sha256": hashlib.sha256(WEIGHTS.read_bytes()).hexdigest(),
-        "recipe": "experiments/train_s4fusion_demo.yaml", "config": cfg.to_dict(), "steps": history[-1]["step"],
+        "recipe": recipe, "config": cfg.to_dict(), "steps": history[-1]["step"],
         "train_wall_minutes": wall_minutes, "train_cpu_minutes": cpu_minutes, "machine_load": load, "convention": "mmif",
         "held_out_pairs": info["pairs"], "train_pairs": train_stems, "metrics": info["metrics"],
     }
@@ -76,8 +77,9 @@ def render_card(sidecar: dict) -> None:
     verdict = f"It beats plain averaging on {', '.join(wins) or 'none of the four metrics'}"
     verdict += f" but **not on {', '.join(losses)}**." if losses else " (all four metrics)."
     write_text_atomic(CARD, CARD_TEMPLATE.format(
-        steps=sidecar["steps"], wall=sidecar["train_wall_minutes"], cpu=sidecar["train_cpu_minutes"],
-        load=sidecar["machine_load"], params=load_model(WEIGHTS).num_parameters(), model=cfg.model,
+        recipe=sidecar["recipe"], steps=sidecar["steps"], wall=sidecar["train_wall_minutes"], cpu=sidecar["train_cpu_minutes"],
+        load=sidecar["machine_load"], params=load_model(WEIGHTS).num_parameters(),
+        model=f"{cfg.model} = dims {list(cfg.model_config().dims)}",
         crop=cfg.data.crop_size, batch=cfg.batch_size, lr=cfg.optim.lr_peak, lr_end=cfg.optim.lr_end,
         temperature=cfg.loss.temperature, n_held=len(sidecar["held_out_pairs"]),
         held=", ".join(sidecar["held_out_pairs"]), n_train=sum(len(v) for v in sidecar["train_pairs"].values()),
@@ -110,7 +112,7 @@ def curves(runs: list[tuple[str, Path]], out: Path) -> None:
 
 CARD_TEMPLATE = """# S4Fusion demo weights (`s4fusion_demo.pt`)
 
-A small S4Fusion trained from scratch on CPU by `experiments/train_s4fusion_demo.yaml`. It is a
+A small S4Fusion trained from scratch on CPU by `{recipe}`. It is a
 demonstration that the training recipe works, **not** the paper's model: for the paper's numbers use
 the official release or `experiments/train_s4fusion_paper.yaml` on a GPU.
 
@@ -123,8 +125,8 @@ the official release or `experiments/train_s4fusion_paper.yaml` on a GPU.
   the paper's L1/SSIM/gradient loss (weights 15/15/15) without L_per (no ImageNet ResNet50 offline:
   the paper's Table V "w/o L_per" setting), source weights ω from the images' own Sobel energy with
   temperature {temperature}. Trained in {wall:.0f} min wall ({cpu:.0f} CPU minutes, validation included)
-  on 2 CPU cores shared with other jobs (load average {load}; an idle machine is several times
-  faster). Details and experiments: docs/training.md.
+  on 2 CPU cores shared with other jobs (load average {load}). Details and experiments:
+  docs/training.md.
 - **Training data** ({n_train} pairs): TNO 01-20, 8 RoadScene pairs, 15 VIFB pairs (the shared real
   samples, `../shared/data`; exact stems in `s4fusion_demo.json`).
 - **Held-out evaluation** ({n_held} pairs, never trained on): {held}.
@@ -140,7 +142,7 @@ shipped weights; `s4fusion_demo.json` holds them at full precision.
 
 {verdict}
 It is below the Laplacian pyramid and GFF baselines on Qabf and VIF: a 264k-parameter
-model after a few CPU minutes, with some blocky 3-pixel-grid texture left from the patch fold
+model after {cpu:.0f} CPU minutes, with some blocky 3-pixel-grid texture left from the patch fold
 (docs/training.md#experiments-issue-10 has the learning curves and what a larger budget gives). A
 13-pair held-out set from three small collections measures transfer only roughly.
 
@@ -161,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("card", help="ship <run>/s4fusion.pt as the demo weights with a model card")
     c.add_argument("--run", type=Path, required=True)
+    c.add_argument("--recipe", required=True, help="the run's config file, relative to the repository root")
     c.add_argument("--wall-minutes", type=float, required=True, help="training wall time of the run")
     c.add_argument("--cpu-minutes", type=float, required=True, help="user+sys CPU time of the run")
     c.add_argument("--load", required=True, help="load average during the run, e.g. '2-6'")
@@ -170,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.command == "card":
-        card(args.run, args.wall_minutes, args.cpu_minutes, args.load)
+        card(args.run, args.recipe, args.wall_minutes, args.cpu_minutes, args.load)
     elif args.command == "render":
         render_card(json.loads(SIDECAR.read_text(encoding="utf-8")))
     else:

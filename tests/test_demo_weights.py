@@ -42,7 +42,7 @@ def test_demo_weights_resolve_and_load():
     assert hashlib.sha256(WEIGHTS.read_bytes()).hexdigest() == SIDECAR["sha256"]
     assert WEIGHTS.stat().st_size < 2_000_000  # small enough to ship in the package
     model = S4Fusion.load(WEIGHTS)
-    assert model.cfg.to_dict()["dims"] == SIDECAR["config"]["model"]["dims"]
+    assert model.cfg == TrainConfig.from_dict(SIDECAR["config"]).model_config()  # the recipe's model, as built
     assert not load_model("demo").training
 
 

@@ -325,8 +325,8 @@ def test_demo_training_beats_averaging_on_held_out_pairs(demo_recipe_scores, met
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="measured 2026-11-30: held-out VIF 0.528 vs averaging 0.574 after the "
-                   "recipe's 1800 steps (docs/training.md#experiments-issue-10); strict: a pass means the recipe "
-                   "improved and this mark must go")
+                   "recipe's 1800 steps; twice the steps reach 0.573 (docs/training.md#experiments-issue-10); "
+                   "strict: a pass means the recipe improved and this mark must go")
 def test_demo_training_beats_averaging_on_vif(demo_recipe_scores):
     ours, average = demo_recipe_scores
     assert ours["VIF"] > average["VIF"], (ours, average)
