@@ -105,8 +105,9 @@ def _inject_fault(key: tuple) -> None:
 def _job_threads(n: int):
     """A job computes with the CPUs it reserved, whichever executor runs it, and starts from torch's
     default algorithms whatever ran before it in this process (ultralytics turns deterministic
-    algorithms on and leaves them on, which changes some CPU kernels' rounding): serial, Ray and
-    resumed runs then give the same results."""
+    algorithms on and leaves them on, which changes some CPU kernels' rounding), so that serial, Ray
+    and resumed runs give the same results. Not all state is reset: a second pipeline run in one
+    Python process can still differ in the in-run S4Fusion (open, docs/testing.md)."""
     import torch
 
     previous = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()

@@ -72,7 +72,7 @@ def has_logged_model(tracker: Tracker, run_id: str, name: str = MODEL_NAME) -> b
 def log_child_view(tracker: Tracker, run_id: str, data: PreparedData, dataset_name: str,
                    checkpoint: Path | None) -> None:
     """A method's run: its split as dataset input; its S4Fusion (if any) as the pyfunc ``s4fusion``
-    (the checkpoint file is inside it; skipped when the trainer already logged it into this run)."""
+    (the checkpoint file is inside it; logged once: a resumed run that has it skips it)."""
     log_split_input(tracker, run_id, data, dataset_name)
     if checkpoint is None or has_logged_model(tracker, run_id):
         return
