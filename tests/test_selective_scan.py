@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -182,6 +183,18 @@ def test_cpu_backend_is_deterministic_across_thread_counts():
     (out_a, last_a, grads_a), (out_b, last_b, grads_b) = runs
     assert torch.equal(out_a, out_b) and torch.equal(last_a, last_b)
     assert all(torch.equal(grads_a[k], grads_b[k]) for k in grads_a)
+
+
+def test_cpu_backend_leaves_torch_thread_count_alone():
+    # numba's OpenMP layer sets the process-wide OpenMP thread count when it starts; torch reads that count
+    code = ("import torch; torch.set_num_threads(1); from fusion.ops.scan_cpu import scan_cpu; "
+            "u = torch.randn(1, 4, 9); scan_cpu(u, torch.rand(1, 4, 9), -torch.rand(4, 2), torch.randn(1, 1, 2, 9), "
+            "torch.randn(1, 1, 2, 9)); print(torch.get_num_threads())")
+    env = dict(os.environ, NUMBA_NUM_THREADS="2")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "1"
 
 
 def test_half_precision_input_keeps_dtype():

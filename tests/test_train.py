@@ -152,6 +152,19 @@ def test_a_few_steps_reduce_the_loss(straight_run):
     assert after < 0.985 * before, (before, after)
 
 
+def test_cached_images_give_the_same_crops_as_rereading():
+    cfg = tiny_config()
+    sources = resolve_sources(cfg.data.train, cfg.data.split_seed)[0]
+    plain = PairedCropDataset(sources, crop_size=25, seed=5)
+    cached = PairedCropDataset(sources, crop_size=25, seed=5, cache_images=True)
+    for epoch in (0, 1):  # the second epoch reads from the cache
+        plain.set_epoch(epoch)
+        cached.set_epoch(epoch)
+        for i in range(len(plain)):
+            assert all(torch.equal(a, b) for a, b in zip(plain[i], cached[i])), (epoch, i)
+    assert len(cached._cache) == len(plain)
+
+
 def test_resume_equals_uninterrupted_run(straight_run, tmp_path):
     first = train(tiny_config(max_steps=2), tmp_path)  # "interrupted" mid-epoch at step 2
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 2

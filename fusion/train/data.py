@@ -29,16 +29,18 @@ from fusion.validation import HeldOutValidation
 class PairedCropDataset(Dataset):
     """(ir, vi_y) float32 tensors (1, S, S) in [0, 1]: ``data.transforms.PairedAugment`` crop + flips.
 
-    Images smaller than the crop are zero-padded (centred) to it by PairedAugment.
+    Images smaller than the crop are zero-padded (centred) to it by PairedAugment. ``cache_images`` keeps
+    each pair's full-size (IR, VIS-Y) float32 arrays after the first read (the same values as a re-read).
     """
 
     def __init__(self, datasets: Sequence[PairedImageDataset], crop_size: int, hflip: bool = True,
-                 vflip: bool = True, seed: int = 0):
+                 vflip: bool = True, seed: int = 0, cache_images: bool = False):
         self.items = [(d, i) for d in datasets for i in range(len(d))]
         if not self.items:
             raise ValueError("the training data is empty (no IR/VIS pairs in any configured source)")
         self.crop_size, self.hflip, self.vflip, self.seed = crop_size, hflip, vflip, seed
         self.epoch = 0
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if cache_images else None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -46,12 +48,20 @@ class PairedCropDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _full_pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._cache is not None and index in self._cache:
+            return self._cache[index]
         ds, i = self.items[index]
         sample = ds[i]
+        pair = sample.ir.astype(np.float32) / 255.0, to_gray(sample.vi) / 255.0
+        if self._cache is not None:
+            self._cache[index] = pair
+        return pair
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         item_seed = int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
         augment = PairedAugment(self.crop_size, self.hflip, self.vflip, seed=item_seed)
-        pair = augment(sample.ir.astype(np.float32) / 255.0, to_gray(sample.vi) / 255.0)
+        pair = augment(*self._full_pair(index))
         return torch.from_numpy(np.ascontiguousarray(pair.ir))[None], torch.from_numpy(np.ascontiguousarray(pair.vi))[None]
 
 
@@ -128,7 +138,8 @@ def build_train_data(cfg: TrainConfig, ctx: DistContext) -> TrainData:
     if bad:  # every training pair is decoded once up front: a corrupt file must not stop a long run midway
         raise DatasetError(f"{len(bad)} bad training pair(s), nothing trained (fix them or leave them out of "
                            "data.train): " + "; ".join(bad))
-    train_set = PairedCropDataset(datasets, cfg.data.crop_size, cfg.data.hflip, cfg.data.vflip, cfg.seed)
+    train_set = PairedCropDataset(datasets, cfg.data.crop_size, cfg.data.hflip, cfg.data.vflip, cfg.seed,
+                                  cache_images=cfg.data.cache_images)
     per_rank_batch = cfg.batch_size // ctx.world_size
     sampler = ResumableDistributedSampler(train_set, ctx.world_size, ctx.rank, cfg.seed)
     steps_per_epoch = sampler.num_samples // per_rank_batch
