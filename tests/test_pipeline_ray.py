@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import multiprocessing
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -56,11 +54,10 @@ def runs(ray_instance, faults, tmp_path_factory):
     """One serial and one Ray run of the tiny profile; in the Ray run, a detector job raises on its
     first attempt (injected) and is retried."""
     tmp = tmp_path_factory.mktemp("ray_vs_serial")
-    # The serial run in a fresh interpreter, as the command runs it (Ray's workers are fresh too): after
-    # an earlier in-process pipeline run (e.g. test_pipeline_e2e in the same pytest process) the in-run
-    # S4Fusion's detections differed from Ray's (2026-11-30; cause open, see docs/testing.md).
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as fresh:
-        serial = fresh.submit(run_pipeline, tiny(tmp / "serial", "serial"), progress=False).result()
+    # The serial run in this process, usually after test_pipeline_e2e's: a second in-process run must give
+    # the same results as Ray's fresh workers (it did not while numba's first scan reset torch's thread
+    # count mid-job, docs/testing.md)
+    serial = run_pipeline(tiny(tmp / "serial", "serial"), progress=False)
     faults.write_text(json.dumps([{"key": ["detect", "VI", 1], "times": 1}]))
     try:
         ray = run_pipeline(tiny(tmp / "ray", "ray"), progress=False)

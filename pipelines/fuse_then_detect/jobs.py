@@ -106,8 +106,7 @@ def _job_threads(n: int):
     """A job computes with the CPUs it reserved, whichever executor runs it, and starts from torch's
     default algorithms whatever ran before it in this process (ultralytics turns deterministic
     algorithms on and leaves them on, which changes some CPU kernels' rounding), so that serial, Ray
-    and resumed runs give the same results. Not all state is reset: a second pipeline run in one
-    Python process can still differ in the in-run S4Fusion (open, docs/testing.md)."""
+    and resumed runs give the same results (also a second run in one process: docs/testing.md)."""
     import torch
 
     previous = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
