@@ -34,7 +34,7 @@ class DataConfig:
     split_seed: int = 0  # seed of the `fraction` selections (data.splits.build_fusion_mix)
     num_workers: int = 0
     # keep every training pair decoded in memory (float32 IR and VIS-Y: 8 bytes per pixel and pair, in
-    # each loader worker); for small sets such as the CPU demo's, where decoding PNGs cost ~1/3 of a step
+    # each loader worker); for small sets such as the CPU demo's, where decoding PNGs cost ~1/4 of a step
     cache_images: bool = False
 
 
