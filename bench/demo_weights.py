@@ -144,7 +144,10 @@ shipped weights; `s4fusion_demo.json` holds them at full precision.
 It is below the Laplacian pyramid and GFF baselines on Qabf and VIF: a 264k-parameter
 model after {cpu:.0f} CPU minutes, with some blocky 3-pixel-grid texture left from the patch fold
 (docs/training.md#experiments-issue-10 has the learning curves and what a larger budget gives). A
-13-pair held-out set from three small collections measures transfer only roughly.
+13-pair held-out set from three small collections measures transfer only roughly: in a 3-fold
+cross-validation over 43 other shared pairs, the 2700-step demo recipe scored VIF below averaging
+(0.549 vs 0.585; SF, AG and Qabf above it; docs/training.md#cross-validation-on-43-other-pairs), so
+do not read the VIF margin above as general.
 
 ## Licence of the training images
 

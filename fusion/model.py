@@ -196,7 +196,7 @@ class S4Fusion(nn.Module):
         try:
             obj = torch.load(path, map_location=map_location, weights_only=True)
         except Exception as exc:  # corrupted, truncated or not a torch file
-            raise CheckpointLoadError(f"cannot read S4Fusion checkpoint {path}: {exc}") from exc
+            raise CheckpointLoadError(f"cannot read S4Fusion checkpoint {path}: {_load_problem(exc)}") from exc
         if isinstance(obj, Mapping) and obj.get("format") == EXPORT_FORMAT:
             cfg = S4FusionConfig.from_dict({**obj["config"], **cfg_overrides})
             return _load_weights(cls(cfg), obj["state_dict"], path)
@@ -206,6 +206,18 @@ class S4Fusion(nn.Module):
         if isinstance(obj, Mapping) and all(isinstance(v, Tensor) for v in obj.values()):
             return _load_weights(cls(cfg), obj, path)
         raise CheckpointLoadError(f"{path} is neither an s4fuse export, a native state dict nor an official S4Fusion checkpoint")
+
+
+def _load_problem(exc: Exception) -> str:
+    """One line for a failed ``torch.load``. Its weights-only refusal is a page that advises
+    ``weights_only=False``, wrong for a file that is simply corrupt; the unpickler's own reason is
+    its last line that is not advice."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if lines and lines[0].startswith("Weights only load failed"):
+        reasons = [ln for ln in lines[1:] if not ln.startswith(("Check the documentation", "Please file"))]
+        return ("corrupt, or not a file of tensors (torch.load with weights_only=True refused it"
+                + (f": {reasons[-1]}" if reasons else "") + ")")
+    return lines[0] if lines else type(exc).__name__
 
 
 def _load_weights(model: S4Fusion, state_dict: Mapping, path: Path) -> S4Fusion:

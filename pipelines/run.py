@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check_data": ("check_data", "validate a dataset folder and print a summary"),
     "train_fusion": ("train_fusion", "train S4Fusion from a YAML config"),
     "evaluate": ("evaluate", "fusion metrics, Tables I-IV/VII style reports"),
+    "held_out": ("held_out", "trained runs (e.g. cross-validation folds) against baselines on their held-out pairs, pair by pair"),
     "analyze": ("analyze", "Table VIII (delta per CMSA layer) and Fig. 13 (ResNet50 entropy) of trained models"),
     "ablate": ("ablate.cli", "Table V: train every ablation variant the same way, fuse, measure, compare to the paper"),
     "fuse_then_detect": ("fuse_then_detect.cli", "fuse a detection dataset per method, train YOLO on each, compare mAP"),

@@ -1,4 +1,5 @@
-"""Statistics over seeds and test images: mean ± std, and a paired bootstrap of the mAP@50 difference.
+"""Statistics over seeds and test images: mean ± std, a paired bootstrap of the mAP@50 difference,
+and paired tests of per-pair fusion metrics (:func:`paired_comparison`, scipy's t and Wilcoxon tests).
 
 The bootstrap resamples *test images* with replacement (the same resample for both methods, so
 the comparison is paired) and recomputes mAP@50 on each resample. pycocotools on every resample
@@ -28,6 +29,43 @@ def mean_std(values: Iterable[float]) -> tuple[float, float]:
     if v.size == 0:
         return float("nan"), float("nan")
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else float("nan")
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Per-pair values of method A against method B on the same pairs (pairs where either is NaN
+    are left out): how often A is better, and two-sided paired tests of the mean difference."""
+
+    n: int
+    mean_a: float
+    mean_b: float
+    mean_difference: float  # A − B
+    sd_difference: float  # ddof=1
+    wins: int  # pairs where A is better in the metric's direction
+    t: float  # paired t statistic (A − B)
+    p_t: float  # two-sided p of the paired t-test
+    p_wilcoxon: float  # two-sided p of the Wilcoxon signed-rank test (no normality assumed)
+
+
+def paired_comparison(a: Sequence[float], b: Sequence[float], direction: int = 1) -> PairedComparison:
+    """Compare per-pair values ``a`` and ``b`` (same order); ``direction`` -1 where lower is better."""
+    from scipy import stats
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"paired_comparison needs two equal-length 1-D sequences, got {a.shape} and {b.shape}")
+    keep = np.isfinite(a) & np.isfinite(b)
+    a, b = a[keep], b[keep]
+    diff = a - b
+    n = int(diff.size)
+    if n < 2 or not np.any(diff):
+        t = p_t = p_w = float("nan")
+    else:
+        t, p_t = (float(v) for v in stats.ttest_rel(a, b))
+        p_w = float(stats.wilcoxon(a, b).pvalue)
+    return PairedComparison(n, float(a.mean()) if n else float("nan"), float(b.mean()) if n else float("nan"),
+                            float(diff.mean()) if n else float("nan"), mean_std(diff)[1],
+                            int(np.sum(diff * direction > 0)), t, p_t, p_w)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""pipelines.statistics: vectorised AP@50 against pycocotools, and the paired bootstrap."""
+"""pipelines.statistics: vectorised AP@50 against pycocotools, the paired bootstrap, paired tests."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 from detection.coco_eval import coco_map
 from detection.yolo import Prediction
 from pipelines.statistics import (image_resamples, map50, match_detections, mean_std, paired_bootstrap,
-                                  ap50_per_class)
+                                  paired_comparison, ap50_per_class)
 
 CLASSES = ["person", "car", "bus", "sign"]  # 'sign' has detections but no ground truth
 
@@ -122,3 +122,20 @@ def test_mean_std_over_seeds():
     assert mean_std([0.5, 0.7]) == pytest.approx((0.6, np.std([0.5, 0.7], ddof=1)))
     mean, std = mean_std([0.4])
     assert mean == 0.4 and np.isnan(std)
+
+
+def test_paired_comparison_against_printed_table_values():
+    # differences c + (-2, -1, 0, 1, 2): sd sqrt(10/4), so t = c / (sd / sqrt 5); with c set so that t is
+    # Student's t(0.975, 4 df) = 2.776445 (printed t tables), the two-sided p is 0.05. The signed ranks
+    # are 1 (negative), 2, 3, 4, 5: W = 1, whose exact two-sided Wilcoxon p is 2 * 2/32 = 0.125.
+    c = 2.776445 * np.sqrt(10 / 4) / np.sqrt(5)
+    b = np.array([0.3, 0.1, 0.9, 0.5, 0.2, np.nan])
+    a = b + c + np.array([-2, -1, 0, 1, 2, 0])
+    r = paired_comparison(a, b)  # the NaN pair is left out
+    assert r.n == 5 and r.wins == 4 and r.mean_difference == pytest.approx(c)
+    assert r.mean_a == pytest.approx(np.nanmean(b[:5]) + c) and r.sd_difference == pytest.approx(np.sqrt(2.5))
+    assert r.t == pytest.approx(2.776445) and r.p_t == pytest.approx(0.05, abs=1e-6)
+    assert r.p_wilcoxon == pytest.approx(0.125)
+    lower_is_better = paired_comparison(a, b, direction=-1)
+    assert lower_is_better.wins == 1 and lower_is_better.t == r.t
+    assert np.isnan(paired_comparison([1.0], [0.5]).t)  # one pair: no test

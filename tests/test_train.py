@@ -3,6 +3,7 @@ checkpoint integrity, MLflow, CLI, DDP (gloo) and the short real training run (s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -78,6 +79,26 @@ def test_demo_config_loads_and_overrides_apply():
 def test_ablation_configs_load_and_share_the_demo_split(path):
     cfg, demo = TrainConfig.from_yaml(path), TrainConfig.from_yaml(REPO / "experiments" / "train_s4fusion_demo.yaml")
     assert cfg.data.val == demo.data.val and cfg.validation.metrics == ["SF", "AG", "Qabf", "VIF"]
+
+
+def _pairs(sources) -> set[tuple[str, str]]:
+    return {(src.dataset, stem) for src in sources for stem in src.stems}
+
+
+def test_crossval_folds_are_the_recipe_on_a_partition_of_its_training_pairs():
+    """experiments/crossval/: the recipe unchanged but for its pairs; the folds' held-out sets partition
+    the 43 pairs the recipe trained on (never used to choose it), each fold trains on all other pairs."""
+    demo = TrainConfig.from_yaml(REPO / "experiments" / "train_s4fusion_demo.yaml")
+    folds = [TrainConfig.from_yaml(p) for p in sorted((REPO / "experiments" / "crossval").glob("train_demo_fold*.yaml"))]
+    assert len(folds) == 3
+    everything = _pairs(demo.data.train) | _pairs(demo.data.val)
+    held_out = [_pairs(f.data.val) for f in folds]
+    assert sorted(map(len, held_out)) == [13, 15, 15] and set().union(*held_out) == _pairs(demo.data.train)
+    for k, fold in enumerate(folds):
+        assert _pairs(fold.data.train) == everything - held_out[k]
+        same = dataclasses.replace(fold, name=demo.name, data=dataclasses.replace(fold.data, train=demo.data.train,
+                                                                                   val=demo.data.val))
+        assert same == demo
 
 
 def test_config_errors_name_the_key(tmp_path):
