@@ -7,6 +7,10 @@ STAMP := $(VENV)/.s4fuse-installed
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
+# pytest-xdist workers; each test module stays on one worker (--dist loadfile: module fixtures are built
+# once). Most tests use one core, so two workers halve the fast suite on 2 cores. 0 = one process.
+PYTEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := false
 export MPLBACKEND := Agg
@@ -31,13 +35,13 @@ install: $(STAMP)
 PYTEST_OK5 = rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests selected"; rc=0; fi; exit $$rc
 
 test: install
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS); $(PYTEST_OK5)
+	$(BIN)/python -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS); $(PYTEST_OK5)
 
 test-slow: install
-	$(BIN)/python -m pytest -m slow --durations=0 $(PYTEST_ARGS); $(PYTEST_OK5)
+	$(BIN)/python -m pytest -m slow --durations=0 $(XDIST) $(PYTEST_ARGS); $(PYTEST_OK5)
 
 test-all: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 # The demo profile on Ray (installed by the test extra): two 1-CPU jobs side by side on 2 cores.
 demo: install

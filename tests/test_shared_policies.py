@@ -14,7 +14,7 @@ from fusion.baselines import fuse_baseline
 from fusion.inference import fuse_image_arrays
 from fusion.model import S4Fusion, S4FusionConfig
 
-TINY = {"size": "tiny", "scan_backend": "reference"}
+TINY = {"size": "tiny"}
 
 
 def _pair(color: bool):
