@@ -12,6 +12,30 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("S4FUSE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
+def _seed_everything() -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+# pytest-xdist hands modules to its workers as they free up, so the modules that ran before one in
+# the same process differ from run to run: each module (before its fixtures) and each test start
+# from the same random state, so no result depends on the order.
+@pytest.fixture(scope="module", autouse=True)
+def _same_random_state_per_module() -> None:
+    _seed_everything()
+
+
+@pytest.fixture(autouse=True)
+def _same_random_state_per_test() -> None:
+    _seed_everything()
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED_DATA / "README.md").is_file():
