@@ -69,13 +69,18 @@ def load_pairs(datasets: Sequence[PairedImageDataset], max_pairs: int | None = N
     return pairs
 
 
+def pair_metrics(fuser: Fuser, pair: Pair, metrics: Sequence[str], convention: str = "mmif") -> dict[str, float]:
+    """Each metric of ``fuser``'s output on one pair (``metrics`` as resolved by ``resolve_metrics``)."""
+    return compute_metrics(pair.ir, pair.vi, fuser(pair.ir, pair.vi), convention=convention, metrics=metrics)
+
+
 def fuser_metrics(fuser: Fuser, pairs: Sequence[Pair], metrics: Sequence[str] = ("SF", "AG", "Qabf", "VIF"),
                   convention: str = "mmif") -> dict[str, float]:
     """Mean of each metric of ``fuser``'s outputs over ``pairs`` (NaN values ignored; all NaN -> NaN)."""
     if not pairs:
         raise ValueError("fuser_metrics needs at least one pair")
     keys = resolve_metrics(convention, metrics)
-    rows = [compute_metrics(p.ir, p.vi, fuser(p.ir, p.vi), convention=convention, metrics=keys) for p in pairs]
+    rows = [pair_metrics(fuser, p, keys, convention) for p in pairs]
     means = {}
     for k in keys:
         values = np.array([r[k] for r in rows], dtype=np.float64)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,8 +30,8 @@ from data.config import ConfigError
 from data.errors import InputError
 from data.validation import bad_pairs
 from data.io import write_csv_atomic, write_figure_atomic, write_text_atomic
-from fusion.baselines import BASELINES, fuse_baseline
-from fusion.metrics import CONVENTIONS, METRIC_DIRECTIONS, compute_metrics, resolve_metrics
+from fusion.baselines import BASELINES
+from fusion.metrics import CONVENTIONS, METRIC_DIRECTIONS, resolve_metrics
 from pipelines.cli import configure_logging, run_cli
 from pipelines.reports import render_markdown
 from pipelines.statistics import paired_comparison
@@ -43,7 +44,7 @@ class HeldOutRun:
     """One training run and its held-out pairs (``<dataset>/<stem>`` names; the IR files identify them)."""
 
     name: str
-    checkpoint: Path
+    model: Any  # fusion.model.S4Fusion, loaded (and so checked) before any work
     datasets: list  # data.adapters.PairedImageDataset, the data.val selection
     ir_files: dict[str, Path]  # pair name -> resolved IR file
 
@@ -85,8 +86,8 @@ def open_run(folder: Path) -> HeldOutRun:
     leaked = sorted(name for name, ir in held_out.items() if ir in trained)
     if leaked:
         raise ConfigError(f"{folder}: held-out pair(s) also in its training pairs: {leaked}")
-    load_model(checkpoint)  # a corrupt or foreign file -> CheckpointError before any work
-    return HeldOutRun(folder.name, checkpoint, val, held_out)
+    model = load_model(checkpoint)  # a corrupt or foreign file -> CheckpointError before any work
+    return HeldOutRun(folder.name, model, val, held_out)
 
 
 def open_runs(folders: list[Path]) -> list[HeldOutRun]:
@@ -118,27 +119,29 @@ def open_runs(folders: list[Path]) -> list[HeldOutRun]:
 def per_pair_metrics(runs: list[HeldOutRun], references: list[str], metrics: list[str], convention: str
                      ) -> pd.DataFrame:
     """One row per run, pair and method (``s4fusion`` and each reference)."""
-    from fusion.inference import load_model
-    from fusion.validation import load_pairs, model_fuser
+    from fusion.inference import make_fuser
+    from fusion.validation import load_pairs, model_fuser, pair_metrics
 
     rows = []
     bar = tqdm(total=sum(len(r.ir_files) for r in runs), desc="held-out pairs", unit="pair")
+    baselines = {ref: make_fuser(ref) for ref in references}
     for run in runs:
-        fusers = {"s4fusion": model_fuser(load_model(run.checkpoint)),
-                  **{ref: (lambda ir, vi, n=ref: fuse_baseline(n, ir, vi)) for ref in references}}
         for pair in load_pairs(run.datasets):
-            for method, fuser in fusers.items():
-                values = compute_metrics(pair.ir, pair.vi, fuser(pair.ir, pair.vi), convention=convention,
-                                         metrics=metrics)
-                rows.append({"run": run.name, "pair": pair.name, "method": method, **values})
+            for method, fuser in {"s4fusion": model_fuser(run.model), **baselines}.items():
+                rows.append({"run": run.name, "pair": pair.name, "method": method,
+                             **pair_metrics(fuser, pair, metrics, convention)})
             bar.update()
     bar.close()
     return pd.DataFrame(rows, columns=["run", "pair", "method", *metrics])
 
 
-def comparison_table(per_pair: pd.DataFrame, references: list[str], metrics: list[str]) -> pd.DataFrame:
+def wide_table(per_pair: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """One row per (run, pair), columns (metric, method)."""
+    return per_pair.pivot_table(index=["run", "pair"], columns="method", values=metrics, sort=False)
+
+
+def comparison_table(wide: pd.DataFrame, references: list[str], metrics: list[str]) -> pd.DataFrame:
     """Per reference and metric: S4Fusion against the reference over the pooled pairs."""
-    wide = per_pair.pivot_table(index=["run", "pair"], columns="method", values=metrics, sort=False)
     rows = []
     for ref in references:
         for m in metrics:
@@ -161,7 +164,7 @@ def comparison_markdown(table: pd.DataFrame, runs: list[HeldOutRun]) -> str:
     return intro + render_markdown(header, rows)
 
 
-def differences_plot(per_pair: pd.DataFrame, references: list[str], metrics: list[str], path: Path) -> Path:
+def differences_plot(wide: pd.DataFrame, references: list[str], metrics: list[str], path: Path) -> Path:
     """One panel per metric: each pair's S4Fusion − reference, by run colour, with mean and 95% t-interval."""
     import matplotlib
 
@@ -169,7 +172,6 @@ def differences_plot(per_pair: pd.DataFrame, references: list[str], metrics: lis
     import matplotlib.pyplot as plt
     from scipy import stats
 
-    wide = per_pair.pivot_table(index=["run", "pair"], columns="method", values=metrics, sort=False)
     run_of_row = wide.index.get_level_values("run")
     colours = {run: plt.cm.tab10(k % 10) for k, run in enumerate(dict.fromkeys(run_of_row))}
     fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics) + 0.6, 3.4), squeeze=False)
@@ -201,13 +203,14 @@ def _held_out(args: argparse.Namespace) -> int:
         raise ConfigError(f"--references {unknown} are not baselines; expected names from {sorted(BASELINES)}")
     runs = open_runs(list(args.runs))
     per_pair = per_pair_metrics(runs, list(args.references), metrics, args.convention)
-    table = comparison_table(per_pair, list(args.references), metrics)
+    wide = wide_table(per_pair, metrics)
+    table = comparison_table(wide, list(args.references), metrics)
     out = Path(args.out)
     write_csv_atomic(out / "per_pair.csv", per_pair)
     write_csv_atomic(out / "comparison.csv", table)
     markdown = comparison_markdown(table, runs)
     write_text_atomic(out / "comparison.md", markdown)
-    differences_plot(per_pair, list(args.references), metrics, out / "per_pair_differences.png")
+    differences_plot(wide, list(args.references), metrics, out / "per_pair_differences.png")
     print(markdown)
     print(f"written: {out}/per_pair.csv, comparison.md, comparison.csv, per_pair_differences.png")
     return 0

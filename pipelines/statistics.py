@@ -57,14 +57,12 @@ def paired_comparison(a: Sequence[float], b: Sequence[float], direction: int = 1
     keep = np.isfinite(a) & np.isfinite(b)
     a, b = a[keep], b[keep]
     diff = a - b
-    n = int(diff.size)
-    if n < 2 or not np.any(diff):
-        t = p_t = p_w = float("nan")
-    else:
+    t = p_t = p_w = float("nan")
+    if diff.size > 1 and np.any(diff):  # tests need two pairs and some difference
         t, p_t = (float(v) for v in stats.ttest_rel(a, b))
         p_w = float(stats.wilcoxon(a, b).pvalue)
-    return PairedComparison(n, float(a.mean()) if n else float("nan"), float(b.mean()) if n else float("nan"),
-                            float(diff.mean()) if n else float("nan"), mean_std(diff)[1],
+    mean_difference, sd_difference = mean_std(diff)
+    return PairedComparison(int(diff.size), mean_std(a)[0], mean_std(b)[0], mean_difference, sd_difference,
                             int(np.sum(diff * direction > 0)), t, p_t, p_w)
 
 
