@@ -145,9 +145,9 @@ It is below the Laplacian pyramid and GFF baselines on Qabf and VIF: a 264k-para
 model after {cpu:.0f} CPU minutes, with some blocky 3-pixel-grid texture left from the patch fold
 (docs/training.md#experiments-issue-10 has the learning curves and what a larger budget gives). A
 13-pair held-out set from three small collections measures transfer only roughly: in a 3-fold
-cross-validation over 43 other shared pairs, the 2700-step demo recipe scored VIF below averaging
-(0.549 vs 0.585; SF, AG and Qabf above it; docs/training.md#cross-validation-on-43-other-pairs), so
-do not read the VIF margin above as general.
+cross-validation over 43 other shared pairs, the 2700-step demo recipe (with its weight EMA) scored
+VIF below averaging (0.571 vs 0.585, better on 20 of 43 pairs; SF, AG and Qabf above it;
+docs/training.md#cross-validation-on-43-other-pairs), so do not read the VIF margin above as general.
 
 ## Licence of the training images
 

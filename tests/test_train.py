@@ -205,6 +205,44 @@ def test_resume_equals_uninterrupted_run(straight_run, tmp_path):
     assert state_dicts_equal(load_model(resumed).state_dict(), b["state_dict"])
 
 
+def test_ema_follows_its_documented_recurrence():
+    """fusion.train.ema: the first update copies the weights, the t-th moves them by 1 - d_t towards
+    the current weights with d_t = decay * (1 - exp(-t / warmup_steps))."""
+    from fusion.train.config import EmaConfig
+    from fusion.train.ema import build_ema
+
+    cfg = EmaConfig(enabled=True, decay=0.9, warmup_steps=2.0)
+    model = torch.nn.Linear(3, 2)
+    ema = build_ema(model, cfg)
+    expected = None
+    for t in range(1, 6):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        ema.update_parameters(model)
+        current = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).double()
+        d = 0.9 * (1 - np.exp(-t / 2.0))
+        expected = current.clone() if expected is None else d * expected + (1 - d) * current
+        averaged = torch.cat([p.detach().reshape(-1) for p in ema.module.parameters()]).double()
+        torch.testing.assert_close(averaged, expected, rtol=1e-6, atol=1e-6)
+    assert build_ema(model, EmaConfig(enabled=False)) is None
+
+
+def test_ema_run_exports_the_average_and_resumes_exactly(tmp_path):
+    ema = {"ema.enabled": True, "ema.decay": 0.9, "ema.warmup_steps": 1.0}
+    straight = train(tiny_config(max_steps=4, **ema), tmp_path / "straight")
+    ckpt = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    exported = torch.load(straight, weights_only=True)["state_dict"]
+    averaged = {k.removeprefix("module."): v for k, v in ckpt["ema"].items() if k.startswith("module.")}
+    assert state_dicts_equal(exported, averaged) and int(ckpt["ema"]["n_averaged"]) == 4
+    assert not state_dicts_equal(exported, ckpt["model"])  # the raw weights keep training
+    train(tiny_config(max_steps=2, **ema), tmp_path / "resumed")
+    resumed = train(tiny_config(max_steps=4, **ema), tmp_path / "resumed", resume=True)
+    assert state_dicts_equal(exported, torch.load(resumed, weights_only=True)["state_dict"])
+    with pytest.raises(ValueError, match=r"ema.decay: 1.0 is not in \[0, 1\).*\n.*ema.warmup_steps: 0.0 must be > 0"):
+        tiny_config(**{"ema.decay": 1.0, "ema.warmup_steps": 0.0})
+
+
 def test_damaged_checkpoints_and_changed_configs_are_refused(tmp_path):
     cfg = tiny_config(max_steps=1)
     train(cfg, tmp_path)

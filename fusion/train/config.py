@@ -51,6 +51,16 @@ class OptimConfig:
 
 
 @dataclass
+class EmaConfig:
+    """Exponential moving average of the weights (fusion.train.ema): validated and exported instead of the
+    raw weights when enabled. Not in the paper (a documented option of the CPU recipe)."""
+
+    enabled: bool = False
+    decay: float = 0.998
+    warmup_steps: float = 100.0  # time constant of the decay's ramp from 0 (the first, random weights fade)
+
+
+@dataclass
 class TrackingConfig:
     enabled: bool = True
     uri: str | None = None  # None: sqlite:///<out_dir>/mlflow.db
@@ -66,6 +76,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    ema: EmaConfig = field(default_factory=EmaConfig)
     batch_size: int = 20  # global: split evenly over DDP ranks
     epochs: int = 800  # defines the schedule
     max_steps: int | None = None  # stop (checkpoint + export) after this step; rerun with more to continue
@@ -85,10 +96,15 @@ class TrainConfig:
             model = S4FusionConfig.from_spec(self.model)
         except ValueError as exc:
             return [f"model: {exc}"]
+        problems = []
+        if not 0.0 <= self.ema.decay < 1.0:
+            problems.append(f"ema.decay: {self.ema.decay} is not in [0, 1)")
+        if self.ema.warmup_steps <= 0:
+            problems.append(f"ema.warmup_steps: {self.ema.warmup_steps} must be > 0")
         m = model.size_multiple
         if (self.data.crop_size - 1) % m or self.data.crop_size < m + 1:
-            return [f"data.crop_size: {self.data.crop_size} is not of the form {m}k+1 required by the model"]
-        return []
+            problems.append(f"data.crop_size: {self.data.crop_size} is not of the form {m}k+1 required by the model")
+        return problems
 
     def to_dict(self) -> dict[str, Any]:
         return to_plain(self)
@@ -115,4 +131,4 @@ class TrainConfig:
         return S4FusionConfig.from_spec(self.model)
 
 
-__all__ = ["ConfigError", "DataConfig", "DataSource", "OptimConfig", "TrackingConfig", "TrainConfig"]
+__all__ = ["ConfigError", "DataConfig", "DataSource", "EmaConfig", "OptimConfig", "TrackingConfig", "TrainConfig"]

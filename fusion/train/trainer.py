@@ -29,6 +29,7 @@ from fusion.train.checkpoint import (RESUMABLE_KEYS, CheckpointError, config_dif
 from fusion.train.config import TrainConfig
 from fusion.train.data import TrainData, build_train_data
 from fusion.train.distributed import DistContext, barrier, mean_over_ranks, setup_distributed, wrap_model
+from fusion.train.ema import build_ema
 from fusion.train.schedule import build_optimizer
 from fusion.train.val_grid import validation_grid
 from fusion.validation import record_metrics
@@ -114,6 +115,7 @@ class Trainer:
         self.ckpt_path = out_dir / "checkpoints" / "last.pt"
         seed_everything(cfg.seed)
         self.model = build_model(cfg).to(ctx.device)
+        self.ema = build_ema(self.model, cfg.ema)  # None unless cfg.ema.enabled
         self.loss_fn = S4FusionLoss(cfg.loss).to(ctx.device)
         self.optimizer, self.scheduler = build_optimizer(self.model, cfg.optim, data.steps_per_epoch,
                                                          data.total_steps)
@@ -127,6 +129,8 @@ class Trainer:
 
     def _restore(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
@@ -210,6 +214,8 @@ class Trainer:
         total.backward()
         self.optimizer.step()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         self.step += 1
         self.interval_steps += 1
         self.interval_time += time.perf_counter() - self.tick
@@ -235,20 +241,26 @@ class Trainer:
         save_checkpoint(self.ckpt_path, {
             "step": self.step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
             "total_steps": self.data.total_steps, "config": self.cfg.to_dict(), "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "rng": rng_state(),
             "mlflow_run_id": self.run.run_id if self.run is not None and self.run.owns_run else None})
+
+    @property
+    def result_model(self) -> S4Fusion:
+        """The weights validated and exported: the EMA's when enabled."""
+        return self.ema.module if self.ema is not None else self.model
 
     def validate(self) -> None:
         """Held-out metrics (``val/<metric>`` and the reference baselines' lines, also in
         ``val/metrics.jsonl``) and the validation grid (``val/step_NNNNNNN.png``), logged to MLflow."""
-        metrics = self.data.held_out(self.model)  # {} unless rank 0 with data.val and validation.metrics
+        metrics = self.data.held_out(self.result_model)  # {} unless rank 0 with data.val and validation.metrics
         if metrics:
             record_metrics(self.out_dir / "val" / "metrics.jsonl", self.step, metrics)
             if self.run is not None:
                 self.run.log_metrics(metrics, self.step)
         if not (self.ctx.is_main and self.data.val_pairs):
             return
-        grid = validation_grid(self.model, self.data.val_pairs, self.ctx.device)
+        grid = validation_grid(self.result_model, self.data.val_pairs, self.ctx.device)
         path = write_atomic(self.out_dir / "val" / f"step_{self.step:07d}.png",
                             lambda fh: Image.fromarray(grid).save(fh, format="PNG"))
         if self.run is not None:
@@ -256,7 +268,7 @@ class Trainer:
 
     def export(self) -> None:
         if self.ctx.is_main:
-            export_path = self.model.save_exported(self.out_dir / EXPORT_NAME)
+            export_path = self.result_model.save_exported(self.out_dir / EXPORT_NAME)
             if self.run is not None:
                 from fusion.mlflow_model import log_training_split, log_s4fusion_model  # mlflow only when tracking
 
