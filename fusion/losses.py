@@ -12,9 +12,15 @@
   ``omega_features: image`` computes W from the source images themselves (one "stage") instead:
   an offline/CPU-demo fallback for when no ImageNet ResNet50 is available — an untrained
   ResNet50's features give arbitrary weights (measured: omega_ir ~ 0.03 on the synthetic data).
+  ``omega_scope: pixel`` (a documented deviation; the paper's omega is one pair of weights per
+  sample) makes omega a map: W_s(x) = G * S(s)^2, the Sobel energy of each source image smoothed by
+  the SSIM window G, and omega(x) = softmax([W_ir(x) / c, W_vi(x) / c]). The L1 and DSSIM terms
+  are then weighted pixel by pixel (DSSIM from the full-size SSIM map, reflect-padded at the
+  border), so the source with more texture in one region cannot take the whole crop.
 - ``L_SSIM`` = mean_b(omega_ir * DSSIM(IR, F)) + mean_b(omega_vi * DSSIM(VIS, F)),
   DSSIM = (1 - SSIM) / 2, SSIM with an 11x11 Gaussian window (sigma 1.5, pytorch_msssim).
 - ``L_L1`` = the same omega-weighted form with mean |IR - F| and mean |VIS - F|.
+  With ``omega_scope: pixel`` both are means over pixels of omega_ir(x) * term_IR(x) + omega_vi(x) * term_VIS(x).
 - ``L_grad`` = mean |max(S(VIS), S(IR)) - S(F)|, S = |gx| + |gy| with the 3x3 Sobel kernels and
   zero padding.
 """
@@ -30,12 +36,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 from pytorch_msssim import ssim
+from torchmetrics.functional.image import structural_similarity_index_measure
+from torchvision.transforms.functional import gaussian_blur
 
 log = logging.getLogger(__name__)
 
 # Sobel kernels of the paper (cross-correlation, as F.conv2d applies them).
 SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 SOBEL_Y = torch.tensor([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]])
+SSIM_WINDOW, SSIM_SIGMA = 11, 1.5
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # torchvision's ImageNet ResNet50 checkpoints, preferred first: IMAGENET1K_V1 is what
@@ -69,11 +78,22 @@ class LossConfig:
     # "resnet50": omega from the ResNet50 stage features (the paper); "image": from the source
     # images' own gradient energy (no ResNet50 needed; for runs without ImageNet weights).
     omega_features: str = "resnet50"
+    # "sample": one [omega_ir, omega_vi] per sample (the paper); "pixel": an omega map from the
+    # source images' local Sobel energy (implies image features; docs/training.md finding 8).
+    omega_scope: str = "sample"
     perception: PerceptionConfig = field(default_factory=PerceptionConfig)
 
     def __post_init__(self) -> None:
+        problems = []
         if self.omega_features not in ("resnet50", "image"):
-            raise ValueError(f"loss.omega_features must be 'resnet50' or 'image', got {self.omega_features!r}")
+            problems.append(f"loss.omega_features must be 'resnet50' or 'image', got {self.omega_features!r}")
+        if self.omega_scope not in ("sample", "pixel"):
+            problems.append(f"loss.omega_scope must be 'sample' or 'pixel', got {self.omega_scope!r}")
+        elif self.omega_scope == "pixel" and self.omega_features != "image":
+            problems.append("loss.omega_scope=pixel weighs pixels by the source images' own Sobel energy: "
+                            "set loss.omega_features=image")
+        if problems:
+            raise ValueError("; ".join(problems))
 
     @property
     def needs_resnet50(self) -> bool:
@@ -98,6 +118,11 @@ def feature_gradient_energy(features: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([sobel_magnitude(f).square().mean(dim=(1, 2, 3)) for f in features]).mean(dim=0)
 
 
+def local_gradient_energy(x: torch.Tensor) -> torch.Tensor:
+    """G * S(x)^2: Sobel energy smoothed by the SSIM window (reflect padding); same shape as x."""
+    return gaussian_blur(sobel_magnitude(x).square(), [SSIM_WINDOW, SSIM_WINDOW], [SSIM_SIGMA, SSIM_SIGMA])
+
+
 def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
     """Entropy (nats) of softmax(logits) over the last dim, batch mean."""
     log_p = torch.log_softmax(logits.float(), dim=-1)
@@ -106,7 +131,15 @@ def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
 
 def dssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """(1 - SSIM) / 2 per sample, images in [0, 1], 11x11 Gaussian window sigma 1.5 -> (B,)."""
-    return (1.0 - ssim(x, y, data_range=1.0, size_average=False, win_size=11, win_sigma=1.5)) / 2.0
+    return (1.0 - ssim(x, y, data_range=1.0, size_average=False, win_size=SSIM_WINDOW, win_sigma=SSIM_SIGMA)) / 2.0
+
+
+def dssim_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(1 - SSIM) / 2 per pixel, same window, reflect-padded to the full size of x -> (B, C, H, W)."""
+    _, ssim_full = structural_similarity_index_measure(
+        x, y, gaussian_kernel=True, sigma=SSIM_SIGMA, kernel_size=SSIM_WINDOW, data_range=1.0,
+        reduction="none", return_full_image=True)
+    return (1.0 - ssim_full) / 2.0
 
 
 def resolve_resnet50_weights(weights: str) -> Path | None:
@@ -194,27 +227,45 @@ class S4FusionLoss(nn.Module):
     def forward(self, ir: torch.Tensor, vi: torch.Tensor, fused: torch.Tensor
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg = self.cfg
-        with torch.no_grad():
-            sources = torch.cat([ir, vi])
-            features = self.perception.stage_features(sources) if cfg.omega_features == "resnet50" else [sources]
-            energy = feature_gradient_energy(features)
-            energy = energy.float()
-            omega = source_weights(*energy.chunk(2), temperature=cfg.temperature)
+        omega = self._source_weights(ir, vi)
         terms: dict[str, torch.Tensor] = {}
         if cfg.perception.enabled:
             terms["per"] = prediction_entropy(self.perception.logits(fused))
         # Pixel terms in float32 even under bf16 autocast: SSIM statistics need the precision.
         with torch.autocast(device_type=fused.device.type, enabled=False):
             ir, vi, fused = ir.float(), vi.float(), fused.float()
-            w_ir, w_vi = omega[:, 0], omega[:, 1]
-            terms["l1"] = ((w_ir * (ir - fused).abs().mean(dim=(1, 2, 3))).mean()
-                           + (w_vi * (vi - fused).abs().mean(dim=(1, 2, 3))).mean())
-            terms["ssim"] = (w_ir * dssim(ir, fused)).mean() + (w_vi * dssim(vi, fused)).mean()
+            terms["l1"], terms["ssim"] = self._weighted_source_terms(ir, vi, fused, omega)
             target = torch.maximum(sobel_magnitude(vi), sobel_magnitude(ir))
             terms["grad"] = (target - sobel_magnitude(fused)).abs().mean()
         total = cfg.w_l1 * terms["l1"] + cfg.w_ssim * terms["ssim"] + cfg.w_grad * terms["grad"]
         if cfg.perception.enabled:
             total = total + cfg.perception.weight * terms["per"]
         report = {k: v.detach() for k, v in terms.items()}
-        report["omega_ir"] = w_ir.detach().mean()
+        report["omega_ir"] = omega[:, 0].mean()
         return total, report
+
+    @torch.no_grad()
+    def _source_weights(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+        """omega as (B, 2) (scope sample) or (B, 2, H, W) (scope pixel); no gradient."""
+        cfg = self.cfg
+        sources = torch.cat([ir, vi])
+        if cfg.omega_scope == "pixel":
+            energy_ir, energy_vi = local_gradient_energy(sources.float()).chunk(2)
+            return torch.softmax(torch.cat([energy_ir, energy_vi], dim=1) / cfg.temperature, dim=1)
+        features = self.perception.stage_features(sources) if cfg.omega_features == "resnet50" else [sources]
+        energy = feature_gradient_energy(features).float()
+        return source_weights(*energy.chunk(2), temperature=cfg.temperature)
+
+    def _weighted_source_terms(self, ir: torch.Tensor, vi: torch.Tensor, fused: torch.Tensor,
+                               omega: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(L_L1, L_SSIM) weighted by omega per sample or per pixel."""
+        if self.cfg.omega_scope == "pixel":
+            w_ir, w_vi = omega[:, 0:1], omega[:, 1:2]
+            l1 = w_ir * (ir - fused).abs() + w_vi * (vi - fused).abs()
+            structure = w_ir * dssim_map(ir, fused) + w_vi * dssim_map(vi, fused)
+            return l1.mean(dim=(1, 2, 3)).mean(), structure.mean(dim=(1, 2, 3)).mean()
+        w_ir, w_vi = omega[:, 0], omega[:, 1]
+        l1 = ((w_ir * (ir - fused).abs().mean(dim=(1, 2, 3))).mean()
+              + (w_vi * (vi - fused).abs().mean(dim=(1, 2, 3))).mean())
+        structure = (w_ir * dssim(ir, fused)).mean() + (w_vi * dssim(vi, fused)).mean()
+        return l1, structure

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from fusion.losses import (LossConfig, PerceptionConfig, PerceptionNet, S4FusionLoss, dssim,
-                           feature_gradient_energy, prediction_entropy, resolve_resnet50_weights,
-                           sobel_magnitude, source_weights)
+from fusion.losses import (LossConfig, PerceptionConfig, PerceptionNet, S4FusionLoss, dssim, dssim_map,
+                           feature_gradient_energy, local_gradient_energy, prediction_entropy,
+                           resolve_resnet50_weights, sobel_magnitude, source_weights)
 
 C1 = 0.01 ** 2  # SSIM constant for data range 1
 
@@ -108,6 +108,73 @@ def test_fused_equal_to_a_source(perception):
                                                rel=1e-5, abs=1e-7)
     assert terms["ssim"].item() == pytest.approx((w_vi * dssim(vi, ir)).mean().item(), rel=1e-5, abs=1e-7)
 
+
+
+PIXEL_OMEGA = LossConfig(omega_features="image", omega_scope="pixel", temperature=0.25,
+                         perception=PerceptionConfig(enabled=False))
+
+
+def test_pixel_omega_equals_sample_omega_when_the_sources_are_equal():
+    # IR = VIS = a (constant), F = b (constant): omega(x) = 0.5 everywhere and the terms keep their closed form.
+    a, b, h = 0.8, 0.2, 25
+    ir, fused = torch.full((1, 1, h, h), a), torch.full((1, 1, h, h), b)
+    _, terms = S4FusionLoss(PIXEL_OMEGA)(ir, ir.clone(), fused)
+    assert terms["omega_ir"].item() == pytest.approx(0.5, abs=1e-6)
+    assert terms["l1"].item() == pytest.approx(abs(a - b), rel=1e-5)
+    assert terms["ssim"].item() == pytest.approx((1 - (2 * a * b + C1) / (a * a + b * b + C1)) / 2, rel=1e-4)
+
+
+def test_dssim_map_averages_to_dssim_away_from_the_border():
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.rand(2, 1, 40, 40, generator=g), torch.rand(2, 1, 40, 40, generator=g)
+    interior = dssim_map(x, y)[..., 5:-5, 5:-5].mean(dim=(1, 2, 3))  # the valid windows of the 11x11 SSIM
+    assert torch.allclose(interior, dssim(x, y), atol=1e-5)
+
+
+def _half_textured_pair() -> tuple[torch.Tensor, torch.Tensor]:
+    """IR textured in the left half and flat in the right; VIS the other way round."""
+    g = torch.Generator().manual_seed(6)
+    ir, vi = torch.full((1, 1, 48, 96), 0.5), torch.full((1, 1, 48, 96), 0.5)
+    ir[..., :48] = torch.rand(1, 1, 48, 48, generator=g)
+    vi[..., 48:] = torch.rand(1, 1, 48, 48, generator=g)
+    return ir, vi
+
+
+def test_pixel_omega_follows_the_locally_textured_source():
+    ir, vi = _half_textured_pair()
+    energy_ir, energy_vi = local_gradient_energy(torch.cat([ir, vi])).chunk(2)
+    w_ir = torch.softmax(torch.cat([energy_ir, energy_vi], dim=1) / 0.25, dim=1)[0, 0]
+    assert w_ir[8:-8, 8:40].min() > 0.99 and w_ir[8:-8, 56:-8].max() < 0.01
+    # one weight per sample cannot tell the halves apart: the same texture energy on both sides
+    sample = source_weights(*feature_gradient_energy([torch.cat([ir, vi])]).chunk(2), temperature=0.25)
+    assert sample[0, 0].item() == pytest.approx(0.5, abs=0.05)
+
+
+def test_pixel_omega_prefers_the_region_wise_choice_over_the_average():
+    """With omega per pixel, the image that takes each half from its textured source has lower L1/SSIM
+    terms than averaging; with omega per sample the two are about equal: averaging is not penalised."""
+    ir, vi = _half_textured_pair()
+    chosen = torch.cat([ir[..., :48], vi[..., 48:]], dim=-1)
+    average = (ir + vi) / 2
+    sample_cfg = LossConfig(omega_features="image", temperature=0.25, perception=PerceptionConfig(enabled=False))
+    for cfg in (PIXEL_OMEGA, sample_cfg):
+        loss = S4FusionLoss(cfg)
+        _, t_chosen = loss(ir, vi, chosen)
+        _, t_average = loss(ir, vi, average)
+        pixel_terms = {k: (t_chosen[k].item(), t_average[k].item()) for k in ("l1", "ssim")}
+        if cfg is PIXEL_OMEGA:
+            assert all(c < 0.5 * a for c, a in pixel_terms.values()), pixel_terms
+        else:
+            assert t_chosen["l1"].item() == pytest.approx(t_average["l1"].item(), rel=0.1), pixel_terms
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"omega_scope": "region"}, "loss.omega_scope must be 'sample' or 'pixel'"),
+    ({"omega_scope": "pixel"}, "set loss.omega_features=image"),
+])
+def test_omega_scope_is_checked(changes, message):
+    with pytest.raises(ValueError, match=message):
+        LossConfig(**changes)
 
 
 def test_gradient_term_zero_when_fused_has_the_stronger_source_gradient(perception):
