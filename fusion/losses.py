@@ -123,6 +123,11 @@ def local_gradient_energy(x: torch.Tensor) -> torch.Tensor:
     return gaussian_blur(sobel_magnitude(x).square(), [SSIM_WINDOW, SSIM_WINDOW], [SSIM_SIGMA, SSIM_SIGMA])
 
 
+def local_source_weights(ir: torch.Tensor, vi: torch.Tensor, temperature: float) -> torch.Tensor:
+    """omega(x) = softmax([G * S(IR)^2, G * S(VIS)^2] / c) per pixel of (B,1,H,W) sources -> (B, 2, H, W)."""
+    return torch.softmax(torch.cat([local_gradient_energy(ir), local_gradient_energy(vi)], dim=1) / temperature, dim=1)
+
+
 def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
     """Entropy (nats) of softmax(logits) over the last dim, batch mean."""
     log_p = torch.log_softmax(logits.float(), dim=-1)
@@ -248,10 +253,9 @@ class S4FusionLoss(nn.Module):
     def _source_weights(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
         """omega as (B, 2) (scope sample) or (B, 2, H, W) (scope pixel); no gradient."""
         cfg = self.cfg
-        sources = torch.cat([ir, vi])
         if cfg.omega_scope == "pixel":
-            energy_ir, energy_vi = local_gradient_energy(sources.float()).chunk(2)
-            return torch.softmax(torch.cat([energy_ir, energy_vi], dim=1) / cfg.temperature, dim=1)
+            return local_source_weights(ir.float(), vi.float(), cfg.temperature)
+        sources = torch.cat([ir, vi])
         features = self.perception.stage_features(sources) if cfg.omega_features == "resnet50" else [sources]
         energy = feature_gradient_energy(features).float()
         return source_weights(*energy.chunk(2), temperature=cfg.temperature)
@@ -264,6 +268,7 @@ class S4FusionLoss(nn.Module):
             l1 = w_ir * (ir - fused).abs() + w_vi * (vi - fused).abs()
             structure = w_ir * dssim_map(ir, fused) + w_vi * dssim_map(vi, fused)
             return l1.mean(dim=(1, 2, 3)).mean(), structure.mean(dim=(1, 2, 3)).mean()
+        # per sample: the paper's reduction order, so its numbers stay bit-identical
         w_ir, w_vi = omega[:, 0], omega[:, 1]
         l1 = ((w_ir * (ir - fused).abs().mean(dim=(1, 2, 3))).mean()
               + (w_vi * (vi - fused).abs().mean(dim=(1, 2, 3))).mean())
