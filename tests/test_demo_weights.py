@@ -102,3 +102,38 @@ def test_fuse_then_detect_and_evaluate_accept_demo(tmp_path):
     assert s4fusion_checkpoint(pipeline.methods[0], None, tmp_path) == WEIGHTS.resolve()
     (method,) = resolve_methods(["s4fusion"], [], "demo", allow_missing=False)
     assert method.kind == "s4fusion" and Path(method.source) == WEIGHTS.resolve()
+
+
+def test_crossval_curves_pool_the_folds_as_one_mean_over_all_pairs(tmp_path, shared_data, monkeypatch):
+    """``bench.demo_weights crossval-curves``: each fold's validation means, weighted by its number of
+    held-out pairs, give the mean over all pairs; steps a fold has not reached are left out."""
+    from bench.demo_weights import crossval_curves, held_out_pair_count, pool_fold_histories, report_means
+
+    folds = [[{"step": 10, "val/VIF": 0.2}, {"step": 20, "val/VIF": 0.4}, {"step": 30, "val/VIF": 0.5}],
+             [{"step": 10, "val/VIF": 0.6}, {"step": 20, "val/VIF": 0.7}]]
+    pooled = pool_fold_histories(folds, [3, 1])
+    assert [r["step"] for r in pooled] == [10, 20]
+    assert pooled[0]["val/VIF"] == pytest.approx((3 * 0.2 + 0.6) / 4)
+    assert pooled[1]["val/VIF"] == pytest.approx((3 * 0.4 + 0.7) / 4)
+
+    monkeypatch.chdir(REPO_ROOT)  # the fold configs' data roots are relative to the repository root
+    runs = []
+    for k in range(3):
+        run = tmp_path / f"fold{k}"
+        (run / "val").mkdir(parents=True)
+        (run / "config.yaml").write_text((REPO_ROOT / f"experiments/crossval/train_demo_fold{k}.yaml").read_text())
+        records = [{"step": s, **{f"{p}/{m}": s / 100 + k for p in ("val", "val_average") for m in METRICS}}
+                   for s in (900, 1800)]
+        (run / "val" / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+        runs.append(run)
+    assert [held_out_pair_count(r) for r in runs] == [15, 15, 13]
+    report = tmp_path / "report"  # a held_out report's per-pair table: S4Fusion rows are averaged, others not
+    report.mkdir()
+    (report / "per_pair.csv").write_text("run,pair,method," + ",".join(METRICS) + "\n"
+                                         + "".join(f"fold0,tno/0{i},{m}," + ",".join([str(v)] * 4) + "\n"
+                                                   for i, (m, v) in enumerate([("s4fusion", 1), ("s4fusion", 2),
+                                                                               ("average", 9)])))
+    assert report_means(report) == {m: 1.5 for m in METRICS}
+    out = tmp_path / "curves.png"
+    crossval_curves([("long", runs)], [("short", 1800, report)], out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -101,6 +101,15 @@ def test_crossval_folds_are_the_recipe_on_a_partition_of_its_training_pairs():
         assert same == demo
 
 
+def test_long_demo_recipe_is_the_recipe_with_twice_the_steps():
+    """experiments/train_s4fusion_demo_long.yaml (finding 10, the shipped weights' recipe): only the name and
+    the schedule length differ from the <= 15-minute recipe."""
+    demo = TrainConfig.from_yaml(REPO / "experiments" / "train_s4fusion_demo.yaml")
+    long = TrainConfig.from_yaml(REPO / "experiments" / "train_s4fusion_demo_long.yaml")
+    assert long.epochs == 2 * demo.epochs
+    assert dataclasses.replace(long, name=demo.name, epochs=demo.epochs) == demo
+
+
 def test_config_errors_name_the_key(tmp_path):
     with pytest.raises(ValueError, match=r"optim.*unknown key.*'lr_max'"):
         TrainConfig.from_dict({"optim": {"lr_max": 1.0}})
