@@ -96,33 +96,36 @@ def render_card(sidecar: dict) -> None:
         table=metrics_table(metrics), verdict=verdict))
 
 
-def _pyplot():
+def plot_curves(curves_: list[tuple[str, list[dict]]], title: str, out: Path,
+                points: list[tuple[str, int, dict]] = ()) -> None:
+    """One panel per metric: each labelled validation history, the ``points`` (label, step, means) as
+    stars, and the references of the last history's last record as horizontal lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt
-
-
-def curves(runs: list[tuple[str, Path]], out: Path) -> None:
-    plt = _pyplot()
     fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.4))
-    histories = [(label, read_history(path / "val" / "metrics.jsonl")) for label, path in runs]
     for ax, metric in zip(axes, METRICS):
-        for label, history in histories:
+        for label, history in curves_:
             ax.plot([r["step"] for r in history], [r[f"val/{metric}"] for r in history], marker="o", ms=3, label=label)
-        last = histories[-1][1][-1]
-        for ref, style in (("average", "k--"), ("laplacian", "k:")):
+        for label, step, means in points:
+            ax.plot([step], [means[metric]], marker="*", ms=10, ls="", label=label)
+        last = curves_[-1][1][-1]
+        for ref, style in (("average", "--"), ("laplacian", ":")):
             if f"val_{ref}/{metric}" in last:
-                ax.axhline(last[f"val_{ref}/{metric}"], ls=style[1:], color="k", lw=1, label=ref)
-        ax.set_title(f"held-out {metric}")
+                ax.axhline(last[f"val_{ref}/{metric}"], ls=style, color="k", lw=1, label=ref)
+        ax.set_title(title.format(metric=metric), fontsize=10)
         ax.set_xlabel("step")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     print(f"wrote {out}")
+
+
+def curves(runs: list[tuple[str, Path]], out: Path) -> None:
+    plot_curves([(label, read_history(path / "val" / "metrics.jsonl")) for label, path in runs], "held-out {metric}", out)
 
 
 def held_out_pair_count(run: Path) -> int:
@@ -157,27 +160,11 @@ def crossval_curves(groups: list[tuple[str, list[Path]]], points: list[tuple[str
     """Pooled held-out curves of cross-validation runs (``groups``: label, one run per fold) and the
     final means of other cross-validations (``points``: label, steps, ``held_out`` report), with the
     references pooled the same way."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.4))
-    curves_ = [(label, pool_fold_histories([read_history(r / "val" / "metrics.jsonl") for r in runs],
-                                           [held_out_pair_count(r) for r in runs])) for label, runs in groups]
+    pooled = [(label, pool_fold_histories([read_history(r / "val" / "metrics.jsonl") for r in runs],
+                                          [held_out_pair_count(r) for r in runs])) for label, runs in groups]
     n_pairs = sum(held_out_pair_count(r) for r in groups[0][1])
-    for ax, metric in zip(axes, METRICS):
-        for label, history in curves_:
-            ax.plot([r["step"] for r in history], [r[f"val/{metric}"] for r in history], marker="o", ms=3, label=label)
-        for label, step, report in points:
-            ax.plot([step], [report_means(report)[metric]], marker="*", ms=10, ls="", label=label)
-        last = curves_[-1][1][-1]
-        for ref, style in (("average", "--"), ("laplacian", ":")):
-            if f"val_{ref}/{metric}" in last:
-                ax.axhline(last[f"val_{ref}/{metric}"], ls=style, color="k", lw=1, label=ref)
-        ax.set_title(f"{metric}, mean over {n_pairs} unseen pairs", fontsize=10)
-        ax.set_xlabel("step")
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    print(f"wrote {out}")
+    plot_curves(pooled, f"{{metric}}, mean over {n_pairs} unseen pairs", out,
+                [(label, step, report_means(report)) for label, step, report in points])
 
 
 CARD_TEMPLATE = """# S4Fusion demo weights (`s4fusion_demo.pt`)
