@@ -241,15 +241,15 @@ def main(argv: list[str] | None = None) -> int:
         render_card(json.loads(SIDECAR.read_text(encoding="utf-8")))
     elif args.command == "crossval-curves":
         def runs(spec: str) -> tuple[str, list[Path]]:
-            label, _, paths = spec.partition("=")
+            label, _, paths = spec.rpartition("=")
             return label, [Path(p) for p in paths.split(",")]
         def point(spec: str) -> tuple[str, int, Path]:
-            label, _, path = spec.partition("=")
+            label, _, path = spec.rpartition("=")
             name, _, steps = label.rpartition("@")
             return name, int(steps), Path(path)
         crossval_curves([runs(s) for s in args.folds], [point(s) for s in args.point], args.out)
     else:
-        curves([(s.partition("=")[0], Path(s.partition("=")[2])) for s in args.run], args.out)
+        curves([(s.rpartition("=")[0], Path(s.rpartition("=")[2])) for s in args.run], args.out)
     return 0
 
 
