@@ -66,6 +66,23 @@ def test_card_table_matches_the_sidecar():
     for method, values in rows.items():
         assert values == [round(SIDECAR["metrics"][method][k], 4) for k in METRICS], method
     assert f"{SIDECAR['steps']} steps" in CARD
+    # the cross-validation the card quotes is the sidecar's (from the recipe's held_out report)
+    for ref in ("average", "laplacian"):
+        for metric in ("Qabf", "VIF"):
+            c = SIDECAR["crossval"][ref][metric]
+            assert f"{metric} {c['ours']:.3f} vs {c['reference']:.3f}, better on {c['wins']} of {c['pairs']}" in CARD
+
+
+def test_card_states_a_stopped_schedule(monkeypatch, tmp_path):
+    """A run stopped by max_steps (the <= 15-minute recipe) is not described as annealed to lr_end."""
+    import bench.demo_weights as dw
+
+    monkeypatch.setattr(dw, "CARD", tmp_path / "card.md")
+    config = TrainConfig.from_yaml(REPO_ROOT / "experiments" / "train_s4fusion_demo.yaml").to_dict()
+    dw.render_card({**SIDECAR, "config": config, "crossval": None})
+    card = (tmp_path / "card.md").read_text(encoding="utf-8")
+    assert f"on the cosine towards {config['optim']['lr_end']}, stopped at step {config['max_steps']}" in card
+    assert "cosine-annealed" not in card and "No cross-validation of this recipe is recorded." in card
 
 
 def test_shipped_weights_reproduce_the_card_numbers(held_out):
