@@ -227,6 +227,22 @@ def test_resume_equals_uninterrupted_run(straight_run, tmp_path):
     assert state_dicts_equal(load_model(resumed).state_dict(), b["state_dict"])
 
 
+def test_run_measures_its_own_cost_across_a_resume(tmp_path):
+    """<out>/train_cost.json (what the model card quotes): wall and CPU time of every process, added up
+    over the attempts of a resumed run, kept in the checkpoint."""
+    import json
+
+    train(tiny_config(max_steps=2), tmp_path)
+    first = json.loads((tmp_path / "train_cost.json").read_text())
+    assert first["wall_s"] > 0 and first["cpu_s"] > 0 and first["processes"] == 1 and first["cpu_count"] >= 1
+    # the checkpoint holds the cost up to its step (the export after it adds a little)
+    assert 0 < load_checkpoint(tmp_path / "checkpoints" / "last.pt")["cost"]["cpu_s"] <= first["cpu_s"]
+    train(tiny_config(max_steps=4), tmp_path, resume=True)
+    total = json.loads((tmp_path / "train_cost.json").read_text())
+    assert total["wall_s"] > first["wall_s"] and total["cpu_s"] > first["cpu_s"]  # the second attempt added
+    assert total["load_samples"] > first["load_samples"] and total["cpu_model"]
+
+
 def test_ema_follows_its_documented_recurrence():
     """fusion.train.ema: the first update copies the weights, the t-th moves them by 1 - d_t towards
     the current weights with d_t = decay * (1 - exp(-t / warmup_steps))."""

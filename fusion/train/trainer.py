@@ -5,6 +5,7 @@ One step = ``train_step`` (forward, loss, backward, optimiser) followed, when du
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -27,6 +28,7 @@ from fusion.model import S4Fusion
 from fusion.train.checkpoint import (RESUMABLE_KEYS, CheckpointError, config_differences, load_checkpoint,
                                      rng_state, save_checkpoint, seed_everything, set_rng_state)
 from fusion.train.config import TrainConfig
+from fusion.train.cost import TrainCost
 from fusion.train.data import TrainData, build_train_data
 from fusion.train.distributed import DistContext, barrier, mean_over_ranks, setup_distributed, wrap_model
 from fusion.train.ema import build_ema
@@ -37,6 +39,7 @@ from fusion.validation import record_metrics
 log = logging.getLogger(__name__)
 
 EXPORT_NAME = "s4fusion.pt"
+COST_NAME = "train_cost.json"  # fusion.train.cost.TrainCost of the whole run
 
 
 def build_model(cfg: TrainConfig) -> S4Fusion:
@@ -120,6 +123,7 @@ class Trainer:
         self.optimizer, self.scheduler = build_optimizer(self.model, cfg.optim, data.steps_per_epoch,
                                                          data.total_steps)
         self.step, self.run, self.logged_through = 0, None, 0
+        self.cost = TrainCost()
         if state is not None:
             self._restore(state)
         self.train_model = wrap_model(self.model, ctx)
@@ -135,6 +139,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         self.step = state["step"]
+        self.cost = TrainCost.from_dict(state.get("cost"))  # checkpoints before the cost was kept: counted from here
         if (state["epoch"], state["batch_in_epoch"]) != divmod(self.step, self.data.steps_per_epoch):
             raise CheckpointError(f"{self.ckpt_path}: sampler position {state['epoch']}/{state['batch_in_epoch']} "
                                   f"does not match step {self.step} with {self.data.steps_per_epoch} steps per "
@@ -235,6 +240,7 @@ class Trainer:
         return {k.split("/")[1]: f"{v:.4g}" for k, v in metrics.items() if k != "train/samples_per_s"}
 
     def checkpoint(self) -> None:
+        self.cost.update(self.ctx)
         if not self.ctx.is_main:
             return
         epoch, batch_in_epoch = divmod(self.step, self.data.steps_per_epoch)
@@ -243,7 +249,8 @@ class Trainer:
             "total_steps": self.data.total_steps, "config": self.cfg.to_dict(), "model": self.model.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "rng": rng_state(),
-            "mlflow_run_id": self.run.run_id if self.run is not None and self.run.owns_run else None})
+            "mlflow_run_id": self.run.run_id if self.run is not None and self.run.owns_run else None,
+            "cost": self.cost.to_dict()})
 
     @property
     def result_model(self) -> S4Fusion:
@@ -254,7 +261,9 @@ class Trainer:
         """Held-out metrics (``val/<metric>`` and the reference baselines' lines, also in
         ``val/metrics.jsonl``) and the validation grid (``val/step_NNNNNNN.png``), logged to MLflow."""
         metrics = self.data.held_out(self.result_model)  # {} unless rank 0 with data.val and validation.metrics
+        self.cost.update(self.ctx)
         if metrics:
+            metrics.update({"cost/wall_s": self.cost.wall_s, "cost/cpu_s": self.cost.cpu_s})
             record_metrics(self.out_dir / "val" / "metrics.jsonl", self.step, metrics)
             if self.run is not None:
                 self.run.log_metrics(metrics, self.step)
@@ -267,7 +276,9 @@ class Trainer:
             self.run.log_artifact(path, "val")
 
     def export(self) -> None:
+        self.cost.update(self.ctx)
         if self.ctx.is_main:
+            write_text_atomic(self.out_dir / COST_NAME, json.dumps(self.cost.to_dict(), indent=1) + "\n")
             export_path = self.result_model.save_exported(self.out_dir / EXPORT_NAME)
             if self.run is not None:
                 from fusion.mlflow_model import log_training_split, log_s4fusion_model  # mlflow only when tracking
