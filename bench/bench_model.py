@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 from datetime import date
+
+from fusion.train.cost import cpu_model
 
 CHILD = r"""
 import json, resource, statistics, sys, time, torch
@@ -31,16 +32,6 @@ with torch.inference_mode():
 print(json.dumps({"median_s": statistics.median(times), "min_s": min(times),
                   "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
 """
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
@@ -62,7 +53,7 @@ def main() -> None:
 
     cost = count_model(S4Fusion())
     official = count_model(S4Fusion(), official_forward=True)
-    print(f"S4Fusion, 480x640 (padded to {cost.padded_height}x{cost.padded_width}), {cpu_name()}, "
+    print(f"S4Fusion, 480x640 (padded to {cost.padded_height}x{cost.padded_width}), {cpu_model()}, "
           f"{args.threads} threads, backend {args.backend}, {date.today()}\n")
     print("| quantity | ours | paper (Table VII) |\n|---|---|---|")
     print(f"| latency per pair (median of {args.repeats}) | {timing['median_s']:.2f} s | - |")

@@ -181,9 +181,13 @@ class S4Fusion(nn.Module):
         model.load_state_dict({k: v for k, v in native.items() if k not in wrong_shape}, strict=strict)
         return model
 
-    def save_exported(self, path: str | Path) -> Path:
-        """Write ``{"format", "config", "state_dict"}`` atomically; loads with weights_only=True."""
-        payload = {"format": EXPORT_FORMAT, "config": self.cfg.to_dict(), "state_dict": self.state_dict()}
+    def save_exported(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
+        """Write ``{"format", "config", "state_dict"}`` atomically; loads with weights_only=True.
+        ``dtype`` (e.g. float16, half the file) stores the floating-point tensors rounded to it;
+        :meth:`load` copies them back into the float32 model."""
+        state = {k: v.to(dtype) if dtype is not None and v.is_floating_point() else v
+                 for k, v in self.state_dict().items()}
+        payload = {"format": EXPORT_FORMAT, "config": self.cfg.to_dict(), "state_dict": state}
         return write_atomic(path, lambda fh: torch.save(payload, fh))
 
     @classmethod

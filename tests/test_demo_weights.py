@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from fusion import S4Fusion
 from fusion.checkpoints import CHECKPOINT_ALIASES, resolve_checkpoint
@@ -40,8 +41,12 @@ def monkeypatch_module():
 def test_demo_weights_resolve_and_load():
     assert resolve_checkpoint("demo") == WEIGHTS and WEIGHTS.is_file()
     assert hashlib.sha256(WEIGHTS.read_bytes()).hexdigest() == SIDECAR["sha256"]
-    assert WEIGHTS.stat().st_size < 2_000_000  # small enough to ship in the package
+    assert WEIGHTS.stat().st_size < 4_500_000  # small enough to ship in the package: float16 storage
+    stored = torch.load(WEIGHTS, weights_only=True)["state_dict"]
+    assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16} == {
+        getattr(torch, SIDECAR["storage_dtype"])}
     model = S4Fusion.load(WEIGHTS)
+    assert next(model.parameters()).dtype == torch.float32  # loaded back as float32
     assert model.cfg == TrainConfig.from_dict(SIDECAR["config"]).model_config()  # the recipe's model, as built
     assert not load_model("demo").training
 
@@ -66,11 +71,22 @@ def test_card_table_matches_the_sidecar():
     for method, values in rows.items():
         assert values == [round(SIDECAR["metrics"][method][k], 4) for k in METRICS], method
     assert f"{SIDECAR['steps']} steps" in CARD
+    cost = SIDECAR["train_cost"]  # measured by the run (train_cost.json), never typed in
+    assert f"{cost['cpu_s'] / 60:.0f} CPU minutes over {cost['processes']} processes" in CARD and cost["cpu_model"] in CARD
     # the cross-validation the card quotes is the sidecar's (from the recipe's held_out report)
-    for ref in ("average", "laplacian"):
-        for metric in ("Qabf", "VIF"):
-            c = SIDECAR["crossval"][ref][metric]
-            assert f"{metric} {c['ours']:.3f} vs {c['reference']:.3f}, better on {c['wins']} of {c['pairs']}" in CARD
+    if SIDECAR["crossval"] is None:
+        assert "No cross-validation of this recipe is recorded." in CARD
+    for ref, by_metric in (SIDECAR["crossval"] or {}).items():
+        for metric, c in by_metric.items():
+            if ref in ("average", "laplacian") and metric in ("Qabf", "VIF"):
+                assert f"{metric} {c['ours']:.3f} vs {c['reference']:.3f}, better on {c['wins']} of {c['pairs']}" in CARD
+    # every ordering the card states is one of the sidecar's, decided by more than the margin
+    from bench.demo_weights import CARD_MARGIN, verdict_sentences
+    assert verdict_sentences(SIDECAR) in CARD
+    for ref, by_metric in SIDECAR["comparisons"].items():
+        for metric, c in by_metric.items():
+            ref_mean = SIDECAR["metrics"][ref][metric]
+            assert (c["ordering"] == "level") == (abs(c["difference"]) <= CARD_MARGIN * abs(ref_mean)), (ref, metric)
 
 
 def test_card_states_a_stopped_schedule(monkeypatch, tmp_path):
@@ -85,15 +101,21 @@ def test_card_states_a_stopped_schedule(monkeypatch, tmp_path):
     assert "cosine-annealed" not in card and "No cross-validation of this recipe is recorded." in card
 
 
-def test_shipped_weights_reproduce_the_card_numbers(held_out):
+def test_shipped_weights_reproduce_the_card_numbers_and_orderings(held_out):
     assert [p.name for p in held_out] == SIDECAR["held_out_pairs"]
-    recomputed = fuser_metrics(model_fuser(load_model("demo")), held_out, METRICS)
+    recomputed = {"s4fusion_demo": fuser_metrics(model_fuser(load_model("demo")), held_out, METRICS)}
     for k in METRICS:
         # the same weights on another CPU/thread count may round a few fused pixels differently
-        assert recomputed[k] == pytest.approx(SIDECAR["metrics"]["s4fusion_demo"][k], rel=2e-3), k
+        assert recomputed["s4fusion_demo"][k] == pytest.approx(SIDECAR["metrics"]["s4fusion_demo"][k], rel=2e-3), k
     for baseline in set(SIDECAR["metrics"]) - {"s4fusion_demo"}:
-        scores = fuser_metrics(make_fuser(baseline), held_out, METRICS)
-        assert scores == pytest.approx(SIDECAR["metrics"][baseline], rel=1e-9), baseline
+        recomputed[baseline] = fuser_metrics(make_fuser(baseline), held_out, METRICS)
+        assert recomputed[baseline] == pytest.approx(SIDECAR["metrics"][baseline], rel=1e-9), baseline
+    # each ordering the card states holds in the recomputed means (its margin is 2.5x the tolerance above)
+    for ref, by_metric in SIDECAR["comparisons"].items():
+        for metric, c in by_metric.items():
+            diff = recomputed["s4fusion_demo"][metric] - recomputed[ref][metric]
+            if c["ordering"] != "level":
+                assert (diff > 0) == (c["ordering"] == "above"), (ref, metric, diff)
 
 
 def test_fuse_command_accepts_demo(shared_data, tmp_path):
@@ -154,3 +176,51 @@ def test_crossval_curves_pool_the_folds_as_one_mean_over_all_pairs(tmp_path, sha
     out = tmp_path / "curves.png"
     crossval_curves([("long", runs)], [("short", 1800, report)], out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_comparisons_state_an_ordering_only_beyond_the_margin():
+    from bench.demo_weights import CARD_MARGIN, REFERENCES, comparisons
+
+    base = [1.0, 2.0, 3.0]
+    per_pair = {"s4fusion_demo": {k: [v * (1 + 3 * CARD_MARGIN) for v in base] for k in METRICS}}
+    per_pair.update({ref: {k: list(base) for k in METRICS} for ref in REFERENCES})
+    per_pair["gff"] = {k: [v * (1 + 2 * CARD_MARGIN) for v in base] for k in METRICS}  # within the margin
+    per_pair["max"] = {k: [v * 2 for v in base] for k in METRICS}
+    out = comparisons(per_pair)
+    assert {c["ordering"] for c in out["average"].values()} == {"above"}
+    assert {c["ordering"] for c in out["gff"].values()} == {"level"}
+    assert {(c["ordering"], c["wins"], c["pairs"]) for c in out["max"].values()} == {("below", 0, 3)}
+
+
+def test_card_ships_a_run_with_its_measured_cost(tmp_path, monkeypatch, shared_data):
+    """``bench.demo_weights card`` on a (tiny) finished run: float16 weights, the numbers measured on them,
+    the run's own train_cost.json, and a card the checks above accept."""
+    import bench.demo_weights as dw
+    from fusion.train import train
+
+    roadscene = shared_data / "samples" / "RoadScene"
+    cfg = TrainConfig.from_dict({
+        "name": "tiny", "seed": 0,
+        "model": {"dims": [8, 16, 32], "depths": [1, 1, 1], "depths_decoder": [1, 1, 1], "num_cmsa": 1,
+                  "d_state": 4, "d_state_fusion": 4},
+        "data": {"train": [{"dataset": "roadscene", "root": str(roadscene), "stems": ["FLIR_00211", "FLIR_04269"]}],
+                 "val": [{"dataset": "roadscene", "root": str(roadscene), "stems": ["FLIR_04688", "FLIR_04722"]}],
+                 "crop_size": 25},
+        "loss": {"perception": {"enabled": False, "weights": "random"}, "omega_features": "image"},
+        "optim": {"warmup_epochs": 0}, "batch_size": 2, "epochs": 2, "device": "cpu", "val_every": 1000,
+        "tracking": {"enabled": False}, "validation": {"metrics": list(METRICS), "references": ["average"]}})
+    run = tmp_path / "run"
+    train(cfg, run)
+    for name in ("WEIGHTS", "SIDECAR", "CARD"):
+        monkeypatch.setattr(dw, name, tmp_path / "ship" / f"w{getattr(dw, name).suffix}")
+    (tmp_path / "ship").mkdir()
+    dw.card(run, "experiments/tiny.yaml")
+    sidecar = json.loads(dw.SIDECAR.read_text(encoding="utf-8"))
+    card = dw.CARD.read_text(encoding="utf-8")
+    assert sidecar["train_cost"] == json.loads((run / "train_cost.json").read_text(encoding="utf-8"))
+    assert sidecar["held_out_pairs"] == ["roadscene/FLIR_04688", "roadscene/FLIR_04722"]
+    assert set(sidecar["comparisons"]) == set(dw.REFERENCES) and dw.verdict_sentences(sidecar) in card
+    assert sidecar["metrics"]["s4fusion_demo"] == pytest.approx(sidecar["float32_metrics"], rel=2e-2)
+    stored = torch.load(dw.WEIGHTS, weights_only=True)["state_dict"]
+    assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16}
+    assert f"{sidecar['steps']} steps" in card and "No cross-validation of this recipe is recorded." in card

@@ -111,6 +111,20 @@ def test_long_demo_recipe_runs_the_recipes_schedule_to_its_end():
     assert dataclasses.replace(long, name=demo.name, max_steps=demo.max_steps) == demo
 
 
+def test_wide_demo_recipe_is_the_recipe_at_the_papers_width_and_a_longer_schedule():
+    """experiments/train_s4fusion_demo_wide.yaml (the shipped weights' recipe, issue 24): the recipe's data,
+    loss, optimiser and EMA; only the width, the schedule length, the validation cadence and lines differ."""
+    demo = TrainConfig.from_yaml(REPO / "experiments" / "train_s4fusion_demo.yaml")
+    wide = TrainConfig.from_yaml(REPO / "experiments" / "train_s4fusion_demo_wide.yaml")
+    assert wide.model_config().dims == S4FusionConfig().dims  # the paper's width
+    assert dataclasses.replace(wide.model_config(), dims=demo.model_config().dims) == demo.model_config()
+    assert wide.validation.references == ["average", "laplacian", "gff"]
+    assert wide.max_steps < wide.epochs * 10
+    same = dataclasses.replace(wide, name=demo.name, model=demo.model, epochs=demo.epochs, max_steps=demo.max_steps,
+                               val_every=demo.val_every, validation=demo.validation)
+    assert same == demo
+
+
 def test_config_errors_name_the_key(tmp_path):
     with pytest.raises(ValueError, match=r"optim.*unknown key.*'lr_max'"):
         TrainConfig.from_dict({"optim": {"lr_max": 1.0}})
