@@ -7,11 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from fusion.losses import (LossConfig, PerceptionConfig, PerceptionNet, S4FusionLoss, dssim, dssim_map,
-                           feature_gradient_energy, local_source_weights, prediction_entropy,
+from pytorch_msssim.ssim import _fspecial_gauss_1d
+
+from fusion.losses import (SSIM_SIGMA, SSIM_WINDOW, LossConfig, PerceptionConfig, PerceptionNet, S4FusionLoss, dssim,
+                           dssim_map, feature_gradient_energy, local_source_weights, prediction_entropy,
                            resolve_resnet50_weights, sobel_magnitude, source_weights)
 
-C1 = 0.01 ** 2  # SSIM constant for data range 1
+C1 = 0.01 ** 2  # SSIM constants for data range 1
+C2 = 0.03 ** 2
 
 
 @pytest.fixture(scope="module")
@@ -72,13 +75,37 @@ def test_entropy_uniform_two_class_and_one_hot():
     assert prediction_entropy(one_hot).item() < 1e-30
 
 
+def _constant_pair_dssim(a: float, b: float, window_mass: float = 1.0) -> float:
+    """Closed-form DSSIM of constant images a and b under a window of total mass m = sum of its weights:
+    mu = m a, sigma^2 = m a^2 - (m a)^2, sigma_ab = m ab - m^2 ab; with m = 1 the contrast term is 1."""
+    m = window_mass
+    luminance = (2 * m * a * m * b + C1) / ((m * a) ** 2 + (m * b) ** 2 + C1)
+    contrast = (2 * (m - m * m) * a * b + C2) / ((m - m * m) * (a * a + b * b) + C2)
+    return (1 - luminance * contrast) / 2
+
+
 def test_dssim_identity_and_constant_images():
     x = torch.rand(2, 1, 23, 23, generator=torch.Generator().manual_seed(0))
+    # Exact by construction: sigma_xx, sigma_xy and mu^2 come from the same operations on identical
+    # operands (x * x == x.pow(2) bitwise), so the SSIM map is exactly 1 on any CPU; 1e-6 is slack.
     assert dssim(x, x).abs().max() < 1e-6
     a, b = 0.8, 0.2
-    d = dssim(torch.full((1, 1, 16, 16), a), torch.full((1, 1, 16, 16), b))
-    expected = (1 - (2 * a * b + C1) / (a * a + b * b + C1)) / 2  # contrast/structure term = 1
-    assert d.item() == pytest.approx(expected, rel=1e-5)
+    # The formula check runs in float64. pytorch_msssim builds its Gaussian window in float32, so the
+    # 2-D window's mass is m = (sum g)^2 = 1 - 6.1e-8, not 1; E[x^2] - mu^2 cancels to (m - m^2) a^2 and
+    # the contrast term moves by ~ (a - b)^2 (1 - m) / C2 = 2.5e-5: the closed form takes m into account.
+    mass = float(_fspecial_gauss_1d(SSIM_WINDOW, SSIM_SIGMA).double().sum()) ** 2
+    d64 = dssim(torch.full((1, 1, 16, 16), a, dtype=torch.float64), torch.full((1, 1, 16, 16), b, dtype=torch.float64))
+    # float64 rounding: each of sigma^2, sigma_ab carries <= ~70 u64 (a + b)^2 ~ 1e-14, over C2 -> rel ~ 1e-11
+    assert d64.item() == pytest.approx(_constant_pair_dssim(a, b, mass), rel=1e-9)
+    assert _constant_pair_dssim(a, b, mass) == pytest.approx(_constant_pair_dssim(a, b), rel=3e-5)  # 2.2e-5
+    # float32 (what training uses): the two separable 11-tap convolutions (<= 22 roundings each) and mu^2
+    # give |error of sigma^2, sigma_ab| <= 67 u32 (a + b)^2 summed over the three (Higham's gamma_n bound;
+    # the summation order is the CPU's conv kernel's). cs moves by at most that over C2, and DSSIM by
+    # luminance / 2 times it: bound 2.2e-3. Measured |d32 - d64|: Intel 5.7e-6, the AMD report 2.3e-5,
+    # 32 emulated summation orders of the window taps (explicit float32 sums) at most 4.1e-5.
+    bound = 0.5 * 67 * 2.0 ** -24 * (a + b) ** 2 / C2
+    d32 = dssim(torch.full((1, 1, 16, 16), a), torch.full((1, 1, 16, 16), b))
+    assert abs(d32.item() - d64.item()) <= bound, (d32.item(), d64.item(), bound)
 
 
 def test_equal_sources_get_equal_weights_and_known_terms(perception):
