@@ -183,8 +183,9 @@ def _loss_before_and_after(cfg: TrainConfig, run: Path) -> tuple[torch.Tensor, t
 
 def test_a_few_steps_reduce_the_loss(straight_run):
     before, after = _loss_before_and_after(tiny_config(), straight_run)
-    # the official init starts near a constant image, so 4 small steps give a modest but clear decrease
-    assert after < 0.985 * before, (before, after)
+    # the official init starts near a constant image, so 4 small steps give a modest but clear decrease:
+    # measured 23.780 -> 23.229 (x0.977, a 2.3% drop; Intel, 2026-12-03); asserted: half that drop
+    assert after < 0.988 * before, (before, after)
 
 
 def test_a_few_steps_reduce_the_pixel_omega_loss(tmp_path):
@@ -192,7 +193,8 @@ def test_a_few_steps_reduce_the_pixel_omega_loss(tmp_path):
                             "perception": {"enabled": False}}, max_steps=4)
     assert cfg.loss.omega_scope == "pixel" and not cfg.loss.needs_resnet50
     before, after = _loss_before_and_after(cfg, train(cfg, tmp_path))
-    assert after < 0.985 * before, (before, after)
+    # measured 21.741 -> 20.371 (x0.937, a 6.3% drop; Intel, 2026-12-03); asserted: half that drop
+    assert after < 0.968 * before, (before, after)
 
 
 def test_cached_images_give_the_same_crops_as_rereading():
