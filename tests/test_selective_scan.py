@@ -168,21 +168,35 @@ def test_long_sequence_float32_is_stable(backend, long_sequence_case):
         torch.testing.assert_close(grads[name].double(), reference[2][name], atol=2e-3, rtol=1e-3)
 
 
-def test_cpu_backend_is_deterministic_across_thread_counts():
-    import numba
+_THREAD_RUNS = """
+import sys, numba, torch
+sys.path.insert(0, "tests")
+from test_selective_scan import make_inputs, run_with_grads
+inputs = make_inputs(length=300, groups=2, dtype=torch.float32, seed=11)  # 2 x 8 channels: work for 3 threads
+runs = {}
+for threads in (1, 2, 3):
+    torch.set_num_threads(threads)  # the cpu backend follows torch's thread count
+    out, last, grads = run_with_grads(inputs, "cpu")
+    runs[threads] = dict(out=out, last=last, grads=grads, numba_threads=numba.get_num_threads())
+torch.save(runs, sys.argv[1])
+"""
 
-    inputs = make_inputs(length=300, groups=2, dtype=torch.float32, seed=11)
-    runs = []
-    for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
-        previous = torch.get_num_threads()
-        torch.set_num_threads(threads)  # the cpu backend follows torch's thread count
-        try:
-            runs.append(run_with_grads(inputs, "cpu"))
-        finally:
-            torch.set_num_threads(previous)
-    (out_a, last_a, grads_a), (out_b, last_b, grads_b) = runs
-    assert torch.equal(out_a, out_b) and torch.equal(last_a, last_b)
-    assert all(torch.equal(grads_a[k], grads_b[k]) for k in grads_a)
+
+def test_cpu_backend_is_deterministic_across_thread_counts(tmp_path):
+    """1, 2 and 3 numba threads give bitwise the same values and gradients. In a fresh process with
+    NUMBA_NUM_THREADS=4, so the pool has more than one thread even on a one-core machine (numba fixes
+    its pool size at import; more threads than cores still split the work, only slower)."""
+    env = dict(os.environ, NUMBA_NUM_THREADS="4")
+    result = subprocess.run([sys.executable, "-c", _THREAD_RUNS, str(tmp_path / "runs.pt")], cwd=REPO_ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    runs = torch.load(tmp_path / "runs.pt")
+    assert {t: r["numba_threads"] for t, r in runs.items()} == {1: 1, 2: 2, 3: 3}  # the counts really ran
+    single = runs[1]
+    for threads in (2, 3):
+        run = runs[threads]
+        assert torch.equal(run["out"], single["out"]) and torch.equal(run["last"], single["last"]), threads
+        assert all(torch.equal(run["grads"][k], single["grads"][k]) for k in single["grads"]), threads
 
 
 def test_cpu_float32_decays_are_as_accurate_as_float32_exp():
