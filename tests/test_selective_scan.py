@@ -18,7 +18,10 @@ from fusion.ops.selective_scan import resolve_backend, selective_scan_flops, sel
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-# (atol, rtol) against the float64 reference
+# (atol, rtol) against the float64 reference. float32: decays <= 1 keep the recurrence contractive, so
+# each step's few-u rounding does not grow; the two CPU backends sum in different orders (sequential
+# scan vs chunked parallel scan: the emulation of another CPU's order) and their worst |error| /
+# (atol + rtol |ref|) over CASES is 0.035 (cpu) and 0.038 (chunked), 26x inside (measured 2026-12-03).
 TOLERANCE = {torch.float64: (1e-10, 1e-9), torch.float32: (2e-4, 2e-4)}
 
 
@@ -163,6 +166,7 @@ def test_long_sequence_float32_is_stable(backend, long_sequence_case):
     inputs, reference = long_sequence_case
     out, last, grads = run_with_grads(inputs, backend)
     assert torch.isfinite(out).all() and all(torch.isfinite(g).all() for g in grads.values())
+    # measured worst |error| / tolerance: out 0.0056 (cpu) / 0.0078 (chunked), gradients 0.0042 / 0.0032
     torch.testing.assert_close(out.double(), reference[0], atol=1e-4, rtol=1e-4)
     for name in grads:
         torch.testing.assert_close(grads[name].double(), reference[2][name], atol=2e-3, rtol=1e-3)
@@ -234,6 +238,7 @@ def test_half_precision_input_keeps_dtype():
     expected = selective_scan_fn(**{k: v.double() for k, v in inputs.items()}, delta_softplus=True,
                                  backend="reference")
     assert out.dtype == torch.bfloat16
+    # bfloat16 keeps 8 bits (u = 2^-9 = 2e-3); measured worst |error| / tolerance 0.12
     torch.testing.assert_close(out.double(), expected, atol=0.05, rtol=0.02)
 
 
