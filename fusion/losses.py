@@ -129,8 +129,9 @@ def local_source_weights(ir: torch.Tensor, vi: torch.Tensor, temperature: float)
 
 
 def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy (nats) of softmax(logits) over the last dim, batch mean."""
-    log_p = torch.log_softmax(logits.float(), dim=-1)
+    """Entropy (nats) of softmax(logits) over the last dim, batch mean; at least float32 (bf16 logits
+    are promoted), float64 logits stay float64."""
+    log_p = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
     return -(log_p.exp() * log_p).sum(dim=-1).mean()
 
 

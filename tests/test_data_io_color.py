@@ -14,6 +14,7 @@ def test_ycbcr_matches_bt601_full_range_definition():
     rgb = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [128, 128, 128]]], np.uint8)
     y, cb, cr = rgb_to_ycbcr(rgb)
     r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
+    # float64 products of exact uint8 values, stored as float32: <= 255 * 2^-24 = 1.5e-5 off
     np.testing.assert_allclose(y, 0.299 * r + 0.587 * g + 0.114 * b, atol=1e-4)
     np.testing.assert_allclose(cb, np.clip(128 - 0.168736 * r - 0.331264 * g + 0.5 * b, 0, 255), atol=1e-4)
     np.testing.assert_allclose(cr, np.clip(128 + 0.5 * r - 0.418688 * g - 0.081312 * b, 0, 255), atol=1e-4)
@@ -34,7 +35,7 @@ def test_to_gray():
     gray = np.arange(12, dtype=np.uint8).reshape(3, 4)
     np.testing.assert_array_equal(to_gray(gray), gray.astype(np.float32))
     rgb = np.stack([gray] * 3, -1)
-    np.testing.assert_allclose(to_gray(rgb), gray, atol=1e-3)
+    np.testing.assert_allclose(to_gray(rgb), gray, atol=1e-3)  # Y row sums to 1 (+-1 u64), stored float32: < 1e-5
 
 
 def test_class_ids_are_frozen_by_name():

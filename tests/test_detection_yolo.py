@@ -117,20 +117,23 @@ def test_results_are_complete_and_deterministic(smoke):
 
 def test_pycocotools_agrees_with_ultralytics_on_real_predictions(smoke):
     """The table's COCO column cross-checks ultralytics' own mAP@50 on the same real predictions
-    (the two differ only in interpolation details: |difference| <= 0.05), on a detector that has
-    learnt the squares (40 epochs: mAP@50 well above 0, so the AP maths is exercised) and on the
-    one-epoch smoke detectors (near 0: the box/score/class hand-over)."""
+    (the two differ only in interpolation details: |difference| <= 0.02, docs/pipeline.md's "a few
+    hundredths"), on a detector that has learnt the squares (40 epochs: mAP@50 ~0.6, so the AP maths
+    is exercised) and on the one-epoch smoke detectors (near 0: the box/score/class hand-over).
+    Measured 2026-12-03 (Intel, 2 cores): 40 epochs ultralytics 0.5986 / pycocotools 0.6001
+    (|difference| 0.0015); one epoch 0.0 / 0.0 for both runs."""
     from detection.coco_eval import coco_map, ground_truth_from_yolo
     from detection.yolo import DetectionResult
 
     info, tmp = smoke
     gt = ground_truth_from_yolo(tmp / "data", "test")
     trained = DetectionResult.from_json(info["trained"])
-    assert trained.map50 > 0.3, f"the 40-epoch detector should detect the squares (mAP@50 {trained.map50})"
+    # ~0.6 in the docs (measured 0.599); 0.5 leaves room for another CPU's training to end elsewhere
+    assert trained.map50 > 0.5, f"the 40-epoch detector should detect the squares (mAP@50 {trained.map50})"
     for result in [trained] + [DetectionResult.from_json(raw) for raw in info["results"]]:
         assert len(result.predictions) > 0
         coco = coco_map(gt, result.predictions, ["red", "blue"])
-        assert abs(coco.map50 - result.map50) <= 0.05, (coco.map50, result.map50)
+        assert abs(coco.map50 - result.map50) <= 0.02, (coco.map50, result.map50)
 
 
 def test_albumentations_extras_are_off_for_every_method(tmp_path):

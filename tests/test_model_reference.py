@@ -22,7 +22,10 @@ from fusion.ops.selective_scan import selective_scan_fn
 CASES = ["s4fusion_case1.pt", "s4fusion_case1_perturbed.pt"]
 TOL_FLOAT64 = 2e-14  # whole model, every stage, fold, official model.pkl
 TOL_SCAN = 2e-15     # the interleaved selective scan alone
-TOL_FLOAT32 = 1e-5   # whole model run in float32 against the float64 vectors
+# Whole model run in float32 against the float64 vectors. No a-priori bound for a deep network: this one
+# is empirical, from three float32 implementations/CPUs: the official code on its machine 3.6e-7 / 5e-6
+# (../shared/data/README.md), ours on Intel 4.0e-6, and the AMD run of issue 25 within it; 2x the largest.
+TOL_FLOAT32 = 1e-5
 
 
 @pytest.fixture(scope="module", params=CASES)

@@ -11,32 +11,55 @@ import torch
 from data.config import ConfigError, build
 from data.io import FolderIndexError, index_images_by_stem, write_png_atomic
 from fusion.baselines import fuse_baseline
-from fusion.inference import fuse_image_arrays
+from data.color import rgb_to_ycbcr
+from fusion.inference import fuse, fuse_image_arrays
 from fusion.model import S4Fusion, S4FusionConfig
 
 TINY = {"size": "tiny"}
 
 
 def _pair(color: bool):
+    """IR and VIS in 60-195; the colour VIS is a gray image with per-channel offsets of at most 12 levels,
+    so an average-fused pixel never clips at 0 or 255 (clipping would change its chroma)."""
     rng = np.random.default_rng(0)
-    ir = rng.integers(0, 256, (25, 25), dtype=np.uint8)
-    if color:
-        vi = rng.integers(0, 256, (25, 25, 3), dtype=np.uint8)
-    else:
-        vi = np.repeat(rng.integers(0, 256, (25, 25, 1), dtype=np.uint8), 3, axis=2)  # gray stored as RGB
-    return ir, vi
+    ir = rng.integers(60, 196, (25, 25), dtype=np.uint8)
+    gray = rng.integers(60, 196, (25, 25, 1), dtype=np.int16)
+    offsets = rng.integers(-12, 13, (25, 25, 3), dtype=np.int16) if color else 0
+    return ir, np.repeat(gray, 3, axis=2).__add__(offsets).astype(np.uint8)  # gray: stored as RGB
+
+
+def _s4fusion_y(model: S4Fusion, ir: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """S4Fusion's fused luminance (0-255, float) for IR and a float VIS Y, the policy's middle step."""
+    as_tensor = lambda a: torch.from_numpy(np.asarray(a, np.float32) / 255.0)[None, None]  # noqa: E731
+    with torch.no_grad():
+        return fuse(model.eval(), as_tensor(ir), as_tensor(y))[0, 0].double().numpy() * 255.0
 
 
 @pytest.mark.parametrize("color", [False, True])
 def test_s4fusion_and_baselines_share_one_colour_policy(color):
+    """Fuse IR with the VIS luminance Y, then put the VIS chroma back (colour VIS) or return gray
+    (gray VIS, also one stored as 3 equal channels): checked on the outputs themselves."""
     torch.manual_seed(0)
     model = S4Fusion(S4FusionConfig.from_spec(TINY))
     ir, vi = _pair(color)
+    vi_y, vi_cb, vi_cr = (c.astype(np.float64) for c in rgb_to_ycbcr(vi))
+    expected_y = {"s4fusion": _s4fusion_y(model, ir, vi_y), "average": (ir + vi_y) / 2}
     outputs = {"s4fusion": fuse_image_arrays(model, ir, vi), "average": fuse_baseline("average", ir, vi)}
     for name, out in outputs.items():
         assert out.dtype == np.uint8 and out.shape == (vi.shape if color else ir.shape), name
-
-
+        # rounding to uint8 moves a gray value, and Y, Cb, Cr of an RGB pixel, by at most 0.5 (each row's
+        # |coefficients| sums to 1); 1e-3 covers the float32 planes
+        if not color:  # the rounded fused Y, nothing else
+            assert np.abs(out - expected_y[name]).max() <= 0.5 + 1e-3, name
+            continue
+        # the untrained S4Fusion gives dark pixels, where a channel clips at 0: those pixels are left out
+        unclipped = (out > 0).all(axis=-1) & (out < 255).all(axis=-1)
+        assert unclipped.mean() > 0.5, (name, unclipped.mean())
+        y, cb, cr = (c.astype(np.float64)[unclipped] for c in rgb_to_ycbcr(out))
+        assert np.abs(y - expected_y[name][unclipped]).max() <= 0.5 + 1e-3, name
+        assert np.abs(cb - vi_cb[unclipped]).max() <= 0.5 + 1e-3, name
+        assert np.abs(cr - vi_cr[unclipped]).max() <= 0.5 + 1e-3, name
+    assert not color or np.abs(vi_cb - 128).max() > 5, "the colour pair must carry chroma for the check to mean anything"
 def test_named_model_sizes_are_defined_once_and_overridable():
     assert S4FusionConfig.from_spec("paper") == S4FusionConfig()
     tiny = S4FusionConfig.from_spec({"size": "tiny", "interaction": "add"})

@@ -197,8 +197,9 @@ def _loss_before_and_after(cfg: TrainConfig, run: Path) -> tuple[torch.Tensor, t
 
 def test_a_few_steps_reduce_the_loss(straight_run):
     before, after = _loss_before_and_after(tiny_config(), straight_run)
-    # the official init starts near a constant image, so 4 small steps give a modest but clear decrease
-    assert after < 0.985 * before, (before, after)
+    # the official init starts near a constant image, so 4 small steps give a modest but clear decrease:
+    # measured 23.780 -> 23.229 (x0.977, a 2.3% drop; Intel, 2026-12-03); asserted: half that drop
+    assert after < 0.988 * before, (before, after)
 
 
 def test_a_few_steps_reduce_the_pixel_omega_loss(tmp_path):
@@ -206,7 +207,8 @@ def test_a_few_steps_reduce_the_pixel_omega_loss(tmp_path):
                             "perception": {"enabled": False}}, max_steps=4)
     assert cfg.loss.omega_scope == "pixel" and not cfg.loss.needs_resnet50
     before, after = _loss_before_and_after(cfg, train(cfg, tmp_path))
-    assert after < 0.985 * before, (before, after)
+    # measured 21.741 -> 20.371 (x0.937, a 6.3% drop; Intel, 2026-12-03); asserted: half that drop
+    assert after < 0.968 * before, (before, after)
 
 
 def test_cached_images_give_the_same_crops_as_rereading():
@@ -271,7 +273,7 @@ def test_ema_follows_its_documented_recurrence():
     from fusion.train.ema import build_ema
 
     cfg = EmaConfig(enabled=True, decay=0.9, warmup_steps=2.0)
-    model = torch.nn.Linear(3, 2)
+    model = torch.nn.Linear(3, 2).double()  # the recurrence is the claim: float64, so rounding is ~1e-16
     ema = build_ema(model, cfg)
     expected = None
     for t in range(1, 6):
@@ -283,7 +285,7 @@ def test_ema_follows_its_documented_recurrence():
         d = 0.9 * (1 - np.exp(-t / 2.0))
         expected = current.clone() if expected is None else d * expected + (1 - d) * current
         averaged = torch.cat([p.detach().reshape(-1) for p in ema.module.parameters()]).double()
-        torch.testing.assert_close(averaged, expected, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(averaged, expected, rtol=1e-12, atol=1e-12)
     assert build_ema(model, EmaConfig(enabled=False)) is None
 
 
