@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import json
 import resource
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -58,7 +59,9 @@ def fuse_s4fusion(cfg: PipelineConfig, args) -> tuple[list[Path], int]:
     method = _method(cfg, S4FUSION)
     checkpoint = stages.s4fusion_checkpoint(method, None, cfg.run_dir)
     key = stages.fused_key(method, sample, checkpoint, None)
-    out = stages.fuse_method(method, sample, cfg.run_dir / "s4fusion_sample", key, checkpoint, progress=False)
+    # the sample's own folder: the key names the data, not which images of it were sampled
+    out = stages.fuse_method(method, sample, cfg.run_dir / f"s4fusion_every{args.s4fusion_every}", key, checkpoint,
+                             progress=False)
     return [out], len(sample.all_stems())
 
 
@@ -86,10 +89,11 @@ def detector_epoch(cfg: PipelineConfig, args) -> tuple[list[Path], int]:
 def report_mlflow(cfg: PipelineConfig, args) -> tuple[list[Path], None]:
     """The command rerun on the finished stages of the classical method: it checks the data again,
     then writes the report and logs everything to MLflow (the driver's share of a run)."""
-    only = load_config(args.config, only_methods=[CLASSICAL])
-    run_pipeline(only, progress=False)
-    run_dir = cfg.run_dir
-    return [run_dir / "mlflow.db", run_dir / "mlartifacts", run_dir / "report"], None
+    outputs = [cfg.run_dir / "mlflow.db", cfg.run_dir / "mlartifacts", cfg.run_dir / "report"]
+    for path in outputs:  # what an interrupted measurement left: this one logs everything afresh
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    run_pipeline(load_config(args.config, only_methods=[CLASSICAL]), progress=False)
+    return outputs, None
 
 
 STAGES: dict[str, Callable] = {f.__name__: f for f in (dataset_check, fuse_classical, fuse_s4fusion, split_export,
