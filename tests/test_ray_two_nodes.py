@@ -29,6 +29,7 @@ from pipelines.config import EXPERIMENTS_DIR
 pytestmark = pytest.mark.slow
 TINY = EXPERIMENTS_DIR / "fuse_then_detect_tiny.yaml"
 SWEEP_TIMEOUT_S = 900
+STARTS = 3  # attempts to start the cluster
 
 
 def fuse_then_detect(run_dir: Path, *executor: str) -> list[str]:
@@ -50,19 +51,32 @@ def cluster(monkeypatch):
                         ("OMP_WAIT_POLICY", "PASSIVE"), ("PYTHONPATH", str(REPO_ROOT)), ("RAY_worker_niceness", "0")):
         monkeypatch.setenv(name, value)
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    cluster = Cluster(initialize_head=False)
-    try:
-        cluster.add_node(num_cpus=1, include_dashboard=False)  # the first node is the head
-        second = cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
-        yield cluster, second
-    finally:
-        cluster.shutdown()  # stops the head's and the second node's processes
-        # ... and those of a node whose start-up timed out (Ray leaves them): ours, started by this fixture
-        for process in psutil.Process().children(recursive=True):
-            if process.pid not in before:
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    process.kill()
+    for attempt in range(1, STARTS + 1):
+        cluster = Cluster(initialize_head=False)
+        try:
+            cluster.add_node(num_cpus=1, include_dashboard=False)  # the first node is the head
+            second = cluster.add_node(num_cpus=1)
+            cluster.wait_for_nodes()
+        except Exception as error:  # Ray's "node timed out during startup" (30 s, fixed) on a loaded machine
+            _stop(cluster, before)
+            if attempt == STARTS:
+                raise RuntimeError(f"the two-node Ray cluster did not start in {STARTS} attempts") from error
+            continue
+        try:
+            yield cluster, second
+        finally:
+            _stop(cluster, before)
+        return
+
+
+def _stop(cluster, before: set[int]) -> None:
+    """Stop the cluster's processes, and those of a node whose start-up failed (Ray leaves them running):
+    the processes this test started, by pid."""
+    cluster.shutdown()
+    for process in psutil.Process().children(recursive=True):
+        if process.pid not in before:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
 
 
 def node_tags(tracking_uri: str) -> dict[tuple[str, str], str]:
