@@ -30,6 +30,7 @@ pytestmark = pytest.mark.slow
 TINY = EXPERIMENTS_DIR / "fuse_then_detect_tiny.yaml"
 SWEEP_TIMEOUT_S = 900
 STARTS = 3  # attempts to start the cluster
+MARKER_ENV = "S4FUSE_TEST_RAY_CLUSTER"
 
 
 def fuse_then_detect(run_dir: Path, *executor: str) -> list[str]:
@@ -50,7 +51,8 @@ def cluster(monkeypatch):
     for name, value in (("YOLO_OFFLINE", "1"), ("YOLO_AUTOINSTALL", "false"), ("MPLBACKEND", "Agg"),
                         ("OMP_WAIT_POLICY", "PASSIVE"), ("PYTHONPATH", str(REPO_ROOT)), ("RAY_worker_niceness", "0")):
         monkeypatch.setenv(name, value)
-    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    marker = f"{os.getpid()}-{time.time_ns()}"  # inherited by every process the cluster starts
+    monkeypatch.setenv(MARKER_ENV, marker)
     for attempt in range(1, STARTS + 1):
         cluster = Cluster(initialize_head=False)
         try:
@@ -58,24 +60,24 @@ def cluster(monkeypatch):
             second = cluster.add_node(num_cpus=1)
             cluster.wait_for_nodes()
         except Exception as error:  # Ray's "node timed out during startup" (30 s, fixed) on a loaded machine
-            _stop(cluster, before)
+            _stop(cluster, marker)
             if attempt == STARTS:
                 raise RuntimeError(f"the two-node Ray cluster did not start in {STARTS} attempts") from error
             continue
         try:
             yield cluster, second
         finally:
-            _stop(cluster, before)
+            _stop(cluster, marker)
         return
 
 
-def _stop(cluster, before: set[int]) -> None:
-    """Stop the cluster's processes, and those of a node whose start-up failed (Ray leaves them running):
-    the processes this test started, by pid."""
+def _stop(cluster, marker: str) -> None:
+    """Stop the cluster's processes, and those of a node whose start-up failed (Ray leaves them running,
+    some re-parented away from this process): every process carrying this fixture's marker variable."""
     cluster.shutdown()
-    for process in psutil.Process().children(recursive=True):
-        if process.pid not in before:
-            with contextlib.suppress(psutil.NoSuchProcess):
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):  # gone, or not ours to read
+            if process.environ().get(MARKER_ENV) == marker:
                 process.kill()
 
 
