@@ -7,6 +7,7 @@ instance declares one GPU that does not exist (Ray only counts it), so GPU reser
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -114,6 +115,7 @@ def test_serial_runs_the_dag_in_dependency_order(tmp_path):
     with SerialExecutor(ExecutorConfig(cpus_per_job=3)) as executor:
         results = executor.run(toy_dag(tmp_path), progress=False, on_job_end=lambda k, o: ended.append(k))
     assert not [r for r in results.values() if isinstance(r, JobFailure)]
+    assert executor.placement == {k: f"{socket.gethostname()} (serial)" for k in results}
     for m in METHODS:
         assert all(ended.index(("fuse", m)) < ended.index(("detect", m, s)) for s in SEEDS)
         assert results[("detect", m, 1)]["workers"] == 3
@@ -164,7 +166,10 @@ def test_ray_gives_the_serial_results(ray_instance, tmp_path):
     serial = SerialExecutor(ExecutorConfig(cpus_per_job=1, max_retries=0)).run(toy_dag(serial_out), progress=False)
     with make_executor(ray_cfg(max_retries=0)) as executor:
         ray = executor.run(toy_dag(ray_out), progress=False)
+        node = ray_instance.get_runtime_context().get_node_id()
     assert not [r for r in ray.values() if isinstance(r, JobFailure)], ray
+    assert executor.placement == {job.key: f"{ray_instance.util.get_node_ip_address()} ray node {node}"
+                                  for job in toy_dag(ray_out)}  # where each job ran (one node here)
     assert ray == serial and list(ray) == list(serial)
     assert sorted(p.name for p in ray_out.iterdir()) == sorted(p.name for p in serial_out.iterdir())
 

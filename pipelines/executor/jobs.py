@@ -8,6 +8,7 @@ run, naming the failed key.
 from __future__ import annotations
 
 import re
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -148,24 +149,47 @@ def check_jobs(jobs: Sequence[Job]) -> None:
 
 
 class JobProgress:
-    """One bar over all jobs; the postfix counts running, waiting (on dependencies), done, failed.
+    """One bar over all jobs (its ETA is tqdm's), whose postfix counts running, waiting (on
+    dependencies), done, failed, and one console line per finished job: its key, how long it ran,
+    where, and the ETA of the whole run. Never a line per image: a job's own loops show no bar.
     With Ray, running = submitted: running, or queued by Ray until a GPU/CPU frees up."""
 
     def __init__(self, total: int, enabled: bool) -> None:
         self.bar = tqdm(total=total, desc="jobs", unit="job", disable=not enabled)
+        self.enabled = enabled
         self.counts = {"running": 0, "waiting": total, "done": 0, "failed": 0}
+        self._started: dict[JobKey, float] = {}
         self._show()
 
-    def started(self) -> None:
+    def started(self, key: JobKey) -> None:
+        self._started[key] = time.perf_counter()
         self.counts["waiting"] -= 1
         self.counts["running"] += 1
         self._show()
 
-    def finished(self, outcome: Any, was_running: bool) -> None:
+    def finished(self, key: JobKey, outcome: Any, was_running: bool, where: str | None = None) -> None:
         self.counts["running" if was_running else "waiting"] -= 1
         self.counts["failed" if isinstance(outcome, JobFailure) else "done"] += 1
         self.bar.update(1)
         self._show()
+        if self.enabled:
+            self.bar.write(self._line(key, outcome, was_running, where))
+
+    def _line(self, key: JobKey, outcome: Any, was_running: bool, where: str | None) -> str:
+        name = "/".join(map(str, key))
+        if not was_running:
+            what = f"not run  {name}: {outcome.error}"
+        else:
+            seconds = time.perf_counter() - self._started.pop(key)
+            status = "FAILED" if isinstance(outcome, JobFailure) else "done"
+            what = f"{status:<8} {name} in {tqdm.format_interval(seconds)}" + (f" on {where}" if where else "")
+            if isinstance(outcome, JobFailure):
+                what += f": {outcome.error}"
+        info = self.bar.format_dict
+        finished = info["n"]
+        eta = (tqdm.format_interval(info["elapsed"] / finished * (info["total"] - finished))
+               if finished < info["total"] else "0:00")
+        return f"[{finished}/{info['total']} jobs, ETA {eta}] {what}"
 
     def _show(self) -> None:
         self.bar.set_postfix(self.counts, refresh=True)
@@ -181,6 +205,9 @@ class Executor(ABC):
 
     def __init__(self, cfg: ExecutorConfig) -> None:
         self.cfg = cfg
+        # where each finished job ran ("<ip> ray node <id>", or this host for the serial executor),
+        # filled before ``on_job_end`` is called for it
+        self.placement: dict[JobKey, str] = {}
 
     def __enter__(self) -> "Executor":
         return self
@@ -208,7 +235,7 @@ class Executor(ABC):
 
         def finish(key: JobKey, outcome: Any, was_running: bool) -> None:
             outcomes[key] = outcome
-            bar.finished(outcome, was_running)
+            bar.finished(key, outcome, was_running, self.placement.get(key))
             if on_job_end is not None:
                 on_job_end(key, outcome)
 
@@ -223,7 +250,7 @@ class Executor(ABC):
                             self.max_in_flight is None or len(in_flight) < self.max_in_flight):
                         del waiting[job.key]
                         in_flight.add(job.key)
-                        bar.started()
+                        bar.started(job.key)
                         inputs = {d: outcomes[d] for d in job.after}
                         self._submit(job, inputs)
                 if in_flight:

@@ -30,12 +30,15 @@ def _import_ray():
     return ray
 
 
-def _run_job(fn, key: JobKey, workers: int, inputs: dict, kwargs: dict) -> Any:
-    """The Ray task body: build the job's context on the worker, then run the job."""
+def _run_job(fn, key: JobKey, workers: int, inputs: dict, kwargs: dict) -> tuple[str, Any]:
+    """The Ray task body: build the job's context on the worker, run the job; returns where it ran
+    (the node of the attempt that succeeded, after any retry elsewhere) and its result."""
     import ray
 
     device = "0" if ray.get_gpu_ids() else "cpu"
-    return fn(JobContext(key, device=device, workers=workers, inputs=inputs), **kwargs)
+    result = fn(JobContext(key, device=device, workers=workers, inputs=inputs), **kwargs)
+    node = f"{ray.util.get_node_ip_address()} ray node {ray.get_runtime_context().get_node_id()}"
+    return node, result
 
 
 def _probe_storage(run_dir: str, driver_file: str, driver_token: str, worker_token: str) -> dict[str, Any]:
@@ -155,7 +158,8 @@ class RayExecutor(Executor):
         [ref], _ = ray.wait(list(self._refs), num_returns=1)
         key = self._refs.pop(ref)
         try:
-            return key, ray.get(ref)
+            self.placement[key], result = ray.get(ref)
+            return key, result
         except ray.exceptions.RayTaskError as error:  # the job raised on its last attempt
             cause = error.cause if isinstance(error.cause, BaseException) else error
             return key, JobFailure(key, f"{type(cause).__name__}: {cause}", str(error))

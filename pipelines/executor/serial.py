@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import traceback
 from collections import deque
 from typing import Any
@@ -30,7 +31,9 @@ class SerialExecutor(Executor):
         attempts = self.cfg.max_retries + 1
         for attempt in range(1, attempts + 1):
             try:
-                return job.key, job.fn(ctx, **job.kwargs)
+                result = job.fn(ctx, **job.kwargs)
+                self.placement[job.key] = f"{socket.gethostname()} (serial)"
+                return job.key, result
             except Exception as error:  # a job's error becomes its outcome; the other jobs go on
                 failure = JobFailure(job.key, f"{type(error).__name__}: {error}", traceback.format_exc())
                 if attempt < attempts:  # said, like Ray says it: a retried failure is still a bug to see

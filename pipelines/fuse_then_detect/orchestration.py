@@ -58,7 +58,7 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> PipelineResult:
     with make_executor(cfg.executor) as executor:
         executor.check_storage(run_dir)  # refuses a run folder the workers do not share, before any work
         tracker, parent_id = _open_parent_run(cfg, data, run_dir)
-        driver = MethodRuns(cfg, data, prepared, run_dir, tracker, parent_id)
+        driver = MethodRuns(cfg, data, prepared, run_dir, tracker, parent_id, executor.placement)
         try:
             jobs, done = plan_jobs(cfg, data, prepared, run_dir)
             for key, result in done.items():
@@ -113,12 +113,15 @@ def _open_parent_run(cfg: PipelineConfig, data: PreparedData, run_dir: Path) -> 
 class MethodRuns:
     """The driver's side of the jobs: called as each job ends (``on_job_end``), it opens a method's
     child run when its fusion is done (replaying an in-run training's MLflow calls), and logs and
-    finishes it when all of the method's jobs are done -- or marks it FAILED."""
+    finishes it when all of the method's jobs are done -- or marks it FAILED. Each job that ran in this
+    invocation leaves a tag ``node.<job>`` (e.g. ``node.detect.seed0``) on the child run: the node it
+    ran on, from the executor's ``placement``."""
 
     def __init__(self, cfg: PipelineConfig, data: PreparedData, prepared: dict[str, Any], run_dir: Path,
-                 tracker: Tracker, parent_id: str):
+                 tracker: Tracker, parent_id: str, placement: dict[tuple, str]):
         self.cfg, self.data, self.prepared, self.run_dir = cfg, data, prepared, run_dir
         self.tracker, self.parent_id = tracker, parent_id
+        self.placement = placement
         self.results: dict[tuple, Any] = {}
         self.runs: dict[str, tuple[str, bool]] = {}  # method -> (child run id, finished before this invocation)
         self.outcomes: dict[str, MethodOutcome] = {}
@@ -139,6 +142,9 @@ class MethodRuns:
             run_id, finished = self._child(m)
             if not finished:
                 replay(result.tracking_calls, self.tracker.handle(run_id, owns_run=False))
+        if key in self.placement and m.name in self._open:
+            job = ".".join([key[0], *(f"seed{s}" for s in key[2:])])
+            self.tracker.set_tags(self.runs[m.name][0], {f"node.{job}": self.placement[key]})
         keys = [("fuse", m.name), ("metrics", m.name), *(("detect", m.name, s) for s in self.cfg.seeds)]
         if all(k in self.results for k in keys) and not any(isinstance(self.results[k], JobFailure) for k in keys):
             self._complete(m, keys)

@@ -248,8 +248,8 @@ def detect_seed(name: str, key: str, data_yaml: Path, data: PreparedData, cfg: P
     detector = cfg.detector if device is None else dataclasses.replace(cfg.detector, device=device)
     result = train_and_evaluate(data_yaml, out, detector, seed, data.class_names)
     gt = ground_truth_from_yolo(data_yaml.parent, "test")
-    # One console line per job; ultralytics' own output is in the job's log file.
-    log.info("detector %-12s seed %d: mAP@50 %.3f  (trained %.0f s; log %s)", name, seed, result.map50,
+    # In the job's log only: the console's line per job is the executor's; ultralytics' output is in its log file.
+    log.debug("detector %-12s seed %d: mAP@50 %.3f  (trained %.0f s; log %s)", name, seed, result.map50,
              result.train_seconds, out / "ultralytics.log")
     return result, coco_map(gt, result.predictions, data.class_names, max_dets=cfg.detector.max_det), out
 

@@ -1,0 +1,125 @@
+"""One stage of ``bench.scaling`` in a process of its own (clean peak RSS), on one size's config.
+
+    python -m bench.scaling_stage STAGE CONFIG.yaml RESULT.json [--s4fusion-every K]
+
+It imports everything first, then times the stage body: wall (``time.perf_counter``) and CPU (this
+process plus its reaped children, ``resource.getrusage``), and writes RESULT.json: those two, the
+folders the stage wrote (the parent measures their disk) and the images its loop processed. Every body
+starts by opening the dataset and its split (``stages.prepare_data``: one ``stat`` per file), as a
+resumed pipeline does; the stages run the pipeline's own functions (pipelines.fuse_then_detect.stages)
+on the classical method ``Average``, except the S4Fusion fusion, which fuses every K-th image of
+each split part with the shipped demo model (its time is scaled to all images by the parent).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import resource
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from data.io import write_text_atomic
+from pipelines.config import PipelineConfig, load_config
+from pipelines.fuse_then_detect import stages
+from pipelines.fuse_then_detect.orchestration import run_pipeline
+
+CLASSICAL = "Average"
+S4FUSION = "S4Fusion"
+
+
+def _method(cfg: PipelineConfig, name: str):
+    return next(m for m in cfg.methods if m.name == name)
+
+
+def _classical_fused(cfg: PipelineConfig, data) -> tuple[str, Path]:
+    key = stages.fused_key(_method(cfg, CLASSICAL), data, None, None)
+    return key, cfg.run_dir / "fused" / f"{CLASSICAL}-{key}"
+
+
+def dataset_check(cfg: PipelineConfig, args) -> tuple[list[Path], int]:
+    data = stages.prepare_data(cfg, cfg.run_dir, progress=False)
+    stages.check_inputs(cfg, data)  # decodes every pair
+    return [cfg.run_dir / "split"], len(data.all_stems())
+
+
+def fuse_classical(cfg: PipelineConfig, args) -> tuple[list[Path], int]:
+    data = stages.prepare_data(cfg, cfg.run_dir, progress=False)
+    key, _ = _classical_fused(cfg, data)
+    return [stages.fuse_method(_method(cfg, CLASSICAL), data, cfg.run_dir, key, None, progress=False)], \
+        len(data.all_stems())
+
+
+def fuse_s4fusion(cfg: PipelineConfig, args) -> tuple[list[Path], int]:
+    data = stages.prepare_data(cfg, cfg.run_dir, progress=False)
+    sample = dataclasses.replace(data, split={part: stems[::args.s4fusion_every] for part, stems in data.split.items()})
+    method = _method(cfg, S4FUSION)
+    checkpoint = stages.s4fusion_checkpoint(method, None, cfg.run_dir)
+    key = stages.fused_key(method, sample, checkpoint, None)
+    # the sample's own folder: the key names the data, not which images of it were sampled
+    out = stages.fuse_method(method, sample, cfg.run_dir / f"s4fusion_every{args.s4fusion_every}", key, checkpoint,
+                             progress=False)
+    return [out], len(sample.all_stems())
+
+
+def split_export(cfg: PipelineConfig, args) -> tuple[list[Path], int]:
+    data = stages.prepare_data(cfg, cfg.run_dir, progress=False)
+    key, fused = _classical_fused(cfg, data)
+    return [stages.export_method(CLASSICAL, key, fused, data, cfg.run_dir).parent], len(data.all_stems())
+
+
+def fusion_metrics(cfg: PipelineConfig, args) -> tuple[list[Path], int]:
+    data = stages.prepare_data(cfg, cfg.run_dir, progress=False)
+    key, fused = _classical_fused(cfg, data)
+    stages.fusion_metrics(CLASSICAL, key, fused, data, cfg.run_dir, cfg, progress=False)
+    return [cfg.run_dir / "fusion_metrics"], len(data.split["test"])
+
+
+def detector_epoch(cfg: PipelineConfig, args) -> tuple[list[Path], int]:
+    data = stages.prepare_data(cfg, cfg.run_dir, progress=False)
+    key, fused = _classical_fused(cfg, data)
+    data_yaml = stages.export_method(CLASSICAL, key, fused, data, cfg.run_dir)  # committed by split_export
+    *_, folder = stages.detect_seed(CLASSICAL, key, data_yaml, data, cfg, cfg.run_dir, cfg.seeds[0])
+    return [folder], len(data.all_stems())
+
+
+def report_mlflow(cfg: PipelineConfig, args) -> tuple[list[Path], None]:
+    """The command rerun on the finished stages of the classical method: it checks the data again,
+    then writes the report and logs everything to MLflow (the driver's share of a run)."""
+    outputs = [cfg.run_dir / "mlflow.db", cfg.run_dir / "mlartifacts", cfg.run_dir / "report"]
+    for path in outputs:  # what an interrupted measurement left: this one logs everything afresh
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    run_pipeline(load_config(args.config, only_methods=[CLASSICAL]), progress=False)
+    return outputs, None
+
+
+STAGES: dict[str, Callable] = {f.__name__: f for f in (dataset_check, fuse_classical, fuse_s4fusion, split_export,
+                                                       fusion_metrics, detector_epoch, report_mlflow)}
+
+
+def _cpu_s() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("stage", choices=list(STAGES))
+    parser.add_argument("config")
+    parser.add_argument("result")
+    parser.add_argument("--s4fusion-every", type=int, default=8)
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config)
+    wall, cpu = time.perf_counter(), _cpu_s()
+    outputs, images = STAGES[args.stage](cfg, args)
+    wall, cpu = time.perf_counter() - wall, _cpu_s() - cpu
+    write_text_atomic(Path(args.result), json.dumps({"wall_s": wall, "cpu_s": cpu, "images": images,
+                                                     "outputs": [str(p) for p in outputs]}) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
