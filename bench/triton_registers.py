@@ -24,8 +24,8 @@ from fusion.ops import scan_triton
 
 ARCHITECTURES = (80, 90)
 S4FUSION_D_STATES = (12, 18)  # VSS blocks, CMSA blocks
-# (batch, channels D of a scan): inference at 640x480 (the smallest D) and the paper's training batch
-BACKWARD_LAUNCHES = ((1, 288), (16, 288), (16, 1152))
+# (batch, channels D, groups G) of a backward: batch 1 (the smallest launch) and the paper's training batch 16
+BACKWARD_LAUNCHES = ((1, 288, 4), (16, 288, 4), (16, 1152, 4))
 S4FUSION_FLAGS = dict(HAS_D=True, HAS_Z=False, HAS_BIAS=True, SOFTPLUS=True)  # how S4Fusion calls the scan
 ALL_FLAGS = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True)  # most live tensors
 
@@ -37,6 +37,7 @@ class KernelBuild:
     n_pad: int
     block_d: int
     num_warps: int
+
     dtype: str  # triton pointer type of the inputs, e.g. "fp32"
     flags: tuple[tuple[str, bool], ...]
 
@@ -73,7 +74,9 @@ def builds(dtypes: tuple[str, ...] = ("fp32", "bf16"),
                     for config in scan_triton.FORWARD_CONFIGS:
                         result.append(KernelBuild("forward", arch, n_pad, config.kwargs["BLOCK_D"], config.num_warps,
                                                   dtype, frozen))
-                    block_ds = sorted({scan_triton.backward_block_d(b, dim, n_pad) for b, dim in BACKWARD_LAUNCHES})
+                    # the loop count over channel blocks is a runtime argument: registers depend on BLOCK_D alone
+                    block_ds = sorted({scan_triton.backward_blocks(b, dim, groups, n_pad)[0]
+                                       for b, dim, groups in BACKWARD_LAUNCHES})
                     for block_d in block_ds:
                         for config in scan_triton.BACKWARD_CONFIGS:
                             result.append(KernelBuild("backward", arch, n_pad, block_d, config.num_warps, dtype,
@@ -86,7 +89,7 @@ def _signature(fn, build: KernelBuild) -> tuple[dict, dict]:
     constexprs = dict(BLOCK_D=build.block_d, N_PAD=build.n_pad, BLOCK_L=scan_triton.BLOCK_L, **flags)
     optional = {"D_ptr": "HAS_D", "z_ptr": "HAS_Z", "bias_ptr": "HAS_BIAS", "dD_ptr": "HAS_D", "dz_ptr": "HAS_Z",
                 "dbias_ptr": "HAS_BIAS"}
-    float32_outputs = {"last_ptr", "ckpt_ptr", "dlast_ptr", "du_ptr", "ddelta_ptr", "dz_ptr", "dA_ptr", "dD_ptr",
+    float32_outputs = {"last_ptr", "ckpt_ptr", "carry_ptr", "du_ptr", "ddelta_ptr", "dz_ptr", "dA_ptr", "dD_ptr",
                        "dbias_ptr", "dB_ptr", "dC_ptr"}
     signature = {}
     for name in fn.arg_names:
@@ -109,12 +112,14 @@ def compile_ptx(build: KernelBuild) -> str:
     return compiled.asm["ptx"]
 
 
-def ptxas_report(ptx: str, arch: int) -> PtxasReport:
-    """Run the bundled ``ptxas -v`` on one kernel's PTX and parse its resource line."""
+def ptxas_report(ptx: str) -> PtxasReport:
+    """Run the bundled ``ptxas -v`` on one kernel's PTX for the target it names (Triton writes sm_90a for
+    sm_90) and parse its resource line."""
+    target = re.search(r"^\.target\s+(\w+)", ptx, re.MULTILINE).group(1)
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "kernel.ptx"
         source.write_text(ptx)
-        result = subprocess.run([str(ptxas_path()), "-v", f"--gpu-name=sm_{arch}", str(source), "-o",
+        result = subprocess.run([str(ptxas_path()), "-v", f"--gpu-name={target}", str(source), "-o",
                                  str(Path(tmp) / "kernel.cubin")], capture_output=True, text=True, check=True)
     log = result.stderr + result.stdout
 
@@ -133,7 +138,7 @@ def main() -> int:
     print("|---|---|---|")
     spilled = 0
     for build in builds():
-        report = ptxas_report(compile_ptx(build), build.arch)
+        report = ptxas_report(compile_ptx(build))
         spilled += report.spill_stores + report.spill_loads > 0
         print(f"| {build.label} | {report.registers} | {report.spill_stores} / {report.spill_loads} |", flush=True)
     return 1 if spilled else 0

@@ -31,7 +31,7 @@ def test_builds_cover_both_architectures_both_state_sizes_and_every_config():
                     reason=f"Triton's bundled ptxas is absent ({triton_registers.ptxas_path()})")
 @pytest.mark.parametrize("build", BUILDS, ids=lambda build: build.label.replace(" ", "-"))
 def test_kernel_compiles_without_spills(build):
-    report = triton_registers.ptxas_report(triton_registers.compile_ptx(build), build.arch)
+    report = triton_registers.ptxas_report(triton_registers.compile_ptx(build))
     print(f"{build.label}: {report.registers} registers, spills {report.spill_stores} / {report.spill_loads} B")
     assert report.spill_stores == report.spill_loads == 0, f"{build.label} spills: {report}"
     assert report.registers <= 255

@@ -28,12 +28,14 @@ if not scan_triton.INTERPRETED:
 
 @pytest.fixture(autouse=True)
 def small_tiles(monkeypatch):
-    """4-step tiles; the forward with 2 channels per program (one config: no autotuning in the interpreter),
-    the backward with as many as 8 channels of a batch fill in 2 programs (4 for dim 8)."""
+    """4-step tiles; the forward with 2 channels per program (one config: no autotuning in the interpreter);
+    the backward with 4 channels per program (b * D / TARGET_PROGRAMS) in blocks of 1 or 2 (N <= 4), so its
+    programs loop over 2-4 channel blocks."""
     monkeypatch.setattr(scan_triton, "BLOCK_L", 4)
     monkeypatch.setattr(scan_triton.forward_tuned, "configs", [triton.Config({"BLOCK_D": 2}, num_warps=1)])
     monkeypatch.setattr(scan_triton.backward_tuned, "configs", [triton.Config({}, num_warps=1)])
     monkeypatch.setattr(scan_triton, "TARGET_PROGRAMS", 4)
+    monkeypatch.setattr(scan_triton, "BACKWARD_FLOATS_PER_THREAD", 1)
 
 
 def assert_relative(actual, expected, dtype, what):
@@ -88,3 +90,11 @@ def test_triton_without_last_state_gradient():
     assert_relative(out, reference[0], torch.float32, "out")
     for name, grad in grads.items():
         assert_relative(grad, reference[2][name], torch.float32, f"d{name}")
+
+
+def test_cases_make_backward_programs_loop_over_channel_blocks():
+    """The cases above exercise the backward's loop over channel blocks (and a fully masked block)."""
+    assert scan_triton.backward_blocks(batch=2, dim=8, groups=1, n_pad=4) == (2, 2)
+    assert scan_triton.backward_blocks(batch=2, dim=8, groups=2, n_pad=16) == (1, 4)
+    assert scan_triton.backward_blocks(batch=1, dim=8, groups=4, n_pad=32) == (1, 2)
+    assert scan_triton.backward_blocks(batch=2, dim=6, groups=1, n_pad=4) == (2, 2)  # 6 channels in 2 x 4

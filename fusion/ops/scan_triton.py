@@ -65,7 +65,7 @@ FORWARD_CONFIGS = [triton.Config({"BLOCK_D": block_d}, num_warps=_warps(block_d,
                                                                           FORWARD_FLOATS_PER_THREAD))
                    for block_d in (1, 2, 4)]
 BACKWARD_CONFIGS = [triton.Config({}, num_warps=warps) for warps in (8, 16)]
-"""The backward's channels per program come from :func:`backward_block_d` (they size the dB/dC buffer)."""
+"""The backward's channels per program come from :func:`backward_blocks` (they size the dB/dC buffer)."""
 
 
 @triton.jit
@@ -84,16 +84,27 @@ def _softplus(x):
 
 
 @triton.jit
-def _program_coords(n_groups, per_group, d_state, BLOCK_D: tl.constexpr, N_PAD: tl.constexpr):
-    """Program id -> (channel block, group, batch), the block's channels d with their mask, state indices."""
+def _program_coords(n_groups, per_group, channels):
+    """Program id -> (channel block, group, batch) for blocks of ``channels`` channels of one group."""
     pid = tl.program_id(0)
-    n_blocks = tl.cdiv(per_group, BLOCK_D)
-    blk = pid % n_blocks
-    g = (pid // n_blocks) % n_groups
-    b = pid // (n_blocks * n_groups)
-    offs_c = blk * BLOCK_D + tl.arange(0, BLOCK_D)  # channel within the group
+    n_blocks = tl.cdiv(per_group, channels)
+    return pid % n_blocks, (pid // n_blocks) % n_groups, pid // (n_blocks * n_groups)
+
+
+@triton.jit
+def _channel_rows(b, g, first, dim, length, per_group, d_state, n_tiles, BLOCK_D: tl.constexpr,
+                  N_PAD: tl.constexpr):
+    """Channels first..first+BLOCK_D-1 of group g: their indices d and mask, state indices and mask, and
+    offsets of their time rows, states (b, D, N) and checkpoints (b, D, tiles, N) (+ tile * d_state)."""
+    offs_c = first + tl.arange(0, BLOCK_D)  # channel within the group
+    d = g * per_group + offs_c
+    mask_d = offs_c < per_group
     offs_n = tl.arange(0, N_PAD)
-    return blk, g, b, g * per_group + offs_c, offs_c < per_group, offs_n, offs_n < d_state
+    mask_n = offs_n < d_state
+    row = (b.to(tl.int64) * dim + d) * length
+    state_dn = (b.to(tl.int64) * dim + d[:, None]) * d_state + offs_n[None, :]
+    ckpt_dn = (b.to(tl.int64) * dim + d[:, None]) * n_tiles * d_state + offs_n[None, :]
+    return d, mask_d, offs_n, mask_n, mask_d[:, None] & mask_n[None, :], row, state_dn, ckpt_dn
 
 
 @triton.jit
@@ -159,14 +170,12 @@ def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_pt
                     batch, dim, length, d_state, per_group, n_groups, n_tiles,
                     BLOCK_D: tl.constexpr, N_PAD: tl.constexpr, BLOCK_L: tl.constexpr, HAS_D: tl.constexpr,
                     HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
-    blk, g, b, d, mask_d, offs_n, mask_n = _program_coords(n_groups, per_group, d_state, BLOCK_D, N_PAD)
-    mask_dn = mask_d[:, None] & mask_n[None, :]
+    blk, g, b = _program_coords(n_groups, per_group, BLOCK_D)
+    d, mask_d, offs_n, mask_n, mask_dn, row, state_dn, ckpt_dn = _channel_rows(
+        b, g, blk * BLOCK_D, dim, length, per_group, d_state, n_tiles, BLOCK_D, N_PAD)
     A, bias, skip = _channel_params(A_ptr, D_ptr, bias_ptr, d, mask_d, offs_n, mask_dn, d_state, BLOCK_D, HAS_D,
                                     HAS_BIAS)
-    row = (b.to(tl.int64) * dim + d) * length  # (BLOCK_D,) offsets of the channels' time rows
     bc_row = ((b.to(tl.int64) * n_groups + g) * d_state + offs_n) * length  # (N_PAD,)
-    state_dn = (b.to(tl.int64) * dim + d[:, None]) * d_state + offs_n[None, :]
-    ckpt_dn = (b.to(tl.int64) * dim + d[:, None]) * n_tiles * d_state + offs_n[None, :]  # + tile * d_state
     offs_l = tl.arange(0, BLOCK_L)
     first = (offs_l == 0)[None, None, :]
     x = tl.zeros((BLOCK_D, N_PAD), dtype=tl.float32)
@@ -192,80 +201,87 @@ def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_pt
 
 @triton.jit
 def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, ckpt_ptr,
-                     dout_ptr, dlast_ptr,
+                     dout_ptr, carry_ptr,
                      du_ptr, ddelta_ptr, dz_ptr, dA_ptr, dD_ptr, dbias_ptr, dB_ptr, dC_ptr,
-                     batch, dim, length, d_state, per_group, n_groups, n_tiles,
-                     BLOCK_D: tl.constexpr, N_PAD: tl.constexpr, BLOCK_L: tl.constexpr, HAS_D: tl.constexpr,
-                     HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
-    blk, g, b, d, mask_d, offs_n, mask_n = _program_coords(n_groups, per_group, d_state, BLOCK_D, N_PAD)
-    mask_dn = mask_d[:, None] & mask_n[None, :]
-    A, bias, skip = _channel_params(A_ptr, D_ptr, bias_ptr, d, mask_d, offs_n, mask_dn, d_state, BLOCK_D, HAS_D,
-                                    HAS_BIAS)
-    row = (b.to(tl.int64) * dim + d) * length
+                     batch, dim, length, d_state, per_group, n_groups, n_tiles, sub_blocks,
+                     BLOCK_D: tl.constexpr, N_PAD: tl.constexpr, BLOCK_L: tl.constexpr,
+                     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """A program owns ``sub_blocks`` blocks of BLOCK_D channels; per tile it visits them in turn, so the tile's
+    dB/dC partial sums over all its channels stay in registers. The per-block adjoint carry (carry_ptr, set
+    to dL/d last state by the caller) and the dA/dD/dbias sums (zeroed by the caller) live in their (b, D, .)
+    buffers, each read and written only by this program."""
+    blk, g, b = _program_coords(n_groups, per_group, BLOCK_D * sub_blocks)
+    offs_n = tl.arange(0, N_PAD)
+    mask_n = offs_n < d_state
     bc_row = ((b.to(tl.int64) * n_groups + g) * d_state + offs_n) * length
-    # this block's slice of the (blocks, b, G, N, L) dB/dC partial sums
+    # this program's slice of the (programs per group, b, G, N, L) dB/dC partial sums
     part_row = (((blk.to(tl.int64) * batch + b) * n_groups + g) * d_state + offs_n) * length
-    state_dn = (b.to(tl.int64) * dim + d[:, None]) * d_state + offs_n[None, :]
-    ckpt_dn = (b.to(tl.int64) * dim + d[:, None]) * n_tiles * d_state + offs_n[None, :]  # + tile * d_state
     offs_l = tl.arange(0, BLOCK_L)
     first = (offs_l == 0)[None, None, :]
-    carry = tl.load(dlast_ptr + state_dn, mask=mask_dn, other=0.0).to(tl.float32)  # a_{t+1} g_{t+1}, t = tile end
-    dA_acc = tl.zeros((BLOCK_D, N_PAD), dtype=tl.float32)
-    dD_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
-    dbias_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
     for tile_rev in range(0, n_tiles):
         tile = n_tiles - 1 - tile_rev
-        # 1. the tile's states, rerun from its checkpoint
-        x_in = tl.load(ckpt_ptr + ckpt_dn + tile * d_state, mask=mask_dn, other=0.0)
         t = tile * BLOCK_L + offs_l
-        mask_dt = mask_d[:, None] & (t < length)[None, :]
         mask_nt = mask_n[:, None] & (t < length)[None, :]
-        xs, u, dt, raw_dt, a, bx, Bt = _tile_states(u_ptr, delta_ptr, B_ptr, row, bc_row, t, mask_dt, mask_nt,
-                                                    first, A, bias, x_in, SOFTPLUS)
-        dy, z, sig = _gated_dy(dout_ptr, z_ptr, row, t, mask_dt, HAS_Z)
-        if HAS_Z:
-            Ct = tl.load(C_ptr + bc_row[:, None] + t[None, :], mask=mask_nt, other=0.0).to(tl.float32)
-            s = tl.sum(xs * Ct[None, :, :], axis=1)
+        t_rev = tile * BLOCK_L + BLOCK_L - 1 - offs_l  # the adjoint's tile, reversed: element j is tile end - j
+        dB_acc = tl.zeros((N_PAD, BLOCK_L), dtype=tl.float32)
+        dC_acc = tl.zeros((N_PAD, BLOCK_L), dtype=tl.float32)
+        for sub in range(0, sub_blocks):
+            d, mask_d, offs_n, mask_n, mask_dn, row, state_dn, ckpt_dn = _channel_rows(
+                b, g, (blk * sub_blocks + sub) * BLOCK_D, dim, length, per_group, d_state, n_tiles, BLOCK_D, N_PAD)
+            A, bias, skip = _channel_params(A_ptr, D_ptr, bias_ptr, d, mask_d, offs_n, mask_dn, d_state, BLOCK_D,
+                                            HAS_D, HAS_BIAS)
+            mask_dt = mask_d[:, None] & (t < length)[None, :]
+            # 1. the tile's states, rerun from its checkpoint
+            x_in = tl.load(ckpt_ptr + ckpt_dn + tile * d_state, mask=mask_dn, other=0.0)
+            xs, u, dt, raw_dt, a, bx, Bt = _tile_states(u_ptr, delta_ptr, B_ptr, row, bc_row, t, mask_dt, mask_nt,
+                                                        first, A, bias, x_in, SOFTPLUS)
+            dy, z, sig = _gated_dy(dout_ptr, z_ptr, row, t, mask_dt, HAS_Z)
+            if HAS_Z:
+                Ct = tl.load(C_ptr + bc_row[:, None] + t[None, :], mask=mask_nt, other=0.0).to(tl.float32)
+                s = tl.sum(xs * Ct[None, :, :], axis=1)
+                if HAS_D:
+                    s += skip[:, None] * u
+                dout = _load_rows(dout_ptr, row, t, mask_dt)
+                tl.store(dz_ptr + row[:, None] + t[None, :], dout * s * sig * (1.0 + z * (1.0 - sig)),
+                         mask=mask_dt)
+            # 2. the adjoint g_t = a_{t+1} g_{t+1} + dy_t C_t, scanned over the reversed tile, flipped back
+            mask_rev = mask_d[:, None] & (t_rev < length)[None, :]
+            _, dt_next = _load_dt(delta_ptr, row, t_rev + 1, mask_d[:, None] & (t_rev + 1 < length)[None, :], bias,
+                                  SOFTPLUS)
+            dy_rev, _, _ = _gated_dy(dout_ptr, z_ptr, row, t_rev, mask_rev, HAS_Z)
+            C_rev = tl.load(C_ptr + bc_row[:, None] + t_rev[None, :],
+                            mask=mask_n[:, None] & (t_rev < length)[None, :], other=0.0).to(tl.float32)
+            carry = tl.load(carry_ptr + state_dn, mask=mask_dn, other=0.0)  # a_{t+1} g_{t+1} at the tile end
+            inputs_rev = dy_rev[:, None, :] * C_rev[None, :, :] + tl.where(first, carry[:, :, None], 0.0)
+            _, g_rev = tl.associative_scan((tl.exp(dt_next[:, None, :] * A[:, :, None]), inputs_rev), 2, _combine)
+            gx = tl.flip(g_rev, 2)
+            tl.store(carry_ptr + state_dn, tl.sum(tl.where(first, a * gx, 0.0), axis=2), mask=mask_dn)
+            # 3. gradients
+            through_decay = gx * (xs - bx)  # g_t a_t x_{t-1}
+            dA = tl.load(dA_ptr + state_dn, mask=mask_dn, other=0.0)
+            tl.store(dA_ptr + state_dn, dA + tl.sum(through_decay * dt[:, None, :], axis=2), mask=mask_dn)
+            gB = tl.sum(gx * Bt[None, :, :], axis=1)
+            ddt = gB * u + tl.sum(through_decay * A[:, :, None], axis=1)
+            du = gB * dt
+            per_batch = b.to(tl.int64) * dim + d
             if HAS_D:
-                s += skip[:, None] * u
-            dout = _load_rows(dout_ptr, row, t, mask_dt)
-            tl.store(dz_ptr + row[:, None] + t[None, :], dout * s * sig * (1.0 + z * (1.0 - sig)), mask=mask_dt)
-        # 2. the adjoint on the tile in reversed time order: element j is t_rev = tile end - j
-        t_rev = tile * BLOCK_L + BLOCK_L - 1 - offs_l
-        mask_rev = mask_d[:, None] & (t_rev < length)[None, :]
-        _, dt_next = _load_dt(delta_ptr, row, t_rev + 1, mask_d[:, None] & (t_rev + 1 < length)[None, :], bias,
-                              SOFTPLUS)
-        dy_rev, _, _ = _gated_dy(dout_ptr, z_ptr, row, t_rev, mask_rev, HAS_Z)
-        C_rev = tl.load(C_ptr + bc_row[:, None] + t_rev[None, :], mask=mask_n[:, None] & (t_rev < length)[None, :],
-                        other=0.0).to(tl.float32)
-        inputs_rev = dy_rev[:, None, :] * C_rev[None, :, :] + tl.where(first, carry[:, :, None], 0.0)
-        _, g_rev = tl.associative_scan((tl.exp(dt_next[:, None, :] * A[:, :, None]), inputs_rev), 2, _combine)
-        gx = tl.flip(g_rev, 2)
-        carry = tl.sum(tl.where(first, a * gx, 0.0), axis=2)
-        # 3. gradients
-        through_decay = gx * (xs - bx)  # g_t a_t x_{t-1}
-        dA_acc += tl.sum(through_decay * dt[:, None, :], axis=2)
-        gB = tl.sum(gx * Bt[None, :, :], axis=1)
-        ddt = gB * u + tl.sum(through_decay * A[:, :, None], axis=1)
-        du = gB * dt
-        if HAS_D:
-            du += skip[:, None] * dy
-            dD_acc += tl.sum(dy * u, axis=1)
-        if SOFTPLUS:
-            e = tl.exp(tl.minimum(raw_dt, 20.0))
-            ddt = ddt * tl.where(raw_dt > 20.0, 1.0, e / (1.0 + e))  # softplus' = sigmoid
-        ddt = tl.where(mask_dt, ddt, 0.0)
-        dbias_acc += tl.sum(ddt, axis=1)
-        tl.store(du_ptr + row[:, None] + t[None, :], du, mask=mask_dt)
-        tl.store(ddelta_ptr + row[:, None] + t[None, :], ddt, mask=mask_dt)
-        tl.store(dC_ptr + part_row[:, None] + t[None, :], tl.sum(dy[:, None, :] * xs, axis=0), mask=mask_nt)
-        tl.store(dB_ptr + part_row[:, None] + t[None, :], tl.sum(gx * (dt * u)[:, None, :], axis=0), mask=mask_nt)
-    per_batch = b.to(tl.int64) * dim + d
-    tl.store(dA_ptr + state_dn, dA_acc, mask=mask_dn)
-    if HAS_D:
-        tl.store(dD_ptr + per_batch, dD_acc, mask=mask_d)
-    if HAS_BIAS:
-        tl.store(dbias_ptr + per_batch, dbias_acc, mask=mask_d)
+                du += skip[:, None] * dy
+                dD = tl.load(dD_ptr + per_batch, mask=mask_d, other=0.0)
+                tl.store(dD_ptr + per_batch, dD + tl.sum(dy * u, axis=1), mask=mask_d)
+            if SOFTPLUS:
+                e = tl.exp(tl.minimum(raw_dt, 20.0))
+                ddt = ddt * tl.where(raw_dt > 20.0, 1.0, e / (1.0 + e))  # softplus' = sigmoid
+            ddt = tl.where(mask_dt, ddt, 0.0)
+            if HAS_BIAS:
+                dbias = tl.load(dbias_ptr + per_batch, mask=mask_d, other=0.0)
+                tl.store(dbias_ptr + per_batch, dbias + tl.sum(ddt, axis=1), mask=mask_d)
+            tl.store(du_ptr + row[:, None] + t[None, :], du, mask=mask_dt)
+            tl.store(ddelta_ptr + row[:, None] + t[None, :], ddt, mask=mask_dt)
+            dC_acc += tl.sum(dy[:, None, :] * xs, axis=0)
+            dB_acc += tl.sum(gx * (dt * u)[:, None, :], axis=0)
+        tl.store(dC_ptr + part_row[:, None] + t[None, :], dC_acc, mask=mask_nt)
+        tl.store(dB_ptr + part_row[:, None] + t[None, :], dB_acc, mask=mask_nt)
+        tl.debug_barrier()  # this tile's carry and dA/dD/dbias stores land before the next tile reads them
 
 
 INTERPRETED = isinstance(_forward_kernel, InterpretedFunction)
@@ -273,16 +289,23 @@ INTERPRETED = isinstance(_forward_kernel, InterpretedFunction)
 
 # the tuned entry points; tuning is per (batch, channels, state size): image sizes share a choice
 forward_tuned = triton.autotune(FORWARD_CONFIGS, key=["batch", "dim", "d_state"])(_forward_kernel)
-backward_tuned = triton.autotune(BACKWARD_CONFIGS, key=["batch", "dim", "d_state", "BLOCK_D"])(_backward_kernel)
+backward_tuned = triton.autotune(BACKWARD_CONFIGS, key=["batch", "dim", "d_state", "BLOCK_D", "sub_blocks"],
+                                 reset_to_zero=["dA_ptr", "dD_ptr", "dbias_ptr"],  # accumulated into
+                                 restore_value=["carry_ptr"])(_backward_kernel)  # so tuning runs repeat the call
 
 
-def backward_block_d(batch: int, dim: int, n_pad: int) -> int:
-    """Channels per backward program: as few as still launch ``TARGET_PROGRAMS`` programs, at most what keeps
-    a tile tensor within ``BACKWARD_FLOATS_PER_THREAD`` at the smallest backward config's warps."""
-    warps = min(config.num_warps for config in BACKWARD_CONFIGS)
+def backward_blocks(batch: int, dim: int, groups: int, n_pad: int) -> tuple[int, int]:
+    """(BLOCK_D, sub_blocks) of the backward. Channels per program: as many as still launch
+    ``TARGET_PROGRAMS`` programs (fewer programs per group: a smaller dB/dC partial-sum buffer, one copy of
+    B per program of a group); BLOCK_D: at most what keeps a tile tensor within ``BACKWARD_FLOATS_PER_THREAD``
+    at the smallest backward config's warps; the program loops over its sub_blocks blocks."""
+    warps = min(config.num_warps for config in backward_tuned.configs)
     budget = max(1, warps * 32 * BACKWARD_FLOATS_PER_THREAD // (n_pad * BLOCK_L))
-    wanted = triton.next_power_of_2(triton.cdiv(batch * dim, TARGET_PROGRAMS))
-    return max(1, min(wanted, budget))
+    per_group = dim // groups
+    channels = min(triton.next_power_of_2(triton.cdiv(batch * dim, TARGET_PROGRAMS)),
+                   triton.next_power_of_2(per_group))
+    block_d = min(budget, channels)
+    return block_d, channels // block_d
 
 
 class _TritonScanFn(torch.autograd.Function):
@@ -309,22 +332,24 @@ class _TritonScanFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout, dlast):
         u, delta, A, B, C, D, z, delta_bias, checkpoints = ctx.saved_tensors
-        batch, dim, length, d_state, per_group, groups, _ = ctx.sizes
+        batch, dim, _, d_state, per_group, groups, _ = ctx.sizes
         n_pad = triton.next_power_of_2(d_state)
-        block_d = backward_block_d(batch, dim, n_pad)
-        n_blocks = triton.cdiv(per_group, block_d)
+        block_d, sub_blocks = backward_blocks(batch, dim, groups, n_pad)
+        n_blocks = triton.cdiv(per_group, block_d * sub_blocks)
         f32 = dict(dtype=torch.float32, device=u.device)
-        dlast = torch.zeros(batch, dim, d_state, **f32) if dlast is None else dlast.float().contiguous()
+        # the adjoint carry starts as dL/d last state; the kernel accumulates dA, dD, dbias per batch into zeros
+        carry = torch.zeros(batch, dim, d_state, **f32) if dlast is None else dlast.float().clone(
+            memory_format=torch.contiguous_format)
         du, ddelta = torch.empty(u.shape, **f32), torch.empty(u.shape, **f32)
         dz = torch.empty(u.shape, **f32) if z is not None else None
-        dA = torch.empty(batch, *A.shape, **f32)
-        dD = torch.empty(batch, dim, **f32) if D is not None else None
-        dbias = torch.empty(batch, dim, **f32) if delta_bias is not None else None
+        dA = torch.zeros(batch, *A.shape, **f32)
+        dD = torch.zeros(batch, dim, **f32) if D is not None else None
+        dbias = torch.zeros(batch, dim, **f32) if delta_bias is not None else None
         dB = torch.empty(n_blocks, *B.shape, **f32)  # every (block, b, g, n < N, t < L) is written
         dC = torch.empty(n_blocks, *C.shape, **f32)
         backward_tuned[(batch * groups * n_blocks,)](
-            u, delta, A, B, C, D, z, delta_bias, checkpoints, dout.contiguous(), dlast, du, ddelta, dz, dA, dD, dbias,
-            dB, dC, *ctx.sizes, BLOCK_D=block_d, N_PAD=n_pad, BLOCK_L=BLOCK_L, **ctx.flags)
+            u, delta, A, B, C, D, z, delta_bias, checkpoints, dout.contiguous(), carry, du, ddelta, dz, dA, dD, dbias,
+            dB, dC, *ctx.sizes, sub_blocks, BLOCK_D=block_d, N_PAD=n_pad, BLOCK_L=BLOCK_L, **ctx.flags)
         # fixed-order sums over batch / channel blocks, then each gradient in its input's dtype
         grads = (du, ddelta, dA.sum(0), dB.sum(0), dC.sum(0), None if D is None else dD.sum(0), dz,
                  None if delta_bias is None else dbias.sum(0))
