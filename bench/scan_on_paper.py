@@ -51,10 +51,10 @@ def scan_bytes(shape: ScanShape, kernel: str, input_bytes: int = 4) -> int:
     group's programs come from L2); the backward includes torch's sum of the dB/dC partials."""
     batch, dim, length, d_state, groups = shape
     rows, bc = batch * dim * length, batch * groups * d_state * length
-    checkpoints = batch * dim * -(-length // scan_triton.BLOCK_L) * d_state * 4
+    n_pad = 2 ** math.ceil(math.log2(d_state))
+    checkpoints = batch * dim * -(-length // scan_triton.tile_length(n_pad)) * d_state * 4
     if kernel == "fwd":  # u, delta, B, C in; out, checkpoints out
         return 3 * rows * input_bytes + 2 * bc * input_bytes + checkpoints
-    n_pad = 2 ** math.ceil(math.log2(d_state))
     block_d, sub_blocks = scan_triton.backward_blocks(batch, dim, groups, n_pad)
     blocks = -(-(dim // groups) // (block_d * sub_blocks))
     partials = 2 * blocks * bc * 4 * 2  # dB and dC partial sums, written by the kernel and read by torch's sum
@@ -84,8 +84,8 @@ def old_design(shape: ScanShape, kernel: str) -> Design:
 def new_design(shape: ScanShape, kernel: str) -> Design:
     batch, dim, length, d_state, groups = shape
     n_pad = 2 ** math.ceil(math.log2(d_state))
-    n_tiles = -(-length // scan_triton.BLOCK_L)
-    levels = int(math.log2(scan_triton.BLOCK_L))
+    n_tiles = -(-length // scan_triton.tile_length(n_pad))
+    levels = int(math.log2(scan_triton.tile_length(n_pad)))
     registers, warps = NEW_REGISTERS[(kernel, n_pad)]
     block_d, sub_blocks = (1, 1) if kernel == "fwd" else scan_triton.backward_blocks(batch, dim, groups, n_pad)
     # forward: one scan + the carry per tile; backward: the forward rerun and the adjoint scan per tile and block

@@ -86,7 +86,8 @@ def builds(dtypes: tuple[str, ...] = ("fp32", "bf16"),
 
 def _signature(fn, build: KernelBuild) -> tuple[dict, dict]:
     flags = dict(build.flags)
-    constexprs = dict(BLOCK_D=build.block_d, N_PAD=build.n_pad, BLOCK_L=scan_triton.BLOCK_L, **flags)
+    constexprs = dict(BLOCK_D=build.block_d, N_PAD=build.n_pad, BLOCK_L=scan_triton.tile_length(build.n_pad),
+                      **flags)
     optional = {"D_ptr": "HAS_D", "z_ptr": "HAS_Z", "bias_ptr": "HAS_BIAS", "dD_ptr": "HAS_D", "dz_ptr": "HAS_Z",
                 "dbias_ptr": "HAS_BIAS"}
     float32_outputs = {"last_ptr", "ckpt_ptr", "carry_ptr", "du_ptr", "ddelta_ptr", "dz_ptr", "dA_ptr", "dD_ptr",

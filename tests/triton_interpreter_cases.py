@@ -6,9 +6,9 @@ need a fresh interpreter with the variable set, and must not switch the interpre
 of the main process. Run them alone with ``TRITON_INTERPRET=1 python -m pytest tests/triton_interpreter_cases.py``.
 
 The interpreter is slow (its scans run element by element in Python), so shapes are tiny and the tile is
-shrunk to BLOCK_L = 4 steps: the cases cover L < BLOCK_L, L not a multiple of it and L >= 4 tiles, S4Fusion's
-d_state 12 and 18 (padded to 16 and 32), G = 1 (both B/C layouts), 2 and 4, several channel blocks per group
-(the dB/dC partial-sum buffer) and a partially masked one, every optional input on and off.
+shrunk to BLOCK_L = 8 steps (4 at N_PAD 32): the cases cover L < tile, L not a multiple of it and L >= 4
+tiles, S4Fusion's d_state 12 and 18 (padded to 16 and 32), G = 1 (both B/C layouts), 2 and 4, backward
+programs looping over channel blocks (one fully masked), every optional input on and off.
 """
 from __future__ import annotations
 
@@ -28,14 +28,14 @@ if not scan_triton.INTERPRETED:
 
 @pytest.fixture(autouse=True)
 def small_tiles(monkeypatch):
-    """4-step tiles; the forward with 2 channels per program (one config: no autotuning in the interpreter);
+    """8-step tiles (4 at N 18); the forward with 2 channels per program (one config: no autotuning in the interpreter);
     the backward with 4 channels per program (b * D / TARGET_PROGRAMS) in blocks of 1 or 2 (N <= 4), so its
     programs loop over 2-4 channel blocks."""
-    monkeypatch.setattr(scan_triton, "BLOCK_L", 4)
+    monkeypatch.setattr(scan_triton, "BLOCK_L", 8)  # tiles of 8 steps up to N 16, 4 at N 18
     monkeypatch.setattr(scan_triton.forward_tuned, "configs", [triton.Config({"BLOCK_D": 2}, num_warps=1)])
     monkeypatch.setattr(scan_triton.backward_tuned, "configs", [triton.Config({}, num_warps=1)])
     monkeypatch.setattr(scan_triton, "TARGET_PROGRAMS", 4)
-    monkeypatch.setattr(scan_triton, "BACKWARD_FLOATS_PER_THREAD", 1)
+    monkeypatch.setattr(scan_triton, "BACKWARD_FLOATS_PER_THREAD", 2)
 
 
 def assert_relative(actual, expected, dtype, what):
@@ -57,11 +57,11 @@ def compare_with_reference(inputs, dtype, softplus):
         assert_relative(grad, reference[2][name], dtype, f"d{name}")
 
 
-# (dim, d_state, length, groups, grouped layout, with_D, with_z, with_bias, softplus), BLOCK_L = 4
+# (dim, d_state, length, groups, grouped layout, with_D, with_z, with_bias, softplus); tiles of 8, 4 at N 18
 CASES = [
-    (8, 4, 3, 1, True, True, True, True, True),  # L < BLOCK_L; 2 backward channel blocks reduce into one group
-    (8, 12, 9, 2, True, False, False, False, False),  # N 12 -> 16, L = 2 tiles + 1, nothing optional
-    (8, 18, 17, 4, True, True, False, True, True),  # N 18 -> 32, L >= 4 tiles, how S4Fusion calls it
+    (8, 4, 3, 1, True, True, True, True, True),  # L < tile; 2 backward channel blocks reduce into one group
+    (8, 12, 17, 2, True, False, False, False, False),  # N 12 -> 16, L = 2 tiles + 1, nothing optional
+    (8, 18, 17, 4, True, True, False, True, True),  # N 18 -> 32 (tile 4), L >= 4 tiles, how S4Fusion calls it
     (6, 3, 11, 1, False, False, True, False, True),  # (batch, N, L) B/C; 6 channels: last block half masked
 ]
 

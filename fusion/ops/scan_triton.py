@@ -34,8 +34,9 @@ written per batch and summed by torch. No atomics, every sum in a fixed order: r
 
 Launch: the forward's channels per program and warps are ``triton.autotune`` configs (a GPU run picks the
 fastest); the backward's channels per program are chosen here (they size the dB/dC buffer) and its warps are
-tuned. Warps are sized so a tile tensor is <= 16 (forward) / 8 (backward) floats per thread at N_PAD 32, so
-nothing spills at S4Fusion's d_state 12 and 18 (``tests/test_scan_triton_compile.py`` compiles them all for sm_80 and sm_90 and checks ptxas).
+tuned. A tile is BLOCK_L = 64 steps up to N_PAD 16 and 32 steps at N_PAD 32 (:func:`tile_length`: the same
+floats per channel), and warps are sized so a tile tensor is <= 8 (forward) / 4 (backward) floats per
+thread, so nothing spills at S4Fusion's d_state 12 and 18 (``tests/test_scan_triton_compile.py`` compiles them all for sm_80 and sm_90 and checks ptxas).
 
 Only ``tl.exp``/``tl.log`` are used (no libdevice externs), softplus' log1p via log(w)*e/(w-1), w = 1+e.
 With ``TRITON_INTERPRET=1`` in the environment before Triton is first imported, the kernels run in Triton's
@@ -49,20 +50,24 @@ import triton.language as tl
 from torch import Tensor
 from triton.runtime.interpreter import InterpretedFunction
 
-BLOCK_L = 64  # time steps per tile = checkpoint interval (log2(64) = 6 dependent steps per tile scan)
-# one [BLOCK_D, N_PAD, BLOCK_L] tile tensor per thread: the forward holds ~6 such tensors, the backward ~12
-FORWARD_FLOATS_PER_THREAD = 16
-BACKWARD_FLOATS_PER_THREAD = 8
-WIDEST_N_PAD = 32  # configs are sized for S4Fusion's d_state 18; d_state 12 (N_PAD 16) then uses half
+BLOCK_L = 64  # time steps per tile at N_PAD <= 16 = checkpoint interval (log2(64) = 6 dependent scan levels)
+# one [BLOCK_D, N_PAD, tile] tensor per thread: the forward holds ~6 such tensors, the backward ~12
+FORWARD_FLOATS_PER_THREAD = 8
+BACKWARD_FLOATS_PER_THREAD = 4
 TARGET_PROGRAMS = 1024  # backward: fewest channels per program that still launches this many programs
 
 
-def _warps(block_d: int, n_pad: int, floats_per_thread: int) -> int:
-    return max(1, min(16, block_d * n_pad * BLOCK_L // (32 * floats_per_thread)))
+def tile_length(n_pad: int) -> int:
+    """Time steps per tile: BLOCK_L up to N_PAD 16, fewer for wider states (32 at S4Fusion's d_state 18), so
+    a channel's tile is always 16 * BLOCK_L floats and every config's registers fit both state sizes."""
+    return max(1, BLOCK_L * 16 // max(16, n_pad))
 
 
-FORWARD_CONFIGS = [triton.Config({"BLOCK_D": block_d}, num_warps=_warps(block_d, WIDEST_N_PAD,
-                                                                          FORWARD_FLOATS_PER_THREAD))
+def _warps(block_d: int, floats_per_thread: int) -> int:
+    return max(1, min(16, block_d * 16 * BLOCK_L // (32 * floats_per_thread)))
+
+
+FORWARD_CONFIGS = [triton.Config({"BLOCK_D": block_d}, num_warps=_warps(block_d, FORWARD_FLOATS_PER_THREAD))
                    for block_d in (1, 2, 4)]
 BACKWARD_CONFIGS = [triton.Config({}, num_warps=warps) for warps in (8, 16)]
 """The backward's channels per program come from :func:`backward_blocks` (they size the dB/dC buffer)."""
@@ -154,14 +159,14 @@ def _gated_dy(dout_ptr, z_ptr, row, t, mask, HAS_Z: tl.constexpr):
 def _tile_states(u_ptr, delta_ptr, B_ptr, row, bc_row, t, mask_dt, mask_nt, first, A, bias, x_in,
                  SOFTPLUS: tl.constexpr):
     """One tile's states x [BLOCK_D, N_PAD, BLOCK_L] from the entering state x_in, by an associative scan,
-    with the tile's u, dt, raw delta, decays a, inputs b (without x_in) and B."""
+    with the tile's u, dt, raw delta, inputs b (without x_in) and B."""
     u = _load_rows(u_ptr, row, t, mask_dt)
     raw_dt, dt = _load_dt(delta_ptr, row, t, mask_dt, bias, SOFTPLUS)
     Bt = tl.load(B_ptr + bc_row[:, None] + t[None, :], mask=mask_nt, other=0.0).to(tl.float32)
     a = tl.exp(dt[:, None, :] * A[:, :, None])
     b = (dt * u)[:, None, :] * Bt[None, :, :]
     _, x = tl.associative_scan((a, b + tl.where(first, a * x_in[:, :, None], 0.0)), 2, _combine)
-    return x, u, dt, raw_dt, a, b, Bt
+    return x, u, dt, raw_dt, b, Bt
 
 
 @triton.jit
@@ -184,7 +189,7 @@ def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_pt
         t = tile * BLOCK_L + offs_l
         mask_dt = mask_d[:, None] & (t < length)[None, :]
         mask_nt = mask_n[:, None] & (t < length)[None, :]
-        xs, u, dt, raw_dt, a, bx, Bt = _tile_states(u_ptr, delta_ptr, B_ptr, row, bc_row, t, mask_dt, mask_nt,
+        xs, u, dt, raw_dt, bx, Bt = _tile_states(u_ptr, delta_ptr, B_ptr, row, bc_row, t, mask_dt, mask_nt,
                                                     first, A, bias, x, SOFTPLUS)
         Ct = tl.load(C_ptr + bc_row[:, None] + t[None, :], mask=mask_nt, other=0.0).to(tl.float32)
         y = tl.sum(xs * Ct[None, :, :], axis=1)
@@ -233,7 +238,7 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
             mask_dt = mask_d[:, None] & (t < length)[None, :]
             # 1. the tile's states, rerun from its checkpoint
             x_in = tl.load(ckpt_ptr + ckpt_dn + tile * d_state, mask=mask_dn, other=0.0)
-            xs, u, dt, raw_dt, a, bx, Bt = _tile_states(u_ptr, delta_ptr, B_ptr, row, bc_row, t, mask_dt, mask_nt,
+            xs, u, dt, raw_dt, bx, Bt = _tile_states(u_ptr, delta_ptr, B_ptr, row, bc_row, t, mask_dt, mask_nt,
                                                         first, A, bias, x_in, SOFTPLUS)
             dy, z, sig = _gated_dy(dout_ptr, z_ptr, row, t, mask_dt, HAS_Z)
             if HAS_Z:
@@ -255,7 +260,11 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
             inputs_rev = dy_rev[:, None, :] * C_rev[None, :, :] + tl.where(first, carry[:, :, None], 0.0)
             _, g_rev = tl.associative_scan((tl.exp(dt_next[:, None, :] * A[:, :, None]), inputs_rev), 2, _combine)
             gx = tl.flip(g_rev, 2)
-            tl.store(carry_ptr + state_dn, tl.sum(tl.where(first, a * gx, 0.0), axis=2), mask=mask_dn)
+            # carried to the earlier tile: a_{t0} g_{t0} (a rebuilt from dt_{t0}: the [.., BLOCK_L] decays need
+            # not stay live through the adjoint scan)
+            dt_first = tl.sum(tl.where((offs_l == 0)[None, :], dt, 0.0), axis=1)
+            g_first = tl.sum(tl.where(first, gx, 0.0), axis=2)
+            tl.store(carry_ptr + state_dn, tl.exp(dt_first[:, None] * A) * g_first, mask=mask_dn)
             # 3. gradients
             through_decay = gx * (xs - bx)  # g_t a_t x_{t-1}
             dA = tl.load(dA_ptr + state_dn, mask=mask_dn, other=0.0)
@@ -300,7 +309,7 @@ def backward_blocks(batch: int, dim: int, groups: int, n_pad: int) -> tuple[int,
     B per program of a group); BLOCK_D: at most what keeps a tile tensor within ``BACKWARD_FLOATS_PER_THREAD``
     at the smallest backward config's warps; the program loops over its sub_blocks blocks."""
     warps = min(config.num_warps for config in backward_tuned.configs)
-    budget = max(1, warps * 32 * BACKWARD_FLOATS_PER_THREAD // (n_pad * BLOCK_L))
+    budget = max(1, warps * 32 * BACKWARD_FLOATS_PER_THREAD // (n_pad * tile_length(n_pad)))
     per_group = dim // groups
     channels = min(triton.next_power_of_2(triton.cdiv(batch * dim, TARGET_PROGRAMS)),
                    triton.next_power_of_2(per_group))
@@ -315,7 +324,8 @@ class _TritonScanFn(torch.autograd.Function):
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool):
         batch, dim, length = u.shape
         groups, d_state = B.shape[1], A.shape[1]
-        n_tiles = triton.cdiv(length, BLOCK_L)
+        n_pad = triton.next_power_of_2(d_state)
+        n_tiles = triton.cdiv(length, tile_length(n_pad))
         out = torch.empty_like(u)
         last_state = u.new_empty(batch, dim, d_state, dtype=torch.float32)
         checkpoints = u.new_empty(batch, dim, n_tiles, d_state, dtype=torch.float32)
@@ -324,7 +334,7 @@ class _TritonScanFn(torch.autograd.Function):
         sizes = (batch, dim, length, d_state, dim // groups, groups, n_tiles)
         grid = lambda meta: (batch * groups * triton.cdiv(dim // groups, meta["BLOCK_D"]),)  # noqa: E731
         forward_tuned[grid](u, delta, A, B, C, D, z, delta_bias, out, last_state, checkpoints, *sizes,
-                            N_PAD=triton.next_power_of_2(d_state), BLOCK_L=BLOCK_L, **flags)
+                            N_PAD=n_pad, BLOCK_L=tile_length(n_pad), **flags)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, checkpoints)
         ctx.flags, ctx.sizes = flags, sizes
         return out, last_state
@@ -349,7 +359,7 @@ class _TritonScanFn(torch.autograd.Function):
         dC = torch.empty(n_blocks, *C.shape, **f32)
         backward_tuned[(batch * groups * n_blocks,)](
             u, delta, A, B, C, D, z, delta_bias, checkpoints, dout.contiguous(), carry, du, ddelta, dz, dA, dD, dbias,
-            dB, dC, *ctx.sizes, sub_blocks, BLOCK_D=block_d, N_PAD=n_pad, BLOCK_L=BLOCK_L, **ctx.flags)
+            dB, dC, *ctx.sizes, sub_blocks, BLOCK_D=block_d, N_PAD=n_pad, BLOCK_L=tile_length(n_pad), **ctx.flags)
         # fixed-order sums over batch / channel blocks, then each gradient in its input's dtype
         grads = (du, ddelta, dA.sum(0), dB.sum(0), dC.sum(0), None if D is None else dD.sum(0), dz,
                  None if delta_bias is None else dbias.sum(0))
