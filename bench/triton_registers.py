@@ -1,6 +1,7 @@
 """Compile the Triton selective-scan kernels for real GPUs without one, and read registers and spills.
 
-    python -m bench.triton_registers            # every build below (a few minutes on 2 cores)
+    python -m bench.triton_registers            # every build below (several minutes on 2 cores)
+    python -m bench.triton_registers --quick    # the compile test's builds: float32, every optional input
 
 Triton compiles for any CUDA target on a CPU-only machine (``GPUTarget("cuda", 90, 32)``); its bundled
 ``ptxas -v`` then reports what each kernel needs per thread. Every autotune config of both kernels is built,
@@ -10,6 +11,7 @@ backward's channels per program at inference and training batch sizes), float32 
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import re
 import subprocess
@@ -135,10 +137,13 @@ def ptxas_report(ptx: str) -> PtxasReport:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="float32 inputs with every optional input only")
+    quick = parser.parse_args().quick
     print("| kernel build | registers | spill stores / loads (bytes) |")
     print("|---|---|---|")
     spilled = 0
-    for build in builds():
+    for build in builds(dtypes=("fp32",), flag_sets=(ALL_FLAGS,)) if quick else builds():
         report = ptxas_report(compile_ptx(build))
         spilled += report.spill_stores + report.spill_loads > 0
         print(f"| {build.label} | {report.registers} | {report.spill_stores} / {report.spill_loads} |", flush=True)
