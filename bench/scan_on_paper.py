@@ -36,9 +36,10 @@ class Gpu:
 
 
 GPUS = (Gpu("H100 SXM", 3.35, 132, 67.0), Gpu("H200", 4.8, 132, 67.0))
-# registers per thread of the new kernels' default configs at sm_90 (python -m bench.triton_registers,
-# 2026-12-03): (kernel, N_PAD) -> (registers, warps); forward BLOCK_D 1, backward BLOCK_D per backward_blocks
-NEW_REGISTERS = {("fwd", 16): (128, 4), ("fwd", 32): (168, 4), ("bwd", 16): (187, 8), ("bwd", 32): (222, 8)}
+# registers per thread of the new kernels' configs with every optional input, from the compile test
+# (tests/test_scan_triton_compile.py -s, 2026-12-03; sm_90 where that run reached it, else sm_80):
+# (kernel, N_PAD) -> (registers, warps); forward BLOCK_D 1, backward blocks of 1 channel
+NEW_REGISTERS = {("fwd", 16): (128, 4), ("fwd", 32): (96, 4), ("bwd", 16): (194, 8), ("bwd", 32): (174, 8)}
 
 
 def _old_programs(batch: int, dim: int, groups: int) -> int:
