@@ -3,25 +3,35 @@
 1. equivalence: every CUDA backend that can run (``triton``, ``chunked``, ``mamba`` when mamba-ssm's kernel
    imports) in float32 against the float64 ``reference`` on the CPU: output, last state and every gradient,
    as max |err| / max |reference|;
-2. timing (CUDA events, median after a warm-up): fwd and fwd+bwd with peak memory, at an S4Fusion-sized
-   480x640 level-0 scan (4 directions x 72 channels, IR and VIS tokens interleaved: L = 2*160*216, N = 12).
+2. timing (CUDA events, median after a warm-up) at S4Fusion's real scan shapes, recorded from the model
+   itself (:func:`s4fusion_scan_shapes`, a forward on the ``meta`` device: no memory, no compute): every
+   distinct scan of a 640x480 fuse (batch 1) forward, and of a training step (the paper's crop 229,
+   batch 16) forward and forward+backward. :func:`speed_table` prints one table with the ratios of
+   ``triton`` to ``chunked`` and to ``mamba``.
 
-Each function returns table rows ``(check, backend, result, goal, verdict)``.
+The equivalence check returns table rows ``(check, backend, result, goal, verdict)``.
 """
 from __future__ import annotations
 
+import collections
 import statistics
+from unittest import mock
 
 import torch
 
+import fusion.modules.ss2d as ss2d
+from fusion import S4Fusion
 from fusion.ops.scan_mamba import mamba_import_error
 from fusion.ops.selective_scan import selective_scan_fn, triton_import_error
+from fusion.ops.tolerances import SCAN_RELATIVE_TOLERANCE, relative_error
 
 Row = tuple[str, str, str, str, str]
+ScanShape = tuple[int, int, int, int, int]  # (batch, D, L, N, G)
 DEVICE = "cuda"
 EQUIVALENCE_SHAPES = ((2, 64, 1025, 16, 1), (2, 96, 777, 12, 4))  # (batch, D, L, N, G)
-LEVEL0_480x640 = (1, 288, 2 * 160 * 216, 12, 4)
-RELATIVE_TOLERANCE = 1e-4  # float32 vs float64, as the CPU tests
+RELATIVE_TOLERANCE = SCAN_RELATIVE_TOLERANCE[torch.float32]  # the CPU and CUDA tests' bar
+FUSE_SIZE = (480, 640)  # (height, width) of the latency goal
+TRAIN_CROP, TRAIN_BATCH = 229, 16  # the paper's training crop and batch
 
 
 def cuda_backends() -> tuple[list[str], list[str]]:
@@ -68,8 +78,7 @@ def check_equivalence(backends: list[str]) -> list[Row]:
                                       for k, v in cuda_inputs.items()}, "reference")
         for backend in backends:
             result = forward_backward(cuda_inputs, backend)
-            errors = {key: ((result[key].double().cpu() - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
-                      for key, ref in reference.items()}
+            errors = {key: relative_error(result[key], ref) for key, ref in reference.items()}
             worst = max(errors, key=errors.get)
             text = (f"out {errors['out']:.1e}, last {errors['last_state']:.1e}, worst grad {worst} "
                     f"{errors[worst]:.1e}")
@@ -94,33 +103,68 @@ def cuda_time(fn, repeats: int = 10) -> float:
     return statistics.median(times)
 
 
-def check_timing(backends: list[str]) -> list[Row]:
-    inputs = make_inputs(*LEVEL0_480x640, device=DEVICE, with_z=False)
-    problem = f"scan 480x640 level 0, (b, D, L, N, G) = {LEVEL0_480x640}"
-    timings, rows = {}, []
-    for backend in backends:
-        def fwd():
-            with torch.no_grad():
-                selective_scan_fn(**inputs, delta_softplus=True, backend=backend)
+def s4fusion_scan_shapes(height: int, width: int, batch: int = 1) -> dict[ScanShape, int]:
+    """Every selective scan one S4Fusion forward runs on (batch, 1, height, width) inputs (already padded to a
+    valid size): {(batch, D, L, N, G): how many times}. Runs the model on the ``meta`` device, so it costs
+    no memory and no arithmetic and works on any machine."""
+    shapes: collections.Counter = collections.Counter()
 
-        repeats = 3 if backend == "chunked" else 10
-        torch.cuda.reset_peak_memory_stats()
-        try:
-            timings[backend] = (cuda_time(fwd, repeats),
-                                cuda_time(lambda: forward_backward(inputs, backend), repeats),
-                                torch.cuda.max_memory_allocated() / 2**20)
-        except Exception as error:  # e.g. out of memory: keep the other backends' rows
-            torch.cuda.empty_cache()
-            rows.append((problem, backend, f"raised {type(error).__name__}: {error}"[:300], "", "FAIL"))
-    for backend, (fwd_ms, fb_ms, peak) in timings.items():
-        goal, verdict = "", "-"
-        if backend == "triton" and "chunked" in timings:
-            speedup = timings["chunked"][1] / fb_ms
-            goal, verdict = f">= 10x chunked fwd+bwd (is {speedup:.1f}x)", "ok" if speedup >= 10 else "MISSED"
-            if "mamba" in timings:
-                ratio = fb_ms / timings["mamba"][1]
-                goal += f"; <= 2x mamba (is {ratio:.2f}x)"
-                verdict = "ok" if speedup >= 10 and ratio <= 2 else "MISSED"
-        rows.append((problem, backend, f"fwd {fwd_ms:.2f} ms, fwd+bwd {fb_ms:.2f} ms, peak {peak:.0f} MiB", goal,
-                     verdict))
-    return rows
+    def record(u, delta, A, B, C, D, delta_bias, backend):
+        shapes[(u.shape[0], u.shape[1], u.shape[2], A.shape[1], B.shape[1])] += 1
+        return torch.empty_like(u)
+
+    model = S4Fusion().to("meta").eval()
+    multiple = model.cfg.size_multiple
+    size = [-(-(side - 1) // multiple) * multiple + 1 for side in (height, width)]  # as fusion.inference pads
+    images = [torch.empty(batch, 1, *size, device="meta") for _ in range(2)]
+    with mock.patch.object(ss2d, "selective_scan", record), torch.no_grad():
+        model(*images)
+    return dict(shapes)
+
+
+def timing_problems() -> list[tuple[str, ScanShape, bool]]:
+    """(label, shape, with backward) for every distinct scan of a 640x480 fuse (forward only) and of a
+    training step at the paper's crop and batch (forward and forward+backward)."""
+    problems = []
+    for shape, count in s4fusion_scan_shapes(*FUSE_SIZE).items():
+        problems.append((f"fuse {FUSE_SIZE[1]}x{FUSE_SIZE[0]}, {count}x per image", shape, False))
+    for shape, count in s4fusion_scan_shapes(TRAIN_CROP, TRAIN_CROP, TRAIN_BATCH).items():
+        problems.append((f"train crop {TRAIN_CROP}, {count}x per step", shape, True))
+    return problems
+
+
+def speed_table(timings: dict[tuple[str, str], dict[str, float]]) -> list[str]:
+    """Markdown lines: one row per (problem, pass) with each backend's milliseconds and the ratios of
+    triton's time to chunked's and to mamba's (< 1: triton is faster); '-' where a backend did not run."""
+    backends = [b for b in ("triton", "chunked", "mamba") if any(b in row for row in timings.values())]
+    lines = ["| problem | pass | " + " | ".join(f"{b} ms" for b in backends) + " | triton / chunked | triton / mamba |",
+             "|---|---|" + "---|" * (len(backends) + 2)]
+    for (problem, stage), row in timings.items():
+        cells = [f"{row[b]:.3f}" if b in row else "-" for b in backends]
+        ratios = [f"{row['triton'] / row[other]:.2f}" if "triton" in row and other in row else "-"
+                  for other in ("chunked", "mamba")]
+        lines.append(f"| {problem} | {stage} | " + " | ".join(cells + ratios) + " |")
+    return lines
+
+
+def time_scans(backends: list[str]) -> dict[tuple[str, str], dict[str, float]]:
+    """Milliseconds per (problem, pass) and backend at S4Fusion's real shapes (see :func:`timing_problems`)."""
+    timings: dict[tuple[str, str], dict[str, float]] = {}
+    for label, shape, with_backward in timing_problems():
+        inputs = make_inputs(*shape, device=DEVICE, with_z=False)
+        problem = f"{label}: (b, D, L, N, G) = {shape}"
+        for backend in backends:
+            def fwd():
+                with torch.no_grad():
+                    selective_scan_fn(**inputs, delta_softplus=True, backend=backend)
+
+            repeats = 3 if backend == "chunked" else 10
+            try:
+                timings.setdefault((problem, "fwd"), {})[backend] = cuda_time(fwd, repeats)
+                if with_backward:
+                    timings.setdefault((problem, "fwd+bwd"), {})[backend] = cuda_time(
+                        lambda: forward_backward(inputs, backend), repeats)
+            except torch.cuda.OutOfMemoryError:  # a missing cell reads '-'; the other backends still run
+                torch.cuda.empty_cache()
+        del inputs
+    return timings

@@ -5,36 +5,42 @@ TRITON_INTERPRET when it is first imported (it decorates its own standard librar
 need a fresh interpreter with the variable set, and must not switch the interpreter on for the CUDA tests
 of the main process. Run them alone with ``TRITON_INTERPRET=1 python -m pytest tests/triton_interpreter_cases.py``.
 
-The interpreter is slow, so shapes are tiny and the checkpoint interval / channel block are shrunk to
-K=4 / 4 channels: every case then has several checkpoints (L not a multiple of K), several channel blocks
-per group (the dB/dC partial-sum buffer) or a partially masked block, and N=3 pads the state to 4.
+The interpreter is slow (its scans run element by element in Python), so shapes are tiny and the tile is
+shrunk to BLOCK_L = 8 steps (4 at N_PAD 32): the cases cover L < tile, L not a multiple of it and L >= 4
+tiles, S4Fusion's d_state 12 and 18 (padded to 16 and 32), G = 1 (both B/C layouts), 2 and 4, backward
+programs looping over channel blocks (one fully masked), every optional input on and off.
 """
 from __future__ import annotations
 
 import pytest
 import torch
+import triton
 
 from fusion.ops import scan_triton
 from fusion.ops import selective_scan as scan_module
+from fusion.ops.tolerances import SCAN_RELATIVE_TOLERANCE, relative_error
 from test_selective_scan import make_inputs, run_with_grads
 
 if not scan_triton.INTERPRETED:
     raise RuntimeError("tests/triton_interpreter_cases.py needs TRITON_INTERPRET=1 set before triton is imported")
 
-# max |err| / max |reference| per dtype (float32: the issue's 1e-4; half inputs: their output rounding)
-RELATIVE_TOLERANCE = {torch.float32: 1e-4, torch.float16: 2e-3, torch.bfloat16: 2e-2}
 
 
 @pytest.fixture(autouse=True)
-def small_chunks(monkeypatch):
-    monkeypatch.setattr(scan_triton, "CHECKPOINT_EVERY", 4)
-    monkeypatch.setattr(scan_triton, "BLOCK_D", 4)
-    monkeypatch.setattr(scan_triton, "MIN_BLOCK_D", 4)
+def small_tiles(monkeypatch):
+    """8-step tiles (4 at N 18); the forward with 2 channels per program (one config: no autotuning in the interpreter);
+    the backward with 4 channels per program (b * D / TARGET_PROGRAMS) in blocks of 1 or 2 (N <= 4), so its
+    programs loop over 2-4 channel blocks."""
+    monkeypatch.setattr(scan_triton, "BLOCK_L", 8)  # tiles of 8 steps up to N 16, 4 at N 18
+    monkeypatch.setattr(scan_triton.forward_tuned, "configs", [triton.Config({"BLOCK_D": 2}, num_warps=1)])
+    monkeypatch.setattr(scan_triton.backward_tuned, "configs", [triton.Config({}, num_warps=1)])
+    monkeypatch.setattr(scan_triton, "TARGET_PROGRAMS", 4)
+    monkeypatch.setattr(scan_triton, "BACKWARD_FLOATS_PER_THREAD", 2)
 
 
 def assert_relative(actual, expected, dtype, what):
-    error = (actual.double() - expected).abs().max() / expected.abs().max().clamp_min(1e-30)
-    assert error <= RELATIVE_TOLERANCE[dtype], f"{what}: relative error {error:.2e}"
+    error = relative_error(actual, expected)
+    assert error <= SCAN_RELATIVE_TOLERANCE[dtype], f"{what}: relative error {error:.2e}"
 
 
 def compare_with_reference(inputs, dtype, softplus):
@@ -51,13 +57,12 @@ def compare_with_reference(inputs, dtype, softplus):
         assert_relative(grad, reference[2][name], dtype, f"d{name}")
 
 
-# (dim, d_state, length, groups, grouped layout, with_D, with_z, with_bias, softplus): odd lengths, none a
-# multiple of K=4; G=1 (both B/C layouts), 2 and 4; every optional input on and off at least once
+# (dim, d_state, length, groups, grouped layout, with_D, with_z, with_bias, softplus); tiles of 8, 4 at N 18
 CASES = [
-    (8, 4, 7, 1, True, True, True, True, True),  # 2 channel blocks reduce into one group
-    (8, 3, 9, 1, False, False, False, False, False),  # (batch, N, L) B/C, N padded 3 -> 4
-    (12, 4, 5, 2, True, True, False, True, False),  # 6 channels per group: 2nd block half masked
-    (8, 3, 11, 4, True, False, True, False, True),  # 2 channels per group
+    (8, 4, 3, 1, True, True, True, True, True),  # L < tile; 2 backward channel blocks reduce into one group
+    (8, 12, 17, 2, True, False, False, False, False),  # N 12 -> 16, L = 2 tiles + 1, nothing optional
+    (8, 18, 17, 4, True, True, False, True, True),  # N 18 -> 32 (tile 4), L >= 4 tiles, how S4Fusion calls it
+    (6, 3, 11, 1, False, False, True, False, True),  # (batch, N, L) B/C; 6 channels: last block half masked
 ]
 
 
@@ -73,7 +78,7 @@ def test_triton_matches_reference_float32(dim, d_state, length, groups, grouped_
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
 def test_triton_half_inputs_keep_their_dtype(dtype):
     """Half-precision inputs are computed in float32: out and gradients come back in the input dtype."""
-    inputs = make_inputs(batch=1, dim=4, d_state=4, length=6, groups=2, dtype=dtype, seed=1)
+    inputs = make_inputs(batch=1, dim=4, d_state=12, length=6, groups=2, dtype=dtype, seed=1)
     compare_with_reference(inputs, dtype, softplus=True)
 
 
@@ -85,3 +90,11 @@ def test_triton_without_last_state_gradient():
     assert_relative(out, reference[0], torch.float32, "out")
     for name, grad in grads.items():
         assert_relative(grad, reference[2][name], torch.float32, f"d{name}")
+
+
+def test_cases_make_backward_programs_loop_over_channel_blocks():
+    """The cases above exercise the backward's loop over channel blocks (and a fully masked block)."""
+    assert scan_triton.backward_blocks(batch=2, dim=8, groups=1, n_pad=4) == (2, 2)
+    assert scan_triton.backward_blocks(batch=2, dim=8, groups=2, n_pad=16) == (1, 4)
+    assert scan_triton.backward_blocks(batch=1, dim=8, groups=4, n_pad=32) == (1, 2)
+    assert scan_triton.backward_blocks(batch=2, dim=6, groups=1, n_pad=4) == (2, 2)  # 6 channels in 2 x 4

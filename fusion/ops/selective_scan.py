@@ -42,8 +42,8 @@ def explain_backend(device: torch.device | str, dtype: torch.dtype = torch.float
     """What ``backend="auto"`` runs for tensors on ``device``, and why a faster one could not (None if none).
 
     CPU -> ``cpu`` (numba). CUDA -> ``mamba`` when mamba-ssm's ``selective_scan_cuda`` imports, else
-    ``triton`` when Triton imports, else ``chunked``; float64 -> ``chunked`` (both kernels compute in
-    float32). Other devices -> ``chunked``.
+    ``triton`` when Triton imports, else ``chunked`` (logged once as a WARNING); float64 -> ``chunked`` (both
+    kernels compute in float32). Other devices -> ``chunked``.
     """
     device = torch.device(device)
     if device.type == "cpu":
@@ -125,7 +125,9 @@ def _log_choice(device: torch.device, backend: str, reason: str | None) -> None:
     last_backend = backend
     if (str(device), backend) not in _logged_choices:
         _logged_choices.add((str(device), backend))
-        logger.info("selective scan on %s uses backend %r%s", device, backend, f" ({reason})" if reason else "")
+        # on CUDA the chunked scan is a slow fallback (no fused kernel imports): say so loudly, once
+        level = logging.WARNING if device.type == "cuda" and backend == "chunked" else logging.INFO
+        logger.log(level, "selective scan on %s uses backend %r%s", device, backend, f" ({reason})" if reason else "")
 
 
 def _check_explicit_backend(backend: str, u: Tensor) -> None:
