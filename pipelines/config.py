@@ -80,6 +80,15 @@ class ReportConfig:
     fusion_metrics: list[str] = field(default_factory=lambda: ["EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf"])
     metrics_convention: str = "mmif"
 
+    def __post_init__(self) -> None:
+        from fusion.metrics import resolve_metrics
+
+        # on load (so --check sees it too), before any job: `vif` becomes `VIF`, `VIFF` a config error
+        try:
+            self.fusion_metrics = list(resolve_metrics(self.metrics_convention, self.fusion_metrics))
+        except ConfigError as exc:
+            raise ValueError(f"fusion_metrics: {exc}") from None
+
 
 @dataclass
 class TrackingConfig:
@@ -148,9 +157,12 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> PipelineConfi
 
 def validate(cfg: PipelineConfig) -> list[str]:
     """Static checks (no dataset access): kinds, required keys, files that must exist, nested sections."""
-    problems = [p for i, m in enumerate(cfg.methods) for p in _method_problems(m, i)]
-    names = [m.name for m in cfg.methods]
-    problems += [f"methods.{i} ({n!r}): duplicate method name" for i, n in enumerate(names) if n in names[:i]]
+    # an entry that is not a MethodConfig (unknown key, not a mapping) already has its problem listed
+    methods = [(i, m) for i, m in enumerate(cfg.methods) if isinstance(m, MethodConfig)]
+    problems = [p for i, m in methods for p in _method_problems(m, i)]
+    names = [m.name for _, m in methods]
+    problems += [f"methods.{i} ({m.name!r}): duplicate method name" for k, (i, m) in enumerate(methods)
+                 if m.name in names[:k]]
     if not cfg.methods:
         problems.append("'methods' must be a non-empty list")
     return problems + _dataset_problems(cfg)

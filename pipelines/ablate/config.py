@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data.config import ConfigError, apply_overrides, build, parse_override, read_yaml_mapping, to_plain
+from data.config import ConfigError, apply_overrides, build, match_names, parse_override, read_yaml_mapping, to_plain
 from data.experiments import resolve_experiment
 from fusion.train.config import DataSource, TrainConfig
 from pipelines.config import TrackingConfig
@@ -107,15 +107,17 @@ class AblationConfig:
 
 
 def _metric_problems(cfg: AblationConfig) -> list[str]:
+    """Problems of ``metrics`` (which it spells as the convention does: ``vif`` -> ``VIF``)."""
     from fusion.metrics import CONVENTIONS
 
     defined = CONVENTIONS.get(cfg.metrics_convention)
     if defined is None:
         return [f"metrics_convention: unknown {cfg.metrics_convention!r}; expected one of {sorted(CONVENTIONS)}"]
-    unknown = [m for m in cfg.metrics if m not in defined and m not in PERCEPTUAL]
-    if unknown:
-        return [f"metrics: unknown {unknown}; the {cfg.metrics_convention} convention defines {list(defined)}, "
-                f"plus {list(PERCEPTUAL)} (pyiqa)"]
+    try:
+        cfg.metrics = match_names(cfg.metrics, [*defined, *PERCEPTUAL],
+                                  f"metric(s) (the {cfg.metrics_convention} convention's, or pyiqa's)")
+    except ConfigError as exc:
+        return [f"metrics: {p}" for p in exc.problems]
     return []
 
 
