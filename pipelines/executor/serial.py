@@ -6,7 +6,7 @@ import traceback
 from collections import deque
 from typing import Any
 
-from pipelines.executor.jobs import Executor, Job, JobContext, JobFailure, JobKey
+from pipelines.executor.jobs import Executor, Job, JobContext, JobFailure, JobKey, call_job
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class SerialExecutor(Executor):
         attempts = self.cfg.max_retries + 1
         for attempt in range(1, attempts + 1):
             try:
-                return job.key, job.fn(ctx, **job.kwargs)
+                return job.key, call_job(job.fn, ctx, job.kwargs)  # bad input: a JobFailure, not retried
             except Exception as error:  # a job's error becomes its outcome; the other jobs go on
                 failure = JobFailure(job.key, f"{type(error).__name__}: {error}", traceback.format_exc())
                 if attempt < attempts:  # said, like Ray says it: a retried failure is still a bug to see
