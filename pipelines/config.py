@@ -18,7 +18,7 @@ from typing import Any
 from data.config import ConfigError, apply_overrides, build, read_yaml_mapping
 from data.experiments import experiments_dir, resolve_experiment
 from detection.yolo import DetectorConfig
-from fusion.checkpoints import resolve_checkpoint
+from fusion.checkpoints import missing_checkpoint_message, resolve_checkpoint
 from pipelines.executor import ExecutorConfig
 
 EXPERIMENTS_DIR = experiments_dir()
@@ -192,7 +192,7 @@ def _method_problems(m: MethodConfig, index: int) -> list[str]:
             problems.append(f"{where}: give exactly one of 'checkpoint' (a trained model file) or "
                             f"'train' (a train_fusion config, path or mapping)")
         elif m.checkpoint is not None and not resolve_checkpoint(m.checkpoint).is_file():
-            problems.append(f"{where}: S4Fusion checkpoint {m.checkpoint} does not exist")
+            problems.append(f"{where}: {missing_checkpoint_message(m.checkpoint)}")
         elif m.train is not None:
             problems += _train_problems(m.train, f"methods.{index}.train")
     if m.kind == "precomputed":

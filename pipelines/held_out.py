@@ -49,6 +49,10 @@ class HeldOutRun:
     ir_files: dict[str, Path]  # pair name -> resolved IR file
 
 
+# Ctrl-C (pipelines.run)
+RESUME_HINT = "rerun the same command to start again (its outputs are written at the end)"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", nargs="+", required=True, type=Path,
                         help="train_fusion output folders (config.yaml + s4fusion.pt), e.g. the folds of a cross-validation")
