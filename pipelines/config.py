@@ -2,8 +2,9 @@
 
 Everything is validated on load -- nested sections included (``dataset.synthetic``, inline
 ``methods[].train``) -- so that a typo or a missing file fails in the first second, not after an
-hour of training; all problems are reported at once. Relative paths are resolved against the
-current working directory.
+hour of training; all problems are reported at once. A relative ``dataset.root`` is relative to the
+repository root (data.experiments.config_data_path), whatever the current directory; the other
+relative paths (``runs_dir``, method checkpoints and folders) to the current working directory.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from data.config import ConfigError, apply_overrides, build, read_yaml_mapping
-from data.experiments import experiments_dir, resolve_experiment
+from data.experiments import config_data_path, experiments_dir, resolve_experiment
 from detection.yolo import DetectorConfig
 from fusion.checkpoints import missing_checkpoint_message, resolve_checkpoint
 from pipelines.executor import ExecutorConfig
@@ -232,8 +233,8 @@ def _dataset_problems(cfg: PipelineConfig) -> list[str]:
         if not ds.root:
             problems.append(f"dataset.root is required for dataset {ds.name!r} (only 'synthetic' is "
                             f"generated)")
-        elif not Path(ds.root).expanduser().is_dir():
-            problems.append(f"dataset.root {ds.root} does not exist; download {ds.name} and point "
+        elif not config_data_path(ds.root).is_dir():
+            problems.append(f"dataset.root {ds.root} does not exist (looked for {config_data_path(ds.root)}); download {ds.name} and point "
                             f"dataset.root (or --set dataset.root=PATH) at it")
     if len(ds.split_ratios) != 3 or any(r < 0 for r in ds.split_ratios) or ds.split_ratios[2] <= 0:
         problems.append(f"dataset.split_ratios must be 3 non-negative train/val/test ratios with a "

@@ -5,6 +5,7 @@ Each bad input must end in one line on stderr and exit code 2, never a traceback
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -170,3 +171,25 @@ def test_pyfunc_accepts_what_the_cli_accepts_and_its_errors_print_no_array(tmp_p
             fuser.predict(bad)
         message = str(err.value)
         assert named in message and len(message) < 300 and "[[" not in message, message
+
+
+# ---- config data paths: relative to the repository root, from any directory ---------------------
+def test_config_data_paths_resolve_from_another_directory(shared_data, tmp_path, monkeypatch):
+    import os
+
+    from data.experiments import REPO_ROOT, config_data_path
+    from fusion.train import TrainConfig
+    from fusion.train.data import resolve_sources
+    from pipelines.ablate.config import load_ablation_config
+    from pipelines.config import load_config
+
+    monkeypatch.chdir(tmp_path)  # not the repository root
+    assert config_data_path("../shared/data") == REPO_ROOT / "../shared/data"
+    assert config_data_path(tmp_path / "x") == tmp_path / "x" and config_data_path("~/x") == Path.home() / "x"
+    cfg = TrainConfig.from_yaml("train_s4fusion_demo.yaml")  # data roots ../shared/data/...
+    datasets, chosen = resolve_sources(cfg.data.train, cfg.data.split_seed)
+    assert sum(len(stems) for stems in chosen.values()) > 0 and all(len(ds) for ds in datasets)
+    assert load_ablation_config("table5_cpu.yaml").test  # its data roots are checked on load
+    tno = os.path.relpath(shared_data / "samples" / "TNO", REPO_ROOT)
+    assert not tno.startswith("/")
+    assert load_config("fuse_then_detect_tiny.yaml", ["dataset={name: tno, root: %s}" % tno]).dataset.root == tno

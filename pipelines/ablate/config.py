@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from data.config import ConfigError, apply_overrides, build, match_names, parse_override, read_yaml_mapping, to_plain
-from data.experiments import resolve_experiment
+from data.experiments import config_data_path, resolve_experiment
 from fusion.train.config import DataSource, TrainConfig
 from pipelines.config import TrackingConfig
 from pipelines.executor import ExecutorConfig
@@ -122,13 +122,13 @@ def _metric_problems(cfg: AblationConfig) -> list[str]:
 
 
 def _source_problems(where: str, src: DataSource) -> list[str]:
-    root = Path(src.root).expanduser()
+    root = config_data_path(src.root)
     if root.is_dir():
         return []
     folders = "Ir/ and Vis/" if src.dataset == "m3fd" else "ir/ and vi/"
     if src.split:
         folders = f"{src.split}/{folders.replace(' and ', f' and {src.split}/')}"
-    return [f"{where}.root: {src.root} does not exist; put the {src.dataset} dataset there ({folders}) "
+    return [f"{where}.root: {src.root} does not exist (looked for {root}); put the {src.dataset} dataset there ({folders}) "
             f"or point --set {where}.root=PATH at it"]
 
 
