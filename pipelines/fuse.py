@@ -141,8 +141,8 @@ def _fuse(args: argparse.Namespace) -> int:
         write_png_atomic(args.out / f"{stem}.png", fuse_one(sample.ir, sample.vi))
         done += 1
     print(f"fused {done} pair(s) with {args.method} into {args.out} ({len(dataset) - len(todo)} already there)")
-    skipped = [*bad.values(), *unpaired]
-    if skipped:
-        print(f"skipped {len(skipped)} bad or unpaired file(s):\n  " + capped_list(skipped, sep="\n  "),
+    counts = [f"{n} {what}" for n, what in ((len(bad), "bad pair(s)"), (len(unpaired), "unpaired file(s)")) if n]
+    if counts:
+        print(f"skipped {' and '.join(counts)}:\n  " + capped_list([*bad.values(), *unpaired], sep="\n  "),
               file=sys.stderr)
     return 0

@@ -112,7 +112,7 @@ def test_skip_bad_fuses_the_pairs_when_files_are_unpaired_and_caps_the_list(smal
     assert main([*argv, "--skip-bad"]) == 0
     captured = capsys.readouterr()
     assert sorted(p.name for p in out.glob("*.png")) == ["01.png", "02.png", "03.png"]
-    assert "fused 3 pair(s)" in captured.out and "skipped 12 bad or unpaired file(s)" in captured.err
+    assert "fused 3 pair(s)" in captured.out and "skipped 12 unpaired file(s):" in captured.err
     assert "… and 2 more" in captured.err
 
 
