@@ -193,3 +193,38 @@ def test_config_data_paths_resolve_from_another_directory(shared_data, tmp_path,
     tno = os.path.relpath(shared_data / "samples" / "TNO", REPO_ROOT)
     assert not tno.startswith("/")
     assert load_config("fuse_then_detect_tiny.yaml", ["dataset={name: tno, root: %s}" % tno]).dataset.root == tno
+
+
+@pytest.mark.slow  # two fresh interpreters fusing 576x768 pairs: ~20 CPU-s; the handler itself is tested above
+def test_a_real_sigint_during_fuse_prints_one_line_and_the_rerun_resumes(small_tno, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO_ROOT
+
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "pipelines.run", "fuse", "--dataset", "tno", "--root", str(small_tno),
+            "--checkpoint", "demo", "--out", str(out)]
+    proc = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    deadline = time.monotonic() + 300
+    def fused() -> list[str]:  # finished outputs only (an atomic write's temporary file is hidden)
+        return [p.name for p in out.glob("[0-9]*.png")]
+
+    while not fused() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, "fuse ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    _, err = proc.communicate(timeout=120)
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip() and "fuse [" not in line
+             and "checking pairs" not in line]
+    assert proc.returncode == INTERRUPTED_EXIT and "Traceback" not in err, err
+    assert lines == ["fuse: interrupted; rerun the same command to resume: the outputs that finished are kept and reused"]
+    done = len(fused())
+    assert 0 < done < 3
+    rerun = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert rerun.returncode == 0 and f"({done} already there)" in rerun.stdout, rerun.stderr[-2000:]
