@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from pipelines.run import INTERRUPTED_EXIT, main
+from test_fuse_cli import small_tno  # noqa: F401 (a fixture: TNO pairs 01 and 02)
 
 
 def error_lines(capsys, command: str) -> list[str]:
@@ -20,16 +21,6 @@ def error_lines(capsys, command: str) -> list[str]:
 
 
 # ---- metric names -------------------------------------------------------------------------------
-@pytest.fixture()
-def small_tno(shared_data, tmp_path):
-    root = tmp_path / "tno"
-    for sub in ("ir", "vi"):
-        (root / sub).mkdir(parents=True)
-        for stem in ("01", "02", "03"):
-            shutil.copy(shared_data / "samples" / "TNO" / sub / f"{stem}.png", root / sub / f"{stem}.png")
-    return root
-
-
 def test_evaluate_refuses_an_unknown_metric_with_a_suggestion_and_accepts_any_case(small_tno, tmp_path, capsys):
     argv = ["evaluate", "--dataset", "tno", "--root", str(small_tno), "--methods", "average", "--limit", "1",
             "--latency-runs", "0", "--out", str(tmp_path / "ev")]
@@ -106,13 +97,13 @@ def test_skip_bad_fuses_the_pairs_when_files_are_unpaired_and_caps_the_list(smal
     argv = ["fuse", "--ir", str(small_tno / "ir"), "--vi", str(small_tno / "vi"), "--method", "average", "--out", str(out)]
     assert main(argv) == 2
     (line,) = error_lines(capsys, "fuse")
-    assert "3 pairs" in line and "12 unpaired" in line and "--skip-bad" in line
+    assert "2 pairs" in line and "12 unpaired" in line and "--skip-bad" in line
     assert "lonely09.png" in line and "lonely10.png" not in line and "… and 2 more" in line  # first 10 + count
     assert not out.exists()
     assert main([*argv, "--skip-bad"]) == 0
     captured = capsys.readouterr()
-    assert sorted(p.name for p in out.glob("*.png")) == ["01.png", "02.png", "03.png"]
-    assert "fused 3 pair(s)" in captured.out and "skipped 12 unpaired file(s):" in captured.err
+    assert sorted(p.name for p in out.glob("*.png")) == ["01.png", "02.png"]
+    assert "fused 2 pair(s)" in captured.out and "skipped 12 unpaired file(s):" in captured.err
     assert "… and 2 more" in captured.err
 
 
@@ -224,7 +215,7 @@ def test_a_real_sigint_during_fuse_prints_one_line_and_the_rerun_resumes(small_t
     assert proc.returncode == INTERRUPTED_EXIT and "Traceback" not in err, err
     assert lines == ["fuse: interrupted; rerun the same command to resume: the outputs that finished are kept and reused"]
     done = len(fused())
-    assert 0 < done < 3
+    assert done == 1  # of 2
     rerun = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert rerun.returncode == 0 and f"({done} already there)" in rerun.stdout, rerun.stderr[-2000:]
