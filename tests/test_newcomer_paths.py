@@ -69,6 +69,16 @@ def test_a_bad_methods_entry_is_a_one_line_config_error(methods, capsys):
     assert error_lines(capsys, "fuse_then_detect")[0].startswith("fuse_then_detect: error: ")
 
 
+def test_a_failed_job_on_bad_input_says_fix_it_not_retry():
+    from pipelines.executor import JobFailure
+    from pipelines.fuse_then_detect.orchestration import JobsFailedError
+
+    bad_input = JobFailure(("metrics", "S4Fusion"), "ConfigError: unknown metric 'VIFF'", permanent=True)
+    crashed = JobFailure(("detect", "IR", 0), "RuntimeError: worker died")
+    assert "fix the input named above, then rerun" in str(JobsFailedError([bad_input, crashed], None))
+    assert "rerun the same command to retry them" in str(JobsFailedError([crashed], None))
+
+
 # ---- Ctrl-C -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("command,module,function,argv", [
     ("fuse", "pipelines.fuse", "_fuse", ["--ir", "a", "--vi", "b", "--out", "o"]),
