@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import os
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,6 +41,24 @@ class ConfigError(InputError, ValueError):
         text = self.problems[0] if len(self.problems) == 1 else (
             f"{len(self.problems)} problems:\n  " + "\n  ".join(self.problems))
         super().__init__(text)
+
+
+def match_names(given: Iterable[Any], valid: Sequence[str], what: str) -> list[str]:
+    """Each of ``given`` spelled as in ``valid`` (matched case-insensitively: ``vif`` -> ``VIF``).
+    A name matching none raises :class:`ConfigError` naming it, the closest valid name
+    and every valid one."""
+    by_lower = {v.lower(): v for v in valid}
+    matched, unknown = [], []
+    for name in given:
+        found = by_lower.get(str(name).lower())
+        (matched if found is not None else unknown).append(found if found is not None else str(name))
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+            hints.append(f"{name!r}" + (f" (did you mean {by_lower[close[0]]!r}?)" if close else ""))
+        raise ConfigError(f"unknown {what} {', '.join(hints)}; valid: {', '.join(valid)}")
+    return matched
 
 
 # ---- YAML and overrides ---------------------------------------------------------------------

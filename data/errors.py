@@ -7,6 +7,8 @@ and keeps its traceback. Bottom floor (data/) so that every package can raise th
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class InputError(Exception):
     """Bad input (file, folder, config, option); the message names it and says the fix."""
@@ -19,3 +21,12 @@ class RunFolderError(InputError, FileExistsError):
 class OutputWriteError(InputError, OSError):
     """An output file cannot be written (folder not writable, disk full); complete outputs written
     before it are intact (every write is atomic)."""
+
+
+def capped_list(items: Iterable[object], limit: int = 10, sep: str = "; ") -> str:
+    """``items`` joined by ``sep``, the first ``limit`` only, then ``… and N more``: an error line
+    naming every bad file stays readable when there are hundreds of them."""
+    items = [str(item) for item in items]
+    shown = sep.join(items[:limit])
+    return shown + (f"{sep}… and {len(items) - limit} more" if len(items) > limit else "")
+

@@ -1,4 +1,5 @@
-"""Where the shipped YAML profiles (``experiments/``) are, in a checkout and in an installed package.
+"""Where the shipped YAML profiles (``experiments/``) are, in a checkout and in an installed package,
+and what the relative data paths written in a config are relative to (the repository root).
 
 Bottom floor (data/) because every command resolves profile names: training (fusion/) and the
 pipelines. The profiles are package data of the resource package ``experiments``; a checkout
@@ -12,7 +13,8 @@ from pathlib import Path
 
 from data.config import ConfigError
 
-_REPO_EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+_REPO_EXPERIMENTS = REPO_ROOT / "experiments"
 
 
 def experiments_dir() -> Path:
@@ -33,3 +35,12 @@ def resolve_experiment(path: str | os.PathLike) -> Path:
     if path.parent == Path(".") and candidate.is_file():
         return candidate
     raise ConfigError(f"config file {path} does not exist (shipped profiles live in {experiments_dir()})")
+
+
+def config_data_path(path: str | os.PathLike) -> Path:
+    """A data path written in a config (a dataset root, a split file): relative to the repository root,
+    whatever the current directory (the shipped profiles name ``../shared/data/...`` that way);
+    ``~`` and absolute paths as given. Command-line paths (``--root``) stay relative to the current
+    directory, as in any shell command."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else REPO_ROOT / path

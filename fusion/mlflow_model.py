@@ -1,9 +1,14 @@
 """A trained S4Fusion as an MLflow model: a pyfunc that takes an IR/VIS pair and returns the fused image.
 
 ``mlflow.pyfunc.load_model("runs:/<run id>/s4fusion").predict({"ir": ir, "vi": vi})`` fuses with the
-one colour policy of :mod:`fusion.inference`: ``ir`` uint8 (H, W), ``vi`` uint8 (H, W, C) with C = 1
-(gray) or 3 (RGB); the result is uint8 (H, W, C) like ``vi``. The model's only artifact is the
-exported ``s4fusion.pt`` (unchanged; still loadable by ``S4Fusion.load``). Imports data/ and mlflow.
+one colour policy of :mod:`fusion.inference`: ``ir`` and ``vi`` uint8 (H, W), (H, W, 1) or (H, W, 3) --
+what the ``fuse`` command reads from files (an RGB IR image is used by its luminance); the result is
+uint8 (H, W, C) like ``vi`` (C = 1 for gray). The model's only artifact is the exported
+``s4fusion.pt`` (unchanged; still loadable by ``S4Fusion.load``). Imports data/ and mlflow.
+
+The signature declares the output only: an input schema fixes the number of dimensions, so it
+would refuse a (H, W) or a (H, W, 3) IR image, and MLflow's refusal prints the whole input. The
+input is checked by :func:`model_input_pair` instead, whose errors name shapes and dtypes only.
 """
 from __future__ import annotations
 
@@ -24,8 +29,8 @@ MODEL_NAME = "s4fusion"
 class S4FusionPyfunc(mlflow.pyfunc.PythonModel):
     """pyfunc wrapper around :func:`fusion.inference.fuse_image_arrays`."""
 
-    # The input is checked by the signature (tensor specs); MLflow's type-hint validation is for
-    # list/pydantic inputs and would warn at import that ``predict`` has no type hints.
+    # The input is checked by model_input_pair (module docstring); MLflow's type-hint validation is
+    # for list/pydantic inputs and would warn at import that ``predict`` has no type hints.
     _skip_type_hint_validation = True
 
     def load_context(self, context) -> None:
@@ -36,11 +41,28 @@ class S4FusionPyfunc(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None) -> np.ndarray:
         from fusion.inference import fuse_image_arrays
 
-        if not isinstance(model_input, dict) or not {"ir", "vi"} <= set(model_input):
-            raise ValueError("S4Fusion model input: a dict {'ir': uint8 (H, W), 'vi': uint8 (H, W, 1 or 3)}")
-        ir, vi = np.asarray(model_input["ir"]), np.asarray(model_input["vi"])
-        fused = fuse_image_arrays(self.model, ir, vi[..., 0] if vi.ndim == 3 and vi.shape[2] == 1 else vi)
+        fused = fuse_image_arrays(self.model, *model_input_pair(model_input))
         return fused[..., None] if fused.ndim == 2 else fused
+
+
+IMAGE_SHAPES = "uint8 (H, W), (H, W, 1) or (H, W, 3)"
+
+
+def model_input_pair(model_input) -> tuple[np.ndarray, np.ndarray]:
+    """``(ir, vi)`` of a pyfunc input ``{"ir": ..., "vi": ...}``, one-channel images as (H, W); a
+    ValueError naming the key, shape and dtype (never the values) for anything else."""
+    if not isinstance(model_input, dict) or not {"ir", "vi"} <= set(model_input):
+        got = sorted(model_input) if isinstance(model_input, dict) else type(model_input).__name__
+        raise ValueError(f"S4Fusion model input: a dict {{'ir': ..., 'vi': ...}} of {IMAGE_SHAPES} arrays, got {got}")
+    images = []
+    for key in ("ir", "vi"):
+        image = np.asarray(model_input[key])
+        if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3))):
+            raise ValueError(f"S4Fusion model input {key!r}: expected {IMAGE_SHAPES}, got {image.dtype} {image.shape}")
+        images.append(image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image)
+    if images[0].shape[:2] != images[1].shape[:2]:
+        raise ValueError(f"S4Fusion model input: 'ir' {images[0].shape[:2]} and 'vi' {images[1].shape[:2]} sizes differ")
+    return images[0], images[1]
 
 
 def input_example(height: int = 25, width: int = 25) -> dict[str, np.ndarray]:
@@ -54,9 +76,8 @@ def signature():
     from mlflow.models import ModelSignature
     from mlflow.types.schema import Schema, TensorSpec
 
-    u8 = np.dtype(np.uint8)
-    return ModelSignature(inputs=Schema([TensorSpec(u8, (-1, -1), "ir"), TensorSpec(u8, (-1, -1, -1), "vi")]),
-                          outputs=Schema([TensorSpec(u8, (-1, -1, -1))]))
+    # outputs only: an input schema would refuse inputs the model accepts (module docstring)
+    return ModelSignature(outputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1))]))
 
 
 def log_training_split(run: RunHandle, split: dict[str, list[str]], split_dir: str | os.PathLike) -> None:

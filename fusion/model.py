@@ -22,6 +22,7 @@ from data.config import build
 from data.errors import InputError
 from data.io import write_atomic
 
+from fusion.checkpoints import missing_checkpoint_message, resolve_checkpoint
 from fusion.modules.cmsa import FusionLayer
 from fusion.modules.interactions import build_interaction
 from fusion.modules.patch import FoldHead, OverlapPatchEmbed
@@ -192,11 +193,11 @@ class S4Fusion(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu", **cfg_overrides) -> "S4Fusion":
-        """Load an exported s4fuse model, a plain native state dict (default config) or an
-        official checkpoint (``model.pkl`` or a ``vmunet.*`` state dict)."""
-        path = Path(path)
+        """Load an exported s4fuse model, a plain native state dict (default config), an official
+        checkpoint (``model.pkl`` or a ``vmunet.*`` state dict) or ``"demo"`` (fusion.checkpoints)."""
+        path = resolve_checkpoint(path)
         if not path.is_file():
-            raise ModelFileNotFoundError(f"S4Fusion checkpoint not found: {path}")
+            raise ModelFileNotFoundError(missing_checkpoint_message(path))
         try:
             obj = torch.load(path, map_location=map_location, weights_only=True)
         except Exception as exc:  # corrupted, truncated or not a torch file

@@ -42,7 +42,8 @@ class ValidationConfig:
     max_pairs: int | None = None  # None = every pair of data.val
 
     def __post_init__(self) -> None:
-        resolve_metrics(self.convention, self.metrics)  # unknown metric/convention -> clear error
+        # unknown metric/convention -> clear error; `vif` is spelled `VIF`
+        self.metrics = list(resolve_metrics(self.convention, self.metrics))
         unknown = [r for r in self.references if r not in BASELINES]
         if unknown:
             raise ValueError(f"validation.references {unknown} are not baselines; expected names from {sorted(BASELINES)}")

@@ -29,9 +29,14 @@ import pandas as pd
 
 from data.adapters import DATASET_NAMES, DatasetError, open_dataset
 from data.io import write_text_atomic
+from fusion.checkpoints import CHECKPOINT_ALIASES, missing_checkpoint_message, resolve_checkpoint
 from pipelines.reports import markdown_table, write_csv_atomic
 
 RANDOM_WEIGHTS_WARNING = "WARNING: untrained (random) ResNet50 - these entropies are NOT the paper's measure"
+
+
+# Ctrl-C (pipelines.run)
+RESUME_HINT = "rerun the same command to start again (its outputs are written at the end)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,11 +63,11 @@ class Checkpoint:
 def _checkpoints(specs: list[str]) -> tuple[list[Checkpoint], list[str]]:
     checkpoints, errors = [], []
     for spec in specs:
-        label, _, path = spec.partition("=") if "=" in spec else ("", "", spec)
-        path = Path(path).expanduser()
+        label, _, name = spec.partition("=") if "=" in spec else ("", "", spec)
+        path = resolve_checkpoint(name)  # "demo": the shipped weights
         if not path.is_file():
-            errors.append(f"checkpoint {path} does not exist (give the official model.pkl or an s4fuse export)")
-        checkpoints.append(Checkpoint(label or path.stem, path))
+            errors.append(missing_checkpoint_message(path))
+        checkpoints.append(Checkpoint(label or (name if name in CHECKPOINT_ALIASES else path.stem), path))
     labels = [c.label for c in checkpoints]
     twice = sorted({label for label in labels if labels.count(label) > 1})
     if twice:

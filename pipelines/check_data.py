@@ -9,6 +9,10 @@ from data.validation import check_dataset
 from pipelines.cli import run_cli
 
 
+# Ctrl-C (pipelines.run)
+RESUME_HINT = "rerun the same command to check again (it writes nothing)"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, choices=DATASET_NAMES, help="dataset layout")
     parser.add_argument("--root", required=True, help="dataset folder")

@@ -2,8 +2,9 @@
 
 Everything is validated on load -- nested sections included (``dataset.synthetic``, inline
 ``methods[].train``) -- so that a typo or a missing file fails in the first second, not after an
-hour of training; all problems are reported at once. Relative paths are resolved against the
-current working directory.
+hour of training; all problems are reported at once. A relative ``dataset.root`` is relative to the
+repository root (data.experiments.config_data_path), whatever the current directory; the other
+relative paths (``runs_dir``, method checkpoints and folders) to the current working directory.
 """
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from data.config import ConfigError, apply_overrides, build, read_yaml_mapping
-from data.experiments import experiments_dir, resolve_experiment
+from data.experiments import config_data_path, experiments_dir, resolve_experiment
 from detection.yolo import DetectorConfig
-from fusion.checkpoints import resolve_checkpoint
+from fusion.checkpoints import missing_checkpoint_message, resolve_checkpoint
 from pipelines.executor import ExecutorConfig
 
 EXPERIMENTS_DIR = experiments_dir()
@@ -79,6 +80,15 @@ class ReportConfig:
     sample_images: int = 4  # test images shown with detections for every method
     fusion_metrics: list[str] = field(default_factory=lambda: ["EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf"])
     metrics_convention: str = "mmif"
+
+    def __post_init__(self) -> None:
+        from fusion.metrics import resolve_metrics
+
+        # on load (so --check sees it too), before any job: `vif` becomes `VIF`, `VIFF` a config error
+        try:
+            self.fusion_metrics = list(resolve_metrics(self.metrics_convention, self.fusion_metrics))
+        except ConfigError as exc:
+            raise ValueError(f"fusion_metrics: {exc}") from None
 
 
 @dataclass
@@ -148,9 +158,12 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> PipelineConfi
 
 def validate(cfg: PipelineConfig) -> list[str]:
     """Static checks (no dataset access): kinds, required keys, files that must exist, nested sections."""
-    problems = [p for i, m in enumerate(cfg.methods) for p in _method_problems(m, i)]
-    names = [m.name for m in cfg.methods]
-    problems += [f"methods.{i} ({n!r}): duplicate method name" for i, n in enumerate(names) if n in names[:i]]
+    # an entry that is not a MethodConfig (unknown key, not a mapping) already has its problem listed
+    methods = [(i, m) for i, m in enumerate(cfg.methods) if isinstance(m, MethodConfig)]
+    problems = [p for i, m in methods for p in _method_problems(m, i)]
+    names = [m.name for _, m in methods]
+    problems += [f"methods.{i} ({m.name!r}): duplicate method name" for k, (i, m) in enumerate(methods)
+                 if m.name in names[:k]]
     if not cfg.methods:
         problems.append("'methods' must be a non-empty list")
     return problems + _dataset_problems(cfg)
@@ -180,7 +193,7 @@ def _method_problems(m: MethodConfig, index: int) -> list[str]:
             problems.append(f"{where}: give exactly one of 'checkpoint' (a trained model file) or "
                             f"'train' (a train_fusion config, path or mapping)")
         elif m.checkpoint is not None and not resolve_checkpoint(m.checkpoint).is_file():
-            problems.append(f"{where}: S4Fusion checkpoint {m.checkpoint} does not exist")
+            problems.append(f"{where}: {missing_checkpoint_message(m.checkpoint)}")
         elif m.train is not None:
             problems += _train_problems(m.train, f"methods.{index}.train")
     if m.kind == "precomputed":
@@ -220,8 +233,8 @@ def _dataset_problems(cfg: PipelineConfig) -> list[str]:
         if not ds.root:
             problems.append(f"dataset.root is required for dataset {ds.name!r} (only 'synthetic' is "
                             f"generated)")
-        elif not Path(ds.root).expanduser().is_dir():
-            problems.append(f"dataset.root {ds.root} does not exist; download {ds.name} and point "
+        elif not config_data_path(ds.root).is_dir():
+            problems.append(f"dataset.root {ds.root} does not exist (looked for {config_data_path(ds.root)}); download {ds.name} and point "
                             f"dataset.root (or --set dataset.root=PATH) at it")
     if len(ds.split_ratios) != 3 or any(r < 0 for r in ds.split_ratios) or ds.split_ratios[2] <= 0:
         problems.append(f"dataset.split_ratios must be 3 non-negative train/val/test ratios with a "

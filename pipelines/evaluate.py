@@ -29,7 +29,7 @@ from data.config import ConfigError
 from data.io import digest, file_sha256, index_images_by_stem, write_csv_atomic, write_text_atomic
 from data.validation import bad_pairs
 from fusion.baselines import BASELINES
-from fusion.checkpoints import resolve_checkpoint
+from fusion.checkpoints import missing_checkpoint_message, resolve_checkpoint
 from fusion.metrics import CONVENTIONS, load_image, resolve_metrics
 from pipelines.cli import configure_logging, run_cli
 from pipelines.fusion_metrics import per_image_metrics
@@ -87,7 +87,7 @@ def resolve_methods(specs: list[str], stems: list[str], checkpoint: str | None, 
             if checkpoint is None:
                 errors.append("method 's4fusion' needs --checkpoint PATH")
             elif not resolve_checkpoint(checkpoint).is_file():
-                errors.append(f"--checkpoint {checkpoint}: file does not exist")
+                errors.append(f"--checkpoint: {missing_checkpoint_message(checkpoint)}")
             elif (problem := _checkpoint_problem(checkpoint)) is not None:
                 errors.append(problem)
             else:

@@ -7,8 +7,9 @@
 Outputs are 8-bit PNGs named by pair stem, written atomically; existing outputs are kept, so an
 interrupted run resumes (``--overwrite`` redoes them). ``fuse.json`` in the output folder records
 what made them (method, checkpoint sha256); a folder made by something else is refused.
-Every pair is checked before any fusion: bad pairs (unreadable, corrupt, size mismatch) are all
-named in one error, or skipped and listed at the end with ``--skip-bad``.
+Every pair is checked before any fusion: bad pairs (unreadable, corrupt, size mismatch) are refused,
+named in one error (the first 10, then a count), or skipped and listed at the end with ``--skip-bad``;
+so are files of ``--ir``/``--vi`` without a partner of the same stem.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from tqdm import tqdm
 
 from data.adapters import DATASET_NAMES, DatasetError, DatasetLayout, PairedImageDataset, open_dataset, scan_pairs
 from data.config import ConfigError
-from data.errors import RunFolderError
+from data.errors import RunFolderError, capped_list
 from data.io import file_sha256, write_png_atomic, write_text_atomic
 from data.validation import bad_pairs
 from fusion.baselines import BASELINES
@@ -48,10 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="redo outputs that already exist (also those another method made)")
     parser.add_argument("--skip-bad", action="store_true",
-                        help="fuse the good pairs and list the bad ones at the end (default: refuse them all)")
+                        help="fuse the good pairs and list the bad or unpaired files at the end (default: refuse them all)")
 
 
-def _dataset(args: argparse.Namespace) -> PairedImageDataset:
+def _dataset(args: argparse.Namespace) -> tuple[PairedImageDataset, list[str]]:
+    """The pairs to fuse, and the files left out for having no partner (``--skip-bad`` only)."""
     if args.ir or args.vi:
         if not (args.ir and args.vi) or args.dataset:
             raise ConfigError("give either --ir and --vi together, or --dataset with --root")
@@ -59,15 +61,18 @@ def _dataset(args: argparse.Namespace) -> PairedImageDataset:
             if not folder.is_dir():
                 raise ConfigError(f"{folder} is not a folder")
         scan = scan_pairs(DatasetLayout("folder", args.ir, args.vi))
-        unpaired = scan.ir_only + scan.vi_only
-        if unpaired or not scan.pairs:
-            raise DatasetError(f"{len(scan.pairs)} pairs in {args.ir} / {args.vi}; {len(unpaired)} unpaired "
-                               "file(s) (no partner of the same stem in the other folder): "
-                               + "; ".join(map(str, unpaired)))
-        return PairedImageDataset(scan.pairs, "folder")
+        unpaired = [f"{path}: no partner of the same stem in the other folder" for path in scan.ir_only + scan.vi_only]
+        if not scan.pairs:
+            raise DatasetError(f"no IR/VIS pairs in {args.ir} / {args.vi}: no file has a partner of the same "
+                               f"stem in the other folder ({capped_list(scan.ir_only + scan.vi_only)})")
+        if unpaired and not args.skip_bad:
+            raise DatasetError(f"{len(scan.pairs)} pairs in {args.ir} / {args.vi} and {len(unpaired)} unpaired "
+                               "file(s), nothing fused (fix them, or pass --skip-bad to fuse the pairs): "
+                               + capped_list(unpaired))
+        return PairedImageDataset(scan.pairs, "folder"), unpaired
     if not (args.dataset and args.root):
         raise ConfigError("give --dataset NAME --root PATH (or --ir DIR --vi DIR)")
-    return open_dataset(args.dataset, args.root, split=args.split)
+    return open_dataset(args.dataset, args.root, split=args.split), []
 
 
 def main(args: argparse.Namespace) -> int:
@@ -120,7 +125,7 @@ def _claim_output_folder(args: argparse.Namespace, provenance: dict) -> None:
 
 
 def _fuse(args: argparse.Namespace) -> int:
-    dataset = _dataset(args)
+    dataset, unpaired = _dataset(args)
     _check_model_options(args)
     fuse_one = make_fuser(args.method, args.checkpoint, device=args.device, scan_backend=args.scan_backend)
     provenance = _provenance(args)
@@ -128,7 +133,7 @@ def _fuse(args: argparse.Namespace) -> int:
     bad = bad_pairs([dataset.files(s) for s in todo], desc="checking pairs")
     if bad and not args.skip_bad:
         raise DatasetError(f"{len(bad)} bad pair(s), nothing fused (fix them, or pass --skip-bad to fuse the "
-                           "others): " + "; ".join(bad.values()))
+                           "others): " + capped_list(bad.values()))
     _claim_output_folder(args, provenance)
     done = 0
     for stem in tqdm([s for s in todo if s not in bad], desc=f"fuse [{args.method}]", unit="pair"):
@@ -136,6 +141,8 @@ def _fuse(args: argparse.Namespace) -> int:
         write_png_atomic(args.out / f"{stem}.png", fuse_one(sample.ir, sample.vi))
         done += 1
     print(f"fused {done} pair(s) with {args.method} into {args.out} ({len(dataset) - len(todo)} already there)")
-    if bad:
-        print(f"skipped {len(bad)} bad pair(s):\n  " + "\n  ".join(bad.values()), file=sys.stderr)
+    counts = [f"{n} {what}" for n, what in ((len(bad), "bad pair(s)"), (len(unpaired), "unpaired file(s)")) if n]
+    if counts:
+        print(f"skipped {' and '.join(counts)}:\n  " + capped_list([*bad.values(), *unpaired], sep="\n  "),
+              file=sys.stderr)
     return 0

@@ -12,8 +12,8 @@ Outputs in ``--out`` (atomic): ``per_pair.csv`` (run, pair, method, metrics), ``
 ``comparison.md`` (per reference and metric: pairs, means, mean and sd of the difference, wins,
 paired t-test and Wilcoxon p, :func:`pipelines.statistics.paired_comparison`) and
 ``per_pair_differences.png`` (each pair's difference, coloured by run, with the mean and its 95%
-t-interval). Relative data roots in the configs resolve against the working directory, as in
-training: run it from the folder the runs were trained from.
+t-interval). Relative data roots in the configs are relative to the repository root, as in training
+(data.experiments.config_data_path), whatever the current directory.
 """
 from __future__ import annotations
 
@@ -47,6 +47,10 @@ class HeldOutRun:
     model: Any  # fusion.model.S4Fusion, loaded (and so checked) before any work
     datasets: list  # data.adapters.PairedImageDataset, the data.val selection
     ir_files: dict[str, Path]  # pair name -> resolved IR file
+
+
+# Ctrl-C (pipelines.run)
+RESUME_HINT = "rerun the same command to start again (its outputs are written at the end)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -93,12 +93,15 @@ def write_summary(per_image: pd.DataFrame, out_dir: str | os.PathLike, stem: str
 def summary_plain(summary: pd.DataFrame, group_by: str = "method", digits: int = 3) -> str:
     """A compact plain-text table for the terminal: one row per group, the metric means only."""
     metrics = [c[: -len("_mean")] for c in summary.columns if c.endswith("_mean")]
-    width = max(len(str(v)) for v in [group_by, *summary[group_by]]) + 1
-    cell = max(7, *(len(m) + 1 for m in metrics))
-    lines = [f"{group_by:<{width}}" + "".join(f"{m:>{cell}}" for m in metrics)]
-    for _, row in summary.iterrows():
-        lines.append(f"{str(row[group_by]):<{width}}" + "".join(
-            f"{float(row[f'{m}_mean']):>{cell}.{digits}g}" for m in metrics))
+    columns = [[str(v) for v in summary[group_by]]] + [
+        [f"{float(v):.{digits}g}" for v in summary[f"{m}_mean"]] for m in metrics]
+    header = [group_by, *metrics]
+    # each column as wide as its widest cell (e.g. VIFB's 1.13e+03), two spaces between columns
+    widths = [max(len(h), *(len(v) for v in col)) for h, col in zip(header, columns)]
+    lines = [header[0].ljust(widths[0]) + "".join(f"  {h:>{w}}" for h, w in zip(header[1:], widths[1:]))]
+    for i in range(len(summary)):
+        lines.append(columns[0][i].ljust(widths[0]) + "".join(
+            f"  {col[i]:>{w}}" for col, w in zip(columns[1:], widths[1:])))
     return "\n".join(lines)
 
 

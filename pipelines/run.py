@@ -28,16 +28,27 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# What an interrupted command (Ctrl-C) tells the user; a command module may say otherwise in RESUME_HINT.
+RESUME_HINT = "rerun the same command to resume: the outputs that finished are kept and reused"
+INTERRUPTED_EXIT = 130  # the shell's code for a command ended by SIGINT
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # Build only the requested command's parser when we can (keeps imports light).
     if argv and argv[0] in COMMANDS:
-        module = importlib.import_module(f"pipelines.{COMMANDS[argv[0]][0]}")
-        parser = argparse.ArgumentParser(prog=f"python -m pipelines.run {argv[0]}",
-                                         description=COMMANDS[argv[0]][1])
-        module.add_arguments(parser)
-        args = parser.parse_args(argv[1:])
-        return int(module.main(args) or 0)
+        module = None
+        try:
+            module = importlib.import_module(f"pipelines.{COMMANDS[argv[0]][0]}")
+            parser = argparse.ArgumentParser(prog=f"python -m pipelines.run {argv[0]}",
+                                             description=COMMANDS[argv[0]][1])
+            module.add_arguments(parser)
+            args = parser.parse_args(argv[1:])
+            return int(module.main(args) or 0)
+        except KeyboardInterrupt:  # Ctrl-C: one line saying how to go on, not the stack of wherever it landed
+            hint = getattr(module, "RESUME_HINT", RESUME_HINT)
+            print(f"\n{argv[0]}: interrupted; {hint}", file=sys.stderr)
+            return INTERRUPTED_EXIT
     parser = argparse.ArgumentParser(prog="python -m pipelines.run")
     parser.add_argument("command", choices=sorted(COMMANDS))
     parser.epilog = "\n".join(f"  {k:18s} {v[1]}" for k, v in COMMANDS.items())

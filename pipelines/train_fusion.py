@@ -14,6 +14,10 @@ from pathlib import Path
 from pipelines.cli import add_set_argument, configure_logging, run_cli
 
 
+# Ctrl-C (pipelines.run)
+RESUME_HINT = "rerun the same command with --resume to continue from the last checkpoint (<out>/checkpoints/last.pt)"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, type=Path,
                         help="training YAML (see experiments/train_s4fusion_*.yaml; a bare name is looked up there)")

@@ -105,3 +105,14 @@ def test_cli_logging_keeps_library_info_off_the_console():
     assert not logging.getLogger("mlflow.store.db.utils").isEnabledFor(logging.INFO)
     assert not logging.getLogger("alembic.runtime.migration").isEnabledFor(logging.INFO)
     assert logging.getLogger("pipelines.fuse_then_detect.stages").isEnabledFor(logging.INFO)
+
+
+def test_terminal_columns_never_run_together():
+    # VIFB-convention magnitudes side by side (evaluate --convention vifb printed "0.6291.13e+03")
+    frame = pd.DataFrame({"method": ["average", "gff"], "Qabf": [0.6291, 0.7], "CE": [1130.4, 0.0123],
+                          "PSNR": [57.98, 61.2], "Nabf": [-1.0e-05, 123456.0]})
+    lines = summary_plain(summary_table(frame)).splitlines()
+    assert [line.split() for line in lines] == [["method", "Qabf", "CE", "PSNR", "Nabf"],
+                                                ["average", "0.629", "1.13e+03", "58", "-1e-05"],
+                                                ["gff", "0.7", "0.0123", "61.2", "1.23e+05"]]
+    assert len({len(line) for line in lines}) == 1  # right-aligned columns of one width each

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from data.config import ConfigError
 from pipelines.executor import (ExecutorConfig, Job, JobContext, JobFailure, SerialExecutor, SharedStorageError,
                                 make_executor)
 from pipelines.executor.jobs import check_jobs
@@ -51,6 +52,13 @@ def flaky_job(ctx: JobContext, marker: str, crash: bool = False) -> str:
 
 def broken_job(ctx: JobContext, method: str) -> str:
     raise ValueError(f"bad weights for {method}")
+
+
+def bad_config_job(ctx: JobContext, attempts: str) -> str:
+    """Counts its attempts, then fails on bad input (a config error): retrying cannot fix that."""
+    with open(attempts, "a") as f:
+        f.write("x")
+    raise ConfigError("report.fusion_metrics: unknown metric 'VIFF'")
 
 
 def where_job(ctx: JobContext) -> dict:
@@ -153,6 +161,21 @@ def test_serial_retries_and_reports_failures(tmp_path):
     assert len(ok) == len(jobs) - 3
 
 
+def assert_failed_once_permanently(results: dict, attempts: Path) -> None:
+    failure = results[("config",)]
+    assert isinstance(failure, JobFailure) and failure.permanent
+    assert failure.error == "ConfigError: report.fusion_metrics: unknown metric 'VIFF'"
+    assert attempts.read_text() == "x"  # one attempt although max_retries=2
+    assert results[("flaky",)] == "recovered"  # other errors are still retried
+
+
+def test_serial_never_retries_a_config_error(tmp_path):
+    jobs = [Job(("config",), bad_config_job, {"attempts": str(tmp_path / "attempts")}),
+            Job(("flaky",), flaky_job, {"marker": str(tmp_path / "m")})]
+    results = SerialExecutor(ExecutorConfig(max_retries=2)).run(jobs, progress=False)
+    assert_failed_once_permanently(results, tmp_path / "attempts")
+
+
 def test_progress_bar_counts_running_waiting_done_failed(tmp_path, capsys):
     SerialExecutor(ExecutorConfig(max_retries=0)).run(failing_dag(tmp_path), progress=True)
     final = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
@@ -196,6 +219,14 @@ def test_ray_retries_a_raising_job_and_a_dead_worker(ray_instance, tmp_path):
     with make_executor(ray_cfg(max_retries=1)) as executor:
         results = executor.run(jobs, progress=False)
     assert results == {("raises",): "recovered", ("dies",): "recovered"}
+
+
+def test_ray_never_retries_a_config_error(ray_instance, tmp_path):
+    jobs = [Job(("config",), bad_config_job, {"attempts": str(tmp_path / "attempts")}),
+            Job(("flaky",), flaky_job, {"marker": str(tmp_path / "m")})]
+    with make_executor(ray_cfg(max_retries=2)) as executor:
+        results = executor.run(jobs, progress=False)
+    assert_failed_once_permanently(results, tmp_path / "attempts")
 
 
 def test_ray_reports_a_failing_job_by_key_while_the_others_finish(ray_instance, tmp_path):

@@ -9,6 +9,7 @@ The server is killed by the fixture whatever the outcome.
 """
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -139,15 +140,20 @@ def test_every_run_names_its_split_as_dataset_input(ui_runs, finished_run):
         assert str(finished_run["cfg"].dataset.root) in dataset["source"] or "synthetic" in dataset["source"]
 
 
-def test_logged_s4fusion_model_fuses_a_pair(ui_runs, server, inputs):
+def test_logged_s4fusion_model_fuses_a_pair(ui_runs, server, inputs, finished_run):
     import mlflow
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    from pipelines.fuse_then_detect.report import summary_text
 
     _, _, children = ui_runs
     s4 = next(c for c in children if c["info"]["run_name"] == "S4Fusion")
     sample = open_dataset("synthetic", inputs["root"])[0]
+    printed = summary_text(finished_run["result"], finished_run["cfg"])
+    (model_uri,) = re.findall(r"runs:/[0-9a-f]+/s4fusion", printed)  # the command prints the child's URI
+    assert model_uri == f"runs:/{s4['info']['run_id']}/s4fusion"
     with _use_tracking_uri(server):
-        model = mlflow.pyfunc.load_model(f"runs:/{s4['info']['run_id']}/s4fusion")
+        model = mlflow.pyfunc.load_model(model_uri)
     assert model.metadata.signature is not None and model.metadata.saved_input_example_info is not None
     vi = sample.vi if sample.vi.ndim == 3 else sample.vi[..., None]
     fused = model.predict({"ir": sample.ir, "vi": vi})

@@ -71,7 +71,7 @@ def test_held_out_validation_reports_model_and_reference_lines(pairs, shared_dat
 
 
 def test_validation_config_errors_name_the_problem():
-    with pytest.raises(ValueError, match="does not define"):
+    with pytest.raises(ValueError, match="unknown metric"):
         ValidationConfig(metrics=["Qabf", "NotAMetric"])
     with pytest.raises(ValueError, match=r"references \['bilateral'\] are not baselines"):
         ValidationConfig(references=["bilateral"])

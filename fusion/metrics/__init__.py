@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from data.config import ConfigError, match_names
 from data.io import read_image
 from fusion.metrics import mmif, vifb
 
@@ -58,17 +59,15 @@ def load_image(image: ImageLike, what: str = "image") -> np.ndarray:
 
 
 def resolve_metrics(convention: str, metrics: Iterable[str] | None = None) -> tuple[str, ...]:
-    """The metric keys computed for ``convention`` (validated), in the convention's order."""
+    """The metric keys computed for ``convention``: all it defines (``None``) or ``metrics`` spelled as
+    it does (``vif`` -> ``VIF``). An unknown convention or metric is a :class:`ConfigError` naming
+    the valid ones (and the closest), so every command refuses it before any work."""
     if convention not in CONVENTIONS:
-        raise ValueError(f"unknown metric convention {convention!r}; expected one of {sorted(CONVENTIONS)}")
+        raise ConfigError(f"unknown metric convention {convention!r}; expected one of {sorted(CONVENTIONS)}")
     defined = CONVENTIONS[convention]
     if metrics is None:
         return tuple(m for m in DEFAULT_METRICS if m in defined)
-    metrics = tuple(metrics)
-    unknown = [m for m in metrics if m not in defined]
-    if unknown:
-        raise ValueError(f"convention {convention!r} does not define {unknown}; it defines {list(defined)}")
-    return metrics
+    return tuple(match_names(metrics, defined, f"metric(s) for the {convention} convention"))
 
 
 def compute_metrics(ir: ImageLike, vi: ImageLike, fused: ImageLike, convention: str = "mmif",

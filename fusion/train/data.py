@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from data.adapters import DatasetError, PairedImageDataset, open_dataset
 from data.color import to_gray
 from data.config import ConfigError
+from data.experiments import config_data_path
 from data.splits import build_fusion_mix
 from data.transforms import PairedAugment
 from data.validation import bad_pairs
@@ -85,7 +85,7 @@ class ResumableDistributedSampler(DistributedSampler):
 
 # ---- configured sources -> stems ------------------------------------------------------------------
 def _read_stem_file(path: str) -> list[str]:
-    p = Path(path).expanduser()
+    p = config_data_path(path)
     if not p.is_file():
         raise ConfigError(f"split_file {p} does not exist")
     return [s.strip() for s in p.read_text(encoding="utf-8").splitlines() if s.strip()]
@@ -107,7 +107,7 @@ def resolve_sources(sources: Sequence[DataSource], seed: int) -> tuple[list[Pair
     """Open each source and apply split_file/stems and the seeded fraction -> (datasets, split)."""
     opened, pools, fractions = [], {}, {}
     for k, src in enumerate(sources):
-        ds = open_dataset(src.dataset, src.root, split=src.split)
+        ds = open_dataset(src.dataset, config_data_path(src.root), split=src.split)
         key = f"{k}_{src.dataset}"
         opened.append((key, ds))
         pools[key], fractions[key] = _select(ds, src), src.fraction

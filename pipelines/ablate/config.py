@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data.config import ConfigError, apply_overrides, build, parse_override, read_yaml_mapping, to_plain
-from data.experiments import resolve_experiment
+from data.config import ConfigError, apply_overrides, build, match_names, parse_override, read_yaml_mapping, to_plain
+from data.experiments import config_data_path, resolve_experiment
 from fusion.train.config import DataSource, TrainConfig
 from pipelines.config import TrackingConfig
 from pipelines.executor import ExecutorConfig
@@ -107,26 +107,28 @@ class AblationConfig:
 
 
 def _metric_problems(cfg: AblationConfig) -> list[str]:
+    """Problems of ``metrics`` (which it spells as the convention does: ``vif`` -> ``VIF``)."""
     from fusion.metrics import CONVENTIONS
 
     defined = CONVENTIONS.get(cfg.metrics_convention)
     if defined is None:
         return [f"metrics_convention: unknown {cfg.metrics_convention!r}; expected one of {sorted(CONVENTIONS)}"]
-    unknown = [m for m in cfg.metrics if m not in defined and m not in PERCEPTUAL]
-    if unknown:
-        return [f"metrics: unknown {unknown}; the {cfg.metrics_convention} convention defines {list(defined)}, "
-                f"plus {list(PERCEPTUAL)} (pyiqa)"]
+    try:
+        cfg.metrics = match_names(cfg.metrics, [*defined, *PERCEPTUAL],
+                                  f"metric(s) (the {cfg.metrics_convention} convention's, or pyiqa's)")
+    except ConfigError as exc:
+        return [f"metrics: {p}" for p in exc.problems]
     return []
 
 
 def _source_problems(where: str, src: DataSource) -> list[str]:
-    root = Path(src.root).expanduser()
+    root = config_data_path(src.root)
     if root.is_dir():
         return []
     folders = "Ir/ and Vis/" if src.dataset == "m3fd" else "ir/ and vi/"
     if src.split:
         folders = f"{src.split}/{folders.replace(' and ', f' and {src.split}/')}"
-    return [f"{where}.root: {src.root} does not exist; put the {src.dataset} dataset there ({folders}) "
+    return [f"{where}.root: {src.root} does not exist (looked for {root}); put the {src.dataset} dataset there ({folders}) "
             f"or point --set {where}.root=PATH at it"]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
+
+from data.errors import InputError
 
 JobKey = tuple[Hashable, ...]
 EXECUTOR_KINDS = ("serial", "ray")
@@ -39,7 +42,8 @@ class ExecutorConfig:
     ``cpus_per_job``: CPUs a job reserves, told to the job as ``workers`` (both executors, so a
     serial and a Ray run train identically; fuse_then_detect runs torch on that many threads
     and ``cpus_per_job - 1`` dataloader workers). ``max_retries``: extra attempts of a job that
-    raises or whose worker dies (Ray's ``max_retries`` with ``retry_exceptions=True``).
+    raises or whose worker dies (Ray's ``max_retries`` with ``retry_exceptions=True``); never of a
+    job that fails on bad input (:func:`call_job`).
     """
 
     kind: str = "serial"
@@ -123,9 +127,20 @@ class JobFailure:
     error: str  # "<ExceptionType>: <message>" as raised in the worker
     traceback: str = ""
     failed_dependency: JobKey | None = None  # set when the job was not run because of it
+    permanent: bool = False  # bad input (a config, a file): not retried, a rerun fails the same way
 
     def __str__(self) -> str:
         return f"job {self.key} failed: {self.error}"
+
+
+def call_job(fn: Callable[..., Any], ctx: "JobContext", kwargs: Mapping[str, Any]) -> Any:
+    """``fn(ctx, **kwargs)``, with bad input (:class:`data.errors.InputError`: a config error, a
+    corrupt file) returned as a permanent :class:`JobFailure` instead of raised: a retry cannot fix
+    it, and an exception returned is one neither executor retries (Ray retries what a task raises)."""
+    try:
+        return fn(ctx, **kwargs)
+    except InputError as error:
+        return JobFailure(ctx.key, f"{type(error).__name__}: {error}", traceback.format_exc(), permanent=True)
 
 
 def check_jobs(jobs: Sequence[Job]) -> None:

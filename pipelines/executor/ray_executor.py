@@ -14,7 +14,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from pipelines.executor.jobs import Executor, ExecutorConfig, Job, JobContext, JobFailure, JobKey, SharedStorageError
+from pipelines.executor.jobs import (Executor, ExecutorConfig, Job, JobContext, JobFailure, JobKey, SharedStorageError,
+                                     call_job)
 
 # Worker-side override of the folder the storage probe uses. It exists for tests: setting it in a
 # worker's environment simulates a node that mounts a different filesystem at the run folder.
@@ -36,7 +37,7 @@ def _run_job(fn, key: JobKey, workers: int, inputs: dict, kwargs: dict) -> tuple
     import ray
 
     device = "0" if ray.get_gpu_ids() else "cpu"
-    result = fn(JobContext(key, device=device, workers=workers, inputs=inputs), **kwargs)
+    result = call_job(fn, JobContext(key, device=device, workers=workers, inputs=inputs), kwargs)
     node = f"{ray.util.get_node_ip_address()} ray node {ray.get_runtime_context().get_node_id()}"
     return node, result
 

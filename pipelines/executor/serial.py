@@ -7,7 +7,7 @@ import traceback
 from collections import deque
 from typing import Any
 
-from pipelines.executor.jobs import Executor, Job, JobContext, JobFailure, JobKey
+from pipelines.executor.jobs import Executor, Job, JobContext, JobFailure, JobKey, call_job
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class SerialExecutor(Executor):
         attempts = self.cfg.max_retries + 1
         for attempt in range(1, attempts + 1):
             try:
-                result = job.fn(ctx, **job.kwargs)
+                result = call_job(job.fn, ctx, job.kwargs)  # bad input: a JobFailure, not retried
                 self.placement[job.key] = f"{socket.gethostname()} (serial)"
                 return job.key, result
             except Exception as error:  # a job's error becomes its outcome; the other jobs go on

@@ -33,7 +33,10 @@ class JobsFailedError(RuntimeError):
         lines = [f"{len(failures)} job(s) failed (the other jobs finished):"] + [f"  {describe(f)}" for f in failures]
         if report_dir is not None:
             lines.append(f"report of the methods that finished: {report_dir / 'report.md'}")
-        lines.append("rerun the same command to retry them: finished stages are reused")
+        if any(f.permanent for f in failures):  # bad input: a rerun would fail the same way
+            lines.append("fix the input named above, then rerun the same command: finished stages are reused")
+        else:
+            lines.append("rerun the same command to retry them: finished stages are reused")
         super().__init__("\n".join(lines))
 
 

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from data.adapters import DatasetError, open_dataset
 from data.config import ConfigError
 from data.errors import RunFolderError
+from data.experiments import config_data_path
 from data.io import digest, file_sha256, image_size, index_images_by_stem, read_image, write_png_atomic, \
     write_text_atomic
 from data.kill_points import kill_point
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 
 # ---- data ------------------------------------------------------------------------------------
 def synthetic_target(cfg: PipelineConfig, run_dir: Path) -> Path:
-    return Path(cfg.dataset.root).expanduser() if cfg.dataset.root else run_dir / "data" / "synthetic"
+    return config_data_path(cfg.dataset.root) if cfg.dataset.root else run_dir / "data" / "synthetic"
 
 
 def synthetic_pending(cfg: PipelineConfig) -> Path | None:
@@ -62,7 +63,7 @@ def prepare_data(cfg: PipelineConfig, run_dir: Path, progress: bool = True) -> P
             raise RunFolderError(str(exc)) from exc
         identity = {"dataset": "synthetic", "config_hash": synth.config_hash()}
     else:
-        root = Path(ds_cfg.root).expanduser().resolve()
+        root = config_data_path(ds_cfg.root).resolve()
         identity = {"dataset": ds_cfg.name, "root": str(root)}
     dataset = open_dataset(ds_cfg.name, root)
     if ds_cfg.name != "synthetic":  # caches follow the files, not only their folder's path
