@@ -344,5 +344,6 @@ def summary_text(result: PipelineResult, cfg: PipelineConfig) -> str:
               f"report : {result.report_dir / 'report.md'}",
               f"mlflow : mlflow ui --backend-store-uri {result.tracking_uri}  (experiment '{result.experiment}')",
               f"         then open {mlflow_view.ui_link(result.tracking_uri, result.parent_run_id)}",
+              f"         (Table VI as a table: {mlflow_view.table_link(result.tracking_uri, result.parent_run_id)})",
               f"time   : {result.timings.get('total', float('nan')) / 60:.1f} min"]
     return "\n".join(lines)
