@@ -64,7 +64,8 @@ def table6_view_state(class_names: list[str], group_by_sweep: bool) -> dict:
         keys.insert(0, {"mode": "tag", "groupByData": SWEEP_TAG})
     section = "table6-section"
     card = {"runsCountToCompare": 100, "metricSectionId": section, "deleted": False, "isGenerated": False}
-    charts = [{**card, "uuid": "table6-per-method", "type": "SCATTER", "displayName": "mAP@50 per method (one point per seed)",
+    charts = [{**card, "uuid": "table6-per-method", "type": "SCATTER",
+               "displayName": "mAP@50 per method (one point per seed)",
                "xaxis": {"key": "method", "type": "PARAM"}, "yaxis": {"key": "mAP50", "type": "METRIC"}},
               {**card, "uuid": "table6-map50", "type": "BAR", "metricKey": "mAP50", "displayName": "mAP@50 per run"}]
     columns = [f"metrics.`{k}`" for k in ["mAP50", "mAP50_95", *(f"AP50/{c}" for c in class_names)]]
