@@ -20,7 +20,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(tracking_uri: str, log_path: Path, start_timeout_s: float = 180) -> Iterator[str]:
+def serve(tracking_uri: str, log_path: Path, start_timeout_s: float = 600) -> Iterator[str]:
     """Yield the base URL of ``mlflow server`` on ``tracking_uri``; its output goes to ``log_path``.
     It runs in its own process group, which is stopped whatever happens (SIGTERM, then SIGKILL)."""
     import requests
