@@ -168,6 +168,24 @@ class Tracker:
         else:
             self.client.log_artifact(run_id, str(path), artifact_path)
 
+    def log_table(self, run_id: str, frame: Any, artifact_file: str) -> None:
+        """A pandas DataFrame as an MLflow table artifact (``MlflowClient.log_table``: the UI renders it as a
+        sortable table). MLflow appends to a table already there; a rerun replaces it instead (same JSON
+        layout), so a resumed or retried run never repeats rows."""
+        import tempfile
+
+        folder = str(Path(artifact_file).parent) if Path(artifact_file).parent != Path(".") else None
+        if artifact_file not in {a.path for a in self.client.list_artifacts(run_id, folder)}:
+            self.client.log_table(run_id, frame, artifact_file)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(artifact_file).name
+            frame.to_json(path, orient="split", index=False, date_format="iso")
+            self.client.log_artifact(run_id, str(path), folder)
+
+    def set_experiment_tag(self, key: str, value: str) -> None:
+        self.client.set_experiment_tag(self.experiment_id, key, value)
+
     def log_dataset_input(self, run_id: str, name: str, digest: str, source: str, profile: Mapping[str, Any],
                           context: str) -> None:
         """The data a run used, as an MLflow dataset input (the UI's Dataset column); logged once per

@@ -3,19 +3,14 @@
 One tiny run (module fixture; the YOLO detector is the orchestration tests' stub, everything else
 is real: synthetic data, fusion, an S4Fusion checkpoint, MLflow logging) is served by ``mlflow
 server`` in its own process on a free loopback port; the test reads what the UI reads, through the
-REST API: the experiment kind, the parent's Table VI metrics, one child per method named after
-it, the split as dataset input, and the logged S4Fusion pyfunc model, which must fuse a pair.
+REST API: the experiment kind, one child per method named after it and in it one run per seed (params
+method, seed, kind; hashes as tags), Table VI as a table artifact on the parent, the saved Table VI
+view the printed link opens, the split as dataset input, and the logged S4Fusion pyfunc model, which
+must fuse a pair.
 The server is killed by the fixture whatever the outcome.
 """
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +21,7 @@ from data.adapters import open_dataset
 from data.tracking import EXPERIMENT_KIND
 from fusion.inference import fuse_image_arrays, load_model
 from pipelines.fuse_then_detect.orchestration import run_pipeline
+from pipelines.mlflow_server import serve
 from test_pipeline_fuse_then_detect import StubDetector, inputs, make_cfg  # noqa: F401 (inputs: a fixture)
 
 EXPERIMENT = "ui"
@@ -42,42 +38,11 @@ def finished_run(inputs, tmp_path_factory):
     return {"cfg": cfg, "result": result, "uri": uri, "run_dir": run_dir}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(finished_run):
     """``mlflow server`` on the run's store; yields its base URL; always stopped (process group)."""
-    port = _free_port()
-    log = open(finished_run["run_dir"] / "server.log", "wb")
-    mlflow_cli = Path(sys.executable).with_name("mlflow")
-    proc = subprocess.Popen([str(mlflow_cli), "server", "--backend-store-uri", finished_run["uri"],
-                             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if requests.get(f"{base}/health", timeout=2).ok:
-                    break
-            except requests.RequestException:  # not up yet (refused, or too busy to answer)
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server did not start (exit {proc.poll()}); see {log.name}")
-            time.sleep(0.5)
+    with serve(finished_run["uri"], finished_run["run_dir"] / "server.log") as base:
         yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 def _api(base: str, path: str, **body):
@@ -112,18 +77,63 @@ def test_experiment_opens_as_model_training(ui_runs):
     assert tags[EXPERIMENT_KIND[0]] == EXPERIMENT_KIND[1] == "custom_model_development"
 
 
-def test_parent_carries_table6_and_one_named_child_per_method(ui_runs, finished_run):
+def _params(run) -> dict[str, str]:
+    return {p["key"]: p["value"] for p in run["data"].get("params", [])}
+
+
+def test_one_named_child_per_method_and_one_run_per_method_and_seed(ui_runs, finished_run):
     _, parent, children = ui_runs
-    names = [m.name for m in finished_run["cfg"].methods]
-    assert sorted(c["info"]["run_name"] for c in children) == sorted(names)
-    assert {_tags(c)["mlflow.parentRunId"] for c in children} == {parent["info"]["run_id"]}
-    metrics = _metrics(parent)
-    for o in finished_run["result"].outcomes:
-        child = next(c for c in children if c["info"]["run_name"] == o.name)
-        assert metrics[f"mAP50/{o.name}"] == pytest.approx(_metrics(child)["mAP50"])
-        assert metrics[f"mAP50/{o.name}"] == pytest.approx(o.mean_std("map50")[0])
-        assert metrics[f"mAP50_95/{o.name}"] == pytest.approx(o.mean_std("map50_95")[0])
-        assert metrics[f"mAP50_std/{o.name}"] == pytest.approx(o.mean_std("map50")[1])  # two seeds
+    methods = [c for c in children if _tags(c)["s4fuse.kind"] == "method"]
+    seeds = [c for c in children if _tags(c)["s4fuse.kind"] == "detector"]
+    cfg = finished_run["cfg"]
+    assert sorted(c["info"]["run_name"] for c in methods) == sorted(m.name for m in cfg.methods)
+    assert {_tags(c)["mlflow.parentRunId"] for c in methods} == {parent["info"]["run_id"]}
+    method_ids = {c["info"]["run_id"]: c["info"]["run_name"] for c in methods}
+    assert len(seeds) == len(cfg.methods) * len(cfg.seeds) == len(children) - len(methods)
+    class_names = finished_run["result"].outcomes[0].detections[0].ap50_per_class
+    for o, m in zip(finished_run["result"].outcomes, cfg.methods):
+        mine = [c for c in seeds if method_ids[_tags(c)["mlflow.parentRunId"]] == o.name]
+        assert sorted(int(_params(c)["seed"]) for c in mine) == cfg.seeds
+        for run, seed, detection in zip(sorted(mine, key=lambda c: int(_params(c)["seed"])), o.seeds, o.detections):
+            # only method, seed and kind are params: the compare page's default axes are meaningful
+            assert _params(run) == {"method": o.name, "seed": str(seed), "kind": m.kind}
+            assert run["info"]["run_name"] == f"{o.name} seed {seed}"
+            metrics = _metrics(run)
+            assert metrics["mAP50"] == pytest.approx(detection.map50)
+            assert metrics["mAP50_95"] == pytest.approx(detection.map50_95)
+            assert {k for k in metrics if k.startswith("AP50/")} == {
+                f"AP50/{c}" for c, v in class_names.items() if v == v}  # NaN (absent class) is not logged
+            assert _tags(run)["fused_key"] == o.key and "fused_key" not in _params(run)
+    # hashes and checksums are tags of the method runs, not params
+    s4 = next(c for c in methods if c["info"]["run_name"] == "S4Fusion")
+    assert len(_tags(s4)["method.checkpoint_sha256"]) == 64
+    assert not any("sha256" in k or k == "fused_key" for c in [parent, *methods] for k in _params(c))
+    assert _tags(parent)["config_sha256"] == finished_run["cfg"].digest()
+
+
+def test_parent_carries_table6_as_an_mlflow_table_and_the_sweep_params(ui_runs, server, finished_run):
+    from pipelines.fuse_then_detect.report import table6_frame
+
+    _, parent, _ = ui_runs
+    run_id = parent["info"]["run_id"]
+    logged = json.loads(_tags(parent)["mlflow.loggedArtifacts"])
+    assert {"path": "table6.json", "type": "table"} in logged  # what makes the UI render it as a table
+    response = requests.get(f"{server}/get-artifact", params={"path": "table6.json", "run_uuid": run_id}, timeout=30)
+    response.raise_for_status()
+    table = response.json()  # pandas "split" layout, as mlflow.log_table writes it
+    outcomes = finished_run["result"].outcomes
+    expected = table6_frame(outcomes, list(outcomes[0].detections[0].ap50_per_class))
+    assert table["columns"] == list(expected.columns)
+    rows = [dict(zip(table["columns"], r)) for r in table["data"]]
+    assert [r["method"] for r in rows] == [o.name for o in outcomes]
+    for row, o in zip(rows, outcomes):
+        assert row["mAP50"] == pytest.approx(o.mean_std("map50")[0])
+        assert row["mAP50_std"] == pytest.approx(o.mean_std("map50")[1])  # two seeds
+    params = _params(parent)
+    assert params["config.detector.epochs"] == str(finished_run["cfg"].detector.epochs)
+    assert params["config.seeds"] == str(finished_run["cfg"].seeds)
+    note = _tags(parent)["mlflow.note.content"]
+    assert finished_run["result"].verdict in note and "| IR |" not in note  # verdict + context, no table
 
 
 def test_every_run_names_its_split_as_dataset_input(ui_runs, finished_run):
@@ -165,15 +175,24 @@ def test_logged_s4fusion_model_fuses_a_pair(ui_runs, server, inputs, finished_ru
     assert all(not c.get("outputs", {}).get("model_outputs") for c in children if c["info"]["run_name"] != "S4Fusion")
 
 
-def test_printed_link_opens_the_parent_run_page_in_the_model_training_layout(ui_runs, finished_run):
-    from pipelines.fuse_then_detect.mlflow_view import ui_link
+def test_printed_link_opens_the_saved_table6_chart_view(ui_runs, finished_run):
+    from pipelines.fuse_then_detect.mlflow_view import table_link, ui_link
     from pipelines.fuse_then_detect.report import summary_text
 
     experiment, parent, _ = ui_runs
-    link = ui_link(finished_run["uri"], parent["info"]["run_id"])
-    assert link == (f"http://127.0.0.1:5000/#/experiments/{experiment['experiment_id']}/runs/"
-                    f"{parent['info']['run_id']}?workflowType=machine_learning")
-    assert link in summary_text(finished_run["result"], finished_run["cfg"])
-    # the page's description is the verdict and Table VI
-    note = _tags(parent)["mlflow.note.content"]
-    assert finished_run["result"].verdict in note and "| IR |" in note
+    eid, pid = experiment["experiment_id"], parent["info"]["run_id"]
+    link = ui_link(finished_run["uri"], pid)
+    assert link == (f"http://127.0.0.1:5000/#/experiments/{eid}/runs?viewStateShareKey=table6"
+                    "&compareRunsMode=CHART&workflowType=machine_learning")
+    summary = summary_text(finished_run["result"], finished_run["cfg"])
+    assert link in summary and table_link(finished_run["uri"], pid) in summary
+    # the view the link names: stored on the experiment as MLflow's shared view state
+    tags = {t["key"]: t["value"] for t in experiment["tags"]}
+    view = json.loads(tags["mlflow.sharedViewState.table6"])
+    assert view["searchFilter"] == "tags.`s4fuse.kind` = 'detector'"
+    assert view["groupBy"]["groupByKeys"] == [{"mode": "param", "groupByData": "method"}]  # one sweep
+    (section,) = view["compareRunSections"]
+    first = view["compareRunCharts"][0]
+    assert first["metricSectionId"] == section["uuid"] and section["name"] == "Table VI"
+    assert (first["type"], first["xaxis"], first["yaxis"]) == (
+        "SCATTER", {"key": "method", "type": "PARAM"}, {"key": "mAP50", "type": "METRIC"})

@@ -69,7 +69,8 @@ def test_tiny_profile_end_to_end(tmp_path):
         mlflow.set_tracking_uri(previous)
     # only our experiment (ultralytics' own MLflow callback is off: no stray runs/experiments)
     assert experiments <= {"Default", result.experiment}
-    assert len(runs) == 1 + len(names) and set(runs["status"]) == {"FINISHED"}
+    seeds = result.outcomes[0].seeds
+    assert len(runs) == 1 + len(names) * (1 + len(seeds)) and set(runs["status"]) == {"FINISHED"}  # + (method, seed) runs
     children = runs[runs["tags.s4fuse.kind"] == "method"].set_index("tags.method")
     for _, row in table.iterrows():
         child = children.loc[row["method"]]
@@ -140,7 +141,7 @@ def test_ray_gives_the_serial_table_mlflow_runs_and_predictions(runs, faults):
     assert predictions(ray) == predictions(serial)
 
     (s_runs, s_children), (r_runs, r_children) = child_runs(serial), child_runs(ray)
-    assert len(r_runs) == len(s_runs) == 1 + len(table)
+    assert len(r_runs) == len(s_runs) == 1 + len(table) * (1 + 2)  # parent, per method: its run + one per seed
     assert sorted(r_runs["tags.mlflow.runName"]) == sorted(s_runs["tags.mlflow.runName"])
     assert set(r_runs["status"]) == {"FINISHED"}
     metrics = sorted(c for c in s_runs.columns if c.startswith("metrics."))
@@ -151,7 +152,7 @@ def test_ray_gives_the_serial_table_mlflow_runs_and_predictions(runs, faults):
     s_parent, r_parent = (r[r["tags.s4fuse.kind"] == "pipeline"].iloc[0] for r in (s_runs, r_runs))
     assert (s_parent["params.executor"], r_parent["params.executor"]) == ("serial", "ray")
     assert (s_parent["tags.executor"], r_parent["tags.executor"]) == ("serial", "ray")
-    assert r_parent["params.config_sha256"] == s_parent["params.config_sha256"]
+    assert r_parent["tags.config_sha256"] == s_parent["tags.config_sha256"]
 
 
 def test_a_failing_job_is_reported_while_the_others_finish_and_a_rerun_resumes(runs, faults, tmp_path, capsys):
@@ -178,11 +179,12 @@ def test_a_failing_job_is_reported_while_the_others_finish_and_a_rerun_resumes(r
     first = search_runs(f"sqlite:///{run_dir / 'mlflow.db'}", "tiny")
     assert dict(zip(first["tags.mlflow.runName"], first["status"])) == {
         "fuse_then_detect_tiny": "FAILED", "IR": "FINISHED", "VI": "FINISHED", "Average": "FAILED",
-        "S4Fusion": "FINISHED"}
+        "S4Fusion": "FINISHED", **{f"{m} seed {k}": "FINISHED" for m in ("IR", "VI", "S4Fusion") for k in (0, 1)}}
 
     assert cli.main(args) == 0  # the rerun redoes only the failed job
     again = search_runs(f"sqlite:///{run_dir / 'mlflow.db'}", "tiny")
-    assert len(again) == len(first) and set(again["status"]) == {"FINISHED"}  # resumed, no duplicates
+    # resumed, no duplicates: only Average's two (method, seed) runs are new
+    assert len(again) == len(first) + 2 and set(again["status"]) == {"FINISHED"}
     assert pd.read_csv(run_dir / "report" / "table6.csv").equals(pd.read_csv(serial.report_dir / "table6.csv"))
 
 

@@ -152,6 +152,10 @@ def test_full_run_writes_consistent_report_and_mlflow_runs_and_reruns_from_cache
     assert len(parents) == 1 and sorted(children["tags.method"]) == sorted(names)
     assert set(runs["status"]) == {"FINISHED"}
     assert set(children["tags.mlflow.parentRunId"]) == {parents.iloc[0]["run_id"]}
+    # one run per (method, seed) in its method's run (tests/test_mlflow_ui.py checks their keys)
+    seed_runs = runs[runs["tags.s4fuse.kind"] == "detector"]
+    assert sorted(seed_runs["tags.mlflow.runName"]) == sorted(f"{n} seed {k}" for n in names for k in (0, 1))
+    assert set(seed_runs["tags.mlflow.parentRunId"]) == set(children["run_id"])
     for _, row in table.iterrows():
         child = children[children["tags.method"] == row["method"]].iloc[0]
         assert child["metrics.mAP50"] == pytest.approx(row["mAP50"])
@@ -160,9 +164,9 @@ def test_full_run_writes_consistent_report_and_mlflow_runs_and_reruns_from_cache
         assert child["params.detector.epochs"] == "1" and child["params.seeds"] == "[0, 1]"
         assert np.isfinite(child["metrics.fusion/EN"])
     s4 = children[children["tags.method"] == "S4Fusion"].iloc[0]
-    assert len(s4["params.method.checkpoint_sha256"]) == 64
+    assert len(s4["tags.method.checkpoint_sha256"]) == 64  # hashes are tags, not params
     parent = parents.iloc[0]
-    assert parent["params.split.sha256"] == (tmp_path / "run" / "split" / "split.sha256").read_text().split()[0]
+    assert parent["tags.split.sha256"] == (tmp_path / "run" / "split" / "split.sha256").read_text().split()[0]
     assert parent["tags.verdict"] == result.verdict
     # the paper's Table VI beside ours: a CSV column, a report section, parent-run params
     assert table.set_index("method")["paper_mAP50_pct"].to_dict() == pytest.approx(
@@ -199,7 +203,8 @@ def test_interrupted_run_resumes_without_retraining_or_duplicate_runs(inputs, ml
         run_pipeline(cfg, progress=False)
     runs = search_runs(mlflow_db, "resume")
     status = dict(zip(runs["tags.mlflow.runName"], runs["status"]))
-    assert status == {"orchestration": "KILLED", "IR": "FINISHED", "VI": "FINISHED", "Average": "KILLED"}
+    assert status == {"orchestration": "KILLED", "IR": "FINISHED", "VI": "FINISHED", "Average": "KILLED",
+                      **{f"{m} seed {k}": "FINISHED" for m in ("IR", "VI") for k in (0, 1)}}
     # a temp folder left by a crash while fusing S4Fusion must be discarded, never used
     data = stages.prepare_data(cfg, cfg.run_dir, progress=False)
     key = stages.fused_key(cfg.methods[-1], data, inputs["checkpoint"], None)
@@ -215,7 +220,7 @@ def test_interrupted_run_resumes_without_retraining_or_duplicate_runs(inputs, ml
     assert len(second.calls) == 6
     assert first.calls[-1] in second.calls  # the interrupted detector run was redone, not reused
     runs = search_runs(mlflow_db, "resume")
-    assert len(runs) == 1 + len(cfg.methods)  # no duplicate parent or child runs
+    assert len(runs) == 1 + len(cfg.methods) * (1 + len(cfg.seeds))  # no duplicate parent, method or seed runs
     assert set(runs["status"]) == {"FINISHED"}
     assert len(result.outcomes) == len(cfg.methods)
     assert not stale.exists() and not (tmp_path / "run" / "fused" / f"S4Fusion-{key}" / "junk.png").exists()
@@ -320,14 +325,15 @@ def test_report_statistics_and_a_failed_job_reported_by_method_and_seed(inputs, 
     assert int(Path(f"{faults}.detect-Average-1.attempts").read_text()) == 1 + cfg.executor.max_retries
     assert list(pd.read_csv(tmp_path / "run" / "report" / "table6.csv")["method"]) == ["IR", "VI"]  # the others finished
     status = dict(zip(*(search_runs(mlflow_db, "stats")[c] for c in ("tags.mlflow.runName", "status"))))
-    assert status == {"orchestration": "FAILED", "IR": "FINISHED", "VI": "FINISHED", "Average": "FAILED"}
+    assert status == {"orchestration": "FAILED", "IR": "FINISHED", "VI": "FINISHED", "Average": "FAILED",
+                      **{f"{m} seed {k}": "FINISHED" for m in ("IR", "VI") for k in (0, 1)}}
 
     monkeypatch.delenv(FAULTS_ENV)
     n_calls = len(stub.calls)
     result = run_pipeline(cfg, progress=False)  # resumes: only the failed job runs, in the same MLflow runs
     assert len(stub.calls) == n_calls + 1
     runs = search_runs(mlflow_db, "stats")
-    assert len(runs) == 4 and set(runs["status"]) == {"FINISHED"}
+    assert len(runs) == 1 + 3 * 3 and set(runs["status"]) == {"FINISHED"}  # parent, 3 methods x (method + 2 seeds)
     parent = runs[runs["tags.s4fuse.kind"] == "pipeline"].iloc[0]
     assert parent["params.executor"] == parent["tags.executor"] == "serial"
     # 2 seeds: every table shows mean ± (sample) std; the bootstrap compares Average with the best source row

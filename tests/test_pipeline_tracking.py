@@ -73,3 +73,17 @@ def test_sqlite_artifacts_default_beside_the_database_not_the_working_directory(
     t = Tracker(default_tracking_uri(db_dir), "exp/default-artifacts")
     location = t.client.get_experiment(t.experiment_id).artifact_location
     assert location == (db_dir / "mlartifacts").resolve().as_uri()
+
+
+def test_a_table_is_an_mlflow_table_and_a_rerun_replaces_it_instead_of_appending(tracker, tmp_path):
+    import json
+
+    import pandas as pd
+
+    run = tracker.new_run("parent", "pipeline")
+    tracker.log_table(run, pd.DataFrame({"method": ["IR", "VI"], "mAP50": [0.5, 0.4]}), "table6.json")
+    tracker.log_table(run, pd.DataFrame({"method": ["IR", "VI", "Avg"], "mAP50": [0.5, 0.4, 0.6]}), "table6.json")
+    logged = pd.read_json(tracker.client.download_artifacts(run, "table6.json", str(tmp_path)), orient="split")
+    assert list(logged["method"]) == ["IR", "VI", "Avg"] and list(logged["mAP50"]) == pytest.approx([0.5, 0.4, 0.6])
+    tags = tracker.client.get_run(run).data.tags
+    assert json.loads(tags["mlflow.loggedArtifacts"]) == [{"path": "table6.json", "type": "table"}]

@@ -6,11 +6,12 @@ Modules (imports flow down this list; none imports one above it):
 - ``cli``: the command line (options, error policy) -> ``orchestration.run_pipeline``;
 - ``orchestration``: the driver -- runs the jobs on an executor (serial or Ray, pipelines.executor)
   and alone talks to MLflow as each job ends (parent run per invocation, nested child run per
-  method, by explicit parent run id);
+  method, and in it one run per (method, seed), by explicit parent run id);
 - ``report``: Table VI (Markdown/CSV, mean ± std over seeds), paired bootstrap vs the best
   source-only row, bar chart, heat map, sample detections, verdict, summary;
-- ``mlflow_view``: what the MLflow UI shows (split as dataset input, Table VI on the parent run,
-  S4Fusion as a pyfunc model, the printed link), called by ``orchestration`` and ``report``;
+- ``mlflow_view``: what the MLflow UI shows (split as dataset input, the (method, seed) runs' keys,
+  Table VI as a table on the parent run, the experiment's saved Table VI view, S4Fusion as a pyfunc
+  model, the printed links), called by ``orchestration`` and ``report``;
 - ``jobs``: the stages as executor jobs (per method: fusion, fusion metrics, one detector job per
   seed), minus the stages already committed in the run folder;
 - ``stages``: the units of work, plain functions of their inputs returning results and artifact

@@ -3,24 +3,29 @@
 - every run (parent and one child per method) carries the split it used as an MLflow dataset input
   (name, split hash as digest, source folder, train/val/test sizes), so the runs table's Dataset
   column says which split each number comes from;
-- the parent carries Table VI as metrics (``mAP50/<method>``, ``mAP50_95/<method>``, ``mAP50_std/...`` with
-  several seeds) and its figures as images, so its run page shows the comparison;
+- one run per (method, seed) (nested in the method's run) carries the same metric keys (``mAP50``,
+  ``mAP50_95``, ``AP50/<class>``) and the params ``method``, ``seed``, ``kind``; hashes are tags;
+- the parent carries Table VI as an MLflow table artifact (``table6.json``) and its figures;
+- the experiment carries a saved view (``mlflow.sharedViewState.table6``): those runs grouped by method,
+  a chart with every method side by side and one point per seed;
 - a method's S4Fusion is logged as a pyfunc model (``runs:/<child>/s4fusion`` fuses a pair);
-- the parent's description (Markdown on its run page) is the verdict and Table VI;
-- :func:`ui_link` is the URL printed at the end: the parent's run page on a local ``mlflow ui``.
+- the parent's description (Markdown on its run page) is the verdict and one line of context;
+- :func:`ui_link` is the URL printed at the end: that view on a local ``mlflow ui``; :func:`table_link`
+  the table.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from data.tracking import Tracker
-from pipelines.fuse_then_detect.types import MethodOutcome, PreparedData
+from pipelines.fuse_then_detect.types import PreparedData
 
 MODEL_NAME = "s4fusion"
 NOTE_TAG = "mlflow.note.content"  # a run's description, rendered as Markdown on its run page
 # MLflow 3.17's UI picks its GenAI or model-training layout from this URL parameter (or the
 # browser's last choice), not from the experiment's kind tag alone.
 WORKFLOW_PARAM = "workflowType=machine_learning"
+SHARED_VIEW_TAG = "mlflow.sharedViewState."  # + share key: a saved runs view, opened by ?viewStateShareKey=
 
 
 def log_split_input(tracker: Tracker, run_id: str, data: PreparedData, dataset_name: str) -> None:
@@ -32,35 +37,76 @@ def log_split_input(tracker: Tracker, run_id: str, data: PreparedData, dataset_n
                               "train/val/test")
 
 
-def table6_metrics(outcomes: list[MethodOutcome]) -> dict[str, float]:
-    """``mAP50/<method>``, ``mAP50_95/<method>`` (and ``mAP50_std/<method>``... over several seeds) for the
-    parent run, in Table VI order: its run page lists each metric for every method together."""
-    metrics: dict[str, float] = {}
-    several = any(len(o.seeds) > 1 for o in outcomes)
-    for attr, key in (("map50", "mAP50"), ("map50_95", "mAP50_95")):
-        for o in outcomes:
-            metrics[f"{key}/{o.name}"] = o.mean_std(attr)[0]
-        for o in outcomes if several else []:
-            metrics[f"{key}_std/{o.name}"] = o.mean_std(attr)[1]
-    return metrics
+SEED_RUN_KIND = "detector"  # s4fuse.kind of the one run per (method, seed)
+VIEW_KEY = "table6"  # the experiment's saved view: tag mlflow.sharedViewState.table6, URL ?viewStateShareKey=table6
+TABLE_FILE = "table6.json"  # Table VI on the parent run, an MLflow table artifact
+SWEEP_TAG = "sweep"
 
 
-def description(verdict: str, report_dir: Path) -> str:
-    """The parent's run description (Markdown, shown on its run page): verdict, Table VI, where the figures are."""
-    table = (report_dir / "table6.md").read_text(encoding="utf-8")
-    return (f"**{verdict}**\n\n### Table VI (test split)\n\n{table}\n"
-            "Figures: Artifacts → `figures/` (bar chart, per-class heat map, sample detections); "
-            "full report: `report/report.md`. One child run per method (links above).")
+def seed_run_view(method: str, seed: int, kind: str, result, coco_map50: float, class_names: list[str],
+                  fusion_means: dict[str, float]) -> tuple[dict, dict[str, float]]:
+    """Params and metrics of one (method, seed) run: every such run has the same keys, so MLflow's
+    charts and its compare page line them up; the params are only ``method``, ``seed`` and ``kind``
+    (hashes are tags), so the compare page's parallel coordinates default to them."""
+    metrics = {"mAP50": result.map50, "mAP50_95": result.map50_95, "mAP50_coco": coco_map50,
+               **{f"AP50/{c}": result.ap50_per_class[c] for c in class_names},
+               **{f"fusion/{k}": v for k, v in fusion_means.items()}}
+    return {"method": method, "seed": seed, "kind": kind}, metrics
 
 
-def log_parent_view(tracker: Tracker, parent_id: str, outcomes: list[MethodOutcome], report_dir: Path,
-                    verdict: str) -> None:
-    """Table VI as metrics, description and images on the parent run (its run page shows them)."""
-    tracker.log_metrics(parent_id, table6_metrics(outcomes))
-    tracker.set_tags(parent_id, {NOTE_TAG: description(verdict, report_dir)})
+def table6_view_state(class_names: list[str], group_by_sweep: bool) -> dict:
+    """MLflow 3.17's shared view state (what its "Share" button stores): the (method, seed) runs only,
+    grouped by method (and by sweep when the experiment holds several), charts first: a "Table VI"
+    section whose first chart puts every method side by side on the x axis with one point per seed
+    (the spread), then mAP@50 per run. In the table view the same grouping shows mAP columns."""
+    keys = [{"mode": "param", "groupByData": "method"}]
+    if group_by_sweep:
+        keys.insert(0, {"mode": "tag", "groupByData": SWEEP_TAG})
+    section = "table6-section"
+    card = {"runsCountToCompare": 100, "metricSectionId": section, "deleted": False, "isGenerated": False}
+    charts = [{**card, "uuid": "table6-per-method", "type": "SCATTER",
+               "displayName": "mAP@50 per method (one point per seed)",
+               "xaxis": {"key": "method", "type": "PARAM"}, "yaxis": {"key": "mAP50", "type": "METRIC"}},
+              {**card, "uuid": "table6-map50", "type": "BAR", "metricKey": "mAP50", "displayName": "mAP@50 per run"}]
+    columns = [f"metrics.`{k}`" for k in ["mAP50", "mAP50_95", *(f"AP50/{c}" for c in class_names)]]
+    return {"searchFilter": f"tags.`s4fuse.kind` = '{SEED_RUN_KIND}'", "orderByKey": "attributes.start_time",
+            "orderByAsc": True, "startTime": "ALL", "lifecycleFilter": "Active", "datasetsFilter": [],
+            "modelVersionFilter": "All Runs",
+            "groupBy": {"aggregateFunction": "average", "groupByKeys": keys}, "groupsExpanded": {},
+            "useGroupedValuesInCharts": False,  # the per-method chart plots each seed; the table averages them
+            "runsHiddenMode": "SHOW_ALL", "hideEmptyCharts": True, "isAccordionReordered": True,
+            "selectedColumns": ["params.`seed`", *columns],
+            "compareRunSections": [{"uuid": section, "name": "Table VI", "display": True, "isReordered": True,
+                                    "deleted": False, "isGenerated": False, "columns": 2, "cardHeight": 460}],
+            "compareRunCharts": charts}
+
+
+def save_table6_view(tracker: Tracker, class_names: list[str]) -> None:
+    """Store the view on the experiment (rewritten by every sweep, so it covers them all)."""
+    import json
+
+    sweeps = tracker.client.search_runs([tracker.experiment_id], "tags.`s4fuse.kind` = 'pipeline'", max_results=2)
+    tracker.set_experiment_tag(f"{SHARED_VIEW_TAG}{VIEW_KEY}",
+                               json.dumps(table6_view_state(class_names, group_by_sweep=len(sweeps) > 1)))
+
+
+def description(verdict: str, frame) -> str:
+    """The parent's run description: the verdict and one line of context (the table is its own artifact)."""
+    best = frame.loc[frame["mAP50"].idxmax()]
+    return (f"**{verdict}**\n\nBest mAP@50: {best['method']} {best['mAP50']:.3f} over {int(best['seeds'])} seed(s). "
+            f"Table VI: Artifacts → `{TABLE_FILE}`; the experiment's chart view compares the (method, seed) runs.")
+
+
+def log_parent_view(tracker: Tracker, parent_id: str, frame, report_dir: Path, verdict: str,
+                    class_names: list[str]) -> None:
+    """Table VI as an MLflow table on the parent run, the verdict as its description, its figures, and
+    the experiment's saved Table VI view."""
+    tracker.log_table(parent_id, frame, TABLE_FILE)
+    tracker.set_tags(parent_id, {NOTE_TAG: description(verdict, frame)})
     for figure in ("table6_map50.png", "table6_heatmap.png", "detections.png"):
         if (report_dir / figure).is_file():
             tracker.log_artifact(parent_id, report_dir / figure, "figures")
+    save_table6_view(tracker, class_names)
 
 
 def has_logged_model(tracker: Tracker, run_id: str, name: str = MODEL_NAME) -> bool:
@@ -82,9 +128,19 @@ def log_child_view(tracker: Tracker, run_id: str, data: PreparedData, dataset_na
 
 
 def ui_link(tracking_uri: str, parent_id: str, port: int = 5000) -> str:
-    """The parent's run page on ``mlflow ui --backend-store-uri <tracking_uri>`` (default port), in the
-    model-training layout: child runs, dataset, verdict + Table VI (description) and metrics at once."""
+    """The experiment's saved Table VI view in chart mode on ``mlflow ui --backend-store-uri <tracking_uri>``
+    (default port), in the model-training layout."""
+    return (f"http://127.0.0.1:{port}/#/experiments/{_experiment_id(tracking_uri, parent_id)}/runs"
+            f"?viewStateShareKey={VIEW_KEY}&compareRunsMode=CHART&{WORKFLOW_PARAM}")
+
+
+def table_link(tracking_uri: str, parent_id: str, port: int = 5000) -> str:
+    """Table VI (the table artifact) on the parent's run page."""
+    return (f"http://127.0.0.1:{port}/#/experiments/{_experiment_id(tracking_uri, parent_id)}/runs/{parent_id}"
+            f"/artifacts/{TABLE_FILE}?{WORKFLOW_PARAM}")
+
+
+def _experiment_id(tracking_uri: str, run_id: str) -> str:
     from mlflow import MlflowClient
 
-    experiment_id = MlflowClient(tracking_uri=tracking_uri).get_run(parent_id).info.experiment_id
-    return f"http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs/{parent_id}?{WORKFLOW_PARAM}"
+    return MlflowClient(tracking_uri=tracking_uri).get_run(run_id).info.experiment_id

@@ -20,7 +20,7 @@ from pipelines.config import MethodConfig, PipelineConfig
 from pipelines.executor import JobFailure, make_executor
 from pipelines.fuse_then_detect import mlflow_view, stages
 from pipelines.fuse_then_detect.jobs import plan_jobs, replay
-from pipelines.fuse_then_detect.report import build_report, method_samples_png, verdict_line
+from pipelines.fuse_then_detect.report import build_report, method_samples_png, table6_frame, verdict_line
 from pipelines.fuse_then_detect.types import MethodOutcome, PipelineResult, PreparedData
 from pipelines.paper_columns import table6_params
 
@@ -79,7 +79,8 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> PipelineResult:
                 tracker.log_artifact(parent_id, report_dir, "report")
             verdict = verdict_line(outcomes)
             if report_dir is not None:
-                mlflow_view.log_parent_view(tracker, parent_id, outcomes, report_dir, verdict)
+                mlflow_view.log_parent_view(tracker, parent_id, table6_frame(outcomes, data.class_names), report_dir,
+                                            verdict, data.class_names)
             tracker.set_tags(parent_id, {"verdict": verdict})
             if driver.failures:
                 raise JobsFailedError(driver.failures, report_dir)
@@ -100,13 +101,14 @@ def _open_parent_run(cfg: PipelineConfig, data: PreparedData, run_dir: Path) -> 
     tracker = Tracker(uri, cfg.tracking.experiment or f"fuse_then_detect/{cfg.dataset.name}/{cfg.name}")
     parent_id, _ = tracker.start_run(digest([cfg.to_dict(), str(run_dir)], 24), cfg.name, "pipeline",
                                      tags={"s4fuse.run_dir": str(run_dir), "executor": cfg.executor.kind})
+    # sweep-level params (several sweeps in one experiment compare on them); hashes are tags, so that
+    # MLflow's default comparisons pick meaningful axes
     tracker.log_params(parent_id, {"config": {k: v for k, v in cfg.to_dict().items() if k != "methods"},
-                                   "methods": [m.name for m in cfg.methods], "config_sha256": cfg.digest(),
-                                   "executor": cfg.executor.kind,
-                                   "split": {"sha256": data.split_hash,
-                                             **{p: len(v) for p, v in data.split.items()}}})
+                                   "methods": [m.name for m in cfg.methods], "executor": cfg.executor.kind,
+                                   "split": {p: len(v) for p, v in data.split.items()}})
     tracker.log_params(parent_id, table6_params())  # the paper's Table VI beside ours
-    tracker.set_tags(parent_id, {f"env.{k}": v for k, v in environment_info().items()})
+    tracker.set_tags(parent_id, {"config_sha256": cfg.digest(), "split.sha256": data.split_hash,
+                                 **{f"env.{k}": v for k, v in environment_info().items()}})
     tracker.log_artifact(parent_id, run_dir / "config.yaml")
     tracker.log_artifact(parent_id, data.split_dir, "split")
     mlflow_view.log_split_input(tracker, parent_id, data, cfg.dataset.name)
@@ -181,7 +183,26 @@ class MethodRuns:
         if not finished:
             _log_method(self.tracker, run_id, m, outcome, fusion.checkpoint, [d.folder for d in detectors],
                         self.cfg, self.data, self.run_dir)
+            self._log_seed_runs(m, outcome, run_id)
+            self.tracker.finish(run_id)
             self._open.discard(m.name)
+
+    def _log_seed_runs(self, m: MethodConfig, outcome: MethodOutcome, method_run_id: str) -> None:
+        """One run per (method, seed), nested in the method's run (mlflow_view.seed_run_view)."""
+        sweep = f"{self.cfg.name} ({self.parent_id[:8]})"
+        fusion_means = outcome.fusion_means(self.cfg.report.fusion_metrics)
+        for seed, result, coco in zip(outcome.seeds, outcome.detections, outcome.coco):
+            run_id, finished = self.tracker.start_run(
+                digest([method_run_id, seed], 24), f"{m.name} seed {seed}", mlflow_view.SEED_RUN_KIND,
+                parent_id=method_run_id, tags={"method": m.name, mlflow_view.SWEEP_TAG: sweep,
+                                               "fused_key": outcome.key})
+            if finished:
+                continue
+            params, metrics = mlflow_view.seed_run_view(m.name, seed, m.kind, result, coco.map50,
+                                                        self.data.class_names, fusion_means)
+            self.tracker.log_params(run_id, params)
+            self.tracker.log_metrics(run_id, metrics)
+            self.tracker.finish(run_id)
 
     def close(self, status: str) -> None:
         """Mark the child runs still open (their method did not finish) ``status``."""
@@ -191,25 +212,29 @@ class MethodRuns:
 
 def _log_method(tracker: Tracker, run_id: str, m: MethodConfig, outcome: MethodOutcome, checkpoint: Path | None,
                 detector_dirs: list[Path], cfg: PipelineConfig, data: PreparedData, run_dir: Path) -> None:
-    tracker.log_params(run_id, child_params(m, outcome.key, checkpoint, cfg))
+    tracker.log_params(run_id, child_params(m, cfg))
     tracker.log_metrics(run_id, child_metrics(outcome, data.class_names, cfg.report.fusion_metrics))
-    tracker.set_tags(run_id, {"detector.initialisation": cfg.detector.initialisation})
+    tracker.set_tags(run_id, child_tags(outcome.key, checkpoint, cfg))
     samples = method_samples_png(outcome, data, cfg, run_dir / "report" / "methods")
     tracker.log_artifact(run_id, samples, "samples")
     for seed, r, folder in zip(cfg.seeds, outcome.detections, detector_dirs):
         tracker.log_artifact(run_id, r.weights, f"weights/seed{seed}")
         tracker.log_artifact(run_id, folder / "result.json", f"results/seed{seed}")
     mlflow_view.log_child_view(tracker, run_id, data, cfg.dataset.name, checkpoint)
-    tracker.finish(run_id)
 
 
-def child_params(m: MethodConfig, outcome_key: str, checkpoint: Path | None, cfg: PipelineConfig) -> dict:
-    params = {"method": {k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in m.identity().items()},
-              "fused_key": outcome_key, "detector": cfg.detector.to_dict(),
-              "detector.initialisation": cfg.detector.initialisation, "seeds": cfg.seeds}
+def child_params(m: MethodConfig, cfg: PipelineConfig) -> dict:
+    return {"method": {k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in m.identity().items()},
+            "detector": cfg.detector.to_dict(), "detector.initialisation": cfg.detector.initialisation,
+            "seeds": cfg.seeds}
+
+
+def child_tags(outcome_key: str, checkpoint: Path | None, cfg: PipelineConfig) -> dict:
+    """Hashes and checksums: tags, not params (MLflow's compare page plots params that differ)."""
+    tags = {"detector.initialisation": cfg.detector.initialisation, "fused_key": outcome_key}
     if checkpoint is not None:
-        params["method"]["checkpoint_sha256"] = file_sha256(checkpoint)
-    return params
+        tags["method.checkpoint_sha256"] = file_sha256(checkpoint)
+    return tags
 
 
 def child_metrics(outcome: MethodOutcome, class_names: list[str], fusion_metric_names: list[str]) -> dict[str, float]:

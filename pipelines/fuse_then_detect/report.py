@@ -343,7 +343,8 @@ def summary_text(result: PipelineResult, cfg: PipelineConfig) -> str:
     lines += ["", result.verdict, "",
               f"report : {result.report_dir / 'report.md'}",
               f"mlflow : mlflow ui --backend-store-uri {result.tracking_uri}  (experiment '{result.experiment}')",
-              f"         then open {mlflow_view.ui_link(result.tracking_uri, result.parent_run_id)}"]
+              f"         then open {mlflow_view.ui_link(result.tracking_uri, result.parent_run_id)}",
+              f"         (Table VI as a table: {mlflow_view.table_link(result.tracking_uri, result.parent_run_id)})"]
     # each S4Fusion's pyfunc sits on its method's child run, not on the parent
     lines += [f"model  : {o.name}: mlflow.pyfunc.load_model('runs:/{o.run_id}/{mlflow_view.MODEL_NAME}') "
               "(tracking URI as above)" for o in outcomes if o.kind == "s4fusion" and o.run_id]
