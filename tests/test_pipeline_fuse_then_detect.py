@@ -367,7 +367,8 @@ def test_in_run_training_succeeds_on_its_first_attempt_and_its_run_gets_model_an
     run_pipeline(cfg, progress=False)  # a failed job raises JobsFailedError
     client = mlflow.MlflowClient(mlflow_db)
     experiment = client.get_experiment_by_name("in_run_training")
-    (child,) = [r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get("method") == "S4Fusion"]
+    (child,) = [r for r in client.search_runs([experiment.experiment_id])  # the method's run, not its seed runs
+                if r.data.tags.get("method") == "S4Fusion" and "method_kind" in r.data.tags]
     assert [m.step for m in client.get_metric_history(child.info.run_id, "train/loss")] == [1, 2]
     assert any(i.dataset.name.startswith("fusion_split@") for i in child.inputs.dataset_inputs)
     models = client.search_logged_models(experiment_ids=[experiment.experiment_id])
