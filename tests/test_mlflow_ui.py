@@ -141,7 +141,8 @@ def test_every_run_names_its_split_as_dataset_input(ui_runs, finished_run):
     run_dir = finished_run["cfg"].run_dir
     split_hash = (run_dir / "split" / "split.sha256").read_text().split()[0]
     sizes = {p: len((run_dir / "split" / f"{p}.txt").read_text().split()) for p in ("train", "val", "test")}
-    for run in [parent, *children]:
+    methods = [c for c in children if _tags(c)["s4fuse.kind"] == "method"]  # a seed run sits under its method's run
+    for run in [parent, *methods]:
         (dataset_input,) = run["inputs"]["dataset_inputs"]
         dataset = dataset_input["dataset"]
         assert dataset["digest"] == split_hash[:36] and dataset["name"].startswith("synthetic@")
