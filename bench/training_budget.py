@@ -110,7 +110,8 @@ def extrapolate(run: Path, from_step: int | None, references: list[str]) -> list
           "| metric | at last step | gain per doubling | reference | its value | fit reaches it at step |\n"
           "|---|---:|---:|---|---:|---:|")
     for r in rows:
-        reach = "never (not rising)" if r["steps_to_reach"] is None else f"{r['steps_to_reach']:,.0f}"
+        reach = ("never (not rising)" if r["steps_to_reach"] is None else f"{r['steps_to_reach']:,.0f}"
+                 if r["steps_to_reach"] < 1e6 else f"{r['steps_to_reach']:.1e}")
         print(f"| {r['metric']} | {r['value']:.4f} | {r['gain_per_doubling']:+.4f} | {r['reference']} | "
               f"{r['reference_value']:.4f} | {reach} |")
     return rows

@@ -147,7 +147,8 @@ def test_ray_gives_the_serial_table_mlflow_runs_and_predictions(runs, faults):
     metrics = sorted(c for c in s_runs.columns if c.startswith("metrics."))
     assert sorted(c for c in r_runs.columns if c.startswith("metrics.")) == metrics
     assert any(c.startswith("metrics.train/") for c in metrics)  # the in-run S4Fusion's curves, replayed
-    results = [c for c in metrics if c != "metrics.train/samples_per_s"]  # a throughput: the one timing metric
+    # timings: the throughput and the training cost (wall and CPU seconds) differ run to run
+    results = [c for c in metrics if c != "metrics.train/samples_per_s" and not c.startswith("metrics.cost/")]
     pd.testing.assert_frame_equal(r_children[results], s_children[results])
     s_parent, r_parent = (r[r["tags.s4fuse.kind"] == "pipeline"].iloc[0] for r in (s_runs, r_runs))
     assert (s_parent["params.executor"], r_parent["params.executor"]) == ("serial", "ray")
