@@ -147,7 +147,8 @@ def test_two_node_sweep_survives_losing_a_node_and_equals_serial(cluster, tmp_pa
 
     runs = search_runs(uri, "tiny")
     methods = list(serial_table["method"])
-    assert sorted(runs["tags.mlflow.runName"]) == sorted(["fuse_then_detect_tiny", *methods])  # none lost or doubled
+    seed_runs = [f"{m} seed 0" for m in methods]  # one run per (method, seed) under each method's run
+    assert sorted(runs["tags.mlflow.runName"]) == sorted(["fuse_then_detect_tiny", *methods, *seed_runs])  # none lost or doubled
     assert set(runs["status"]) == {"FINISHED"}
     tags = node_tags(uri)
     jobs = {"node.fuse", "node.metrics", "node.detect.seed0"}
