@@ -130,7 +130,8 @@ def test_fuse_then_detect_killed_at_each_point_in_turn_and_rerun_equals_uninterr
     pd.testing.assert_frame_equal(table, ref_table)  # the exact uninterrupted numbers
     assert images.keys() == ref_images.keys() and all(np.array_equal(images[k], ref_images[k]) for k in images)
     runs = all_runs(tmp_path / "mlflow.db")
-    assert sorted(runs["tags.s4fuse.kind"]) == ["method", "pipeline"]  # one parent, one child: reused
+    # one parent, one method run, one (method, seed) run: reused, not duplicated
+    assert sorted(runs["tags.s4fuse.kind"]) == ["detector", "method", "pipeline"]
     assert set(runs["status"]) == {"FINISHED"}  # nothing left RUNNING by the killed process
     child = runs[runs["tags.s4fuse.kind"] == "method"]["run_id"].iloc[0]
     ref_runs = all_runs(pipeline_reference / "mlflow.db")
