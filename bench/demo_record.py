@@ -35,6 +35,7 @@ from pathlib import Path
 import yaml
 
 from data.io import write_text_atomic
+from fusion.train.cost import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RECORD = REPO / "docs" / "results" / "demo_record.json"
@@ -44,17 +45,6 @@ NO_RECORD = ("No demo run is recorded at this commit yet: `python -m bench.demo_
              "runs it and writes its numbers here.")
 SAME_MACHINE = ("Results are identical only on the same CPU model with the same thread count (float32 rounding "
                 "follows the CPU's kernels): on another machine expect other numbers, and compare the verdict.")
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux ``/proc/cpuinfo``; elsewhere what ``platform`` knows)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def commit() -> str:

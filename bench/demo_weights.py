@@ -46,12 +46,13 @@ REFERENCES = ("average", "laplacian", "gff", "max")
 CARD_MARGIN = 5e-3
 
 
-def held_out_rows(weights: Path, cfg: TrainConfig) -> dict[str, dict[str, list[float]]]:
-    """{method: {metric: per-pair values}} on ``cfg.data.val`` for the weights and each reference, and
-    the pair names under the key ``"pairs"``."""
+def held_out_rows(weights: Path, cfg: TrainConfig, references: tuple[str, ...] = REFERENCES
+                  ) -> dict[str, dict[str, list[float]]]:
+    """{method: {metric: per-pair values}} on ``cfg.data.val`` for the weights and each of ``references``,
+    and the pair names under the key ``"pairs"``."""
     pairs = load_pairs(resolve_sources(cfg.data.val, cfg.data.split_seed)[0])
     methods = {"s4fusion_demo": model_fuser(load_model(weights))}
-    methods.update({name: (lambda ir, vi, n=name: fuse_baseline(n, ir, vi)) for name in REFERENCES})
+    methods.update({name: (lambda ir, vi, n=name: fuse_baseline(n, ir, vi)) for name in references})
     rows = {name: [pair_metrics(fuser, p, METRICS) for p in pairs] for name, fuser in methods.items()}
     return {"pairs": [p.name for p in pairs],
             **{name: {k: [r[k] for r in rs] for k in METRICS} for name, rs in rows.items()}}
@@ -87,7 +88,8 @@ def card(run: Path, recipe: str, crossval: Path | None = None) -> None:
     S4Fusion.load(run / "s4fusion.pt").save_exported(WEIGHTS, dtype=torch.float16)
     per_pair = held_out_rows(WEIGHTS, cfg)
     means = {m: {k: float(np.mean(v)) for k, v in per_pair[m].items()} for m in ("s4fusion_demo", *REFERENCES)}
-    float32_means = {k: float(np.mean(v)) for k, v in held_out_rows(run / "s4fusion.pt", cfg)["s4fusion_demo"].items()}
+    float32 = held_out_rows(run / "s4fusion.pt", cfg, references=())["s4fusion_demo"]  # the rounding's effect
+    float32_means = {k: float(np.mean(v)) for k, v in float32.items()}
     history = read_history(run / "val" / "metrics.jsonl")
     sidecar = {
         "weights": WEIGHTS.name, "sha256": hashlib.sha256(WEIGHTS.read_bytes()).hexdigest(), "storage_dtype": "float16",
