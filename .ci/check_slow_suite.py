@@ -7,6 +7,7 @@ A renamed or dropped `slow` marker, a slow test that now skips, or a report from
 nothing all end with exit 1 and one line saying what is missing. Standard library only: it runs
 before anything else is trusted.
 """
+
 from __future__ import annotations
 
 import sys
@@ -40,8 +41,10 @@ def check(report: Path, floor_file: Path) -> str | None:
     floor = read_floor(floor_file)
     collected, ran = count_tests(report)
     if collected < floor or ran < floor:
-        return (f"slow suite shrank: {collected} collected, {ran} ran (not skipped), floor {floor} in {floor_file}. "
-                "Restore the `slow` marker / the skipped tests, or lower the floor in the commit that removes a test.")
+        return (
+            f"slow suite shrank: {collected} collected, {ran} ran (not skipped), floor {floor} in {floor_file}. "
+            "Restore the `slow` marker / the skipped tests, or lower the floor in the commit that removes a test."
+        )
     return None
 
 

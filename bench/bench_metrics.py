@@ -6,6 +6,7 @@ Uses VIFB's 480x640 ``labMan`` pair from ../shared/data (fused: its ADF result).
 CPU time per metric and for the full ``compute_metrics`` call (median over repeats); CPU time is
 reported too because the wall clock on a shared machine includes waiting for other processes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,9 @@ import numpy as np
 
 from fusion.metrics import compute_metrics, load_image, mmif
 
-SHARED = Path(os.environ.get("S4FUSE_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+SHARED = Path(
+    os.environ.get("S4FUSE_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")
+)
 
 
 def _time(fn, repeats: int) -> tuple[float, float]:
@@ -36,10 +39,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     root = SHARED / "vifb"
-    ir, vi, fused = (load_image(p) for p in (root / "input/IR/labMan.jpg", root / "input/VI/labMan.jpg",
-                                               root / "fused/labMan_ADF.jpg"))
+    ir, vi, fused = (
+        load_image(p)
+        for p in (root / "input/IR/labMan.jpg", root / "input/VI/labMan.jpg", root / "fused/labMan_ADF.jpg")
+    )
     assert fused.shape[:2] == (480, 640), fused.shape
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numpy {np.__version__}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numpy {np.__version__}"
+    )
     gray = [mmif.to_gray_levels(x) for x in (ir, vi, fused)]
     print(f"{'metric':8s} {'wall s':>8s} {'cpu s':>8s}")
     for key, fn in mmif._METRICS.items():

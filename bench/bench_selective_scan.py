@@ -9,6 +9,7 @@ scans) after one warm-up on a short sequence (which also loads or compiles the n
     python -m bench.bench_selective_scan                     # full problem, prints a Markdown table
     python -m bench.bench_selective_scan --length 2000 --backends cpu chunked
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,13 +39,15 @@ def worker(backend: str, mode: str, batch: int, dim: int, length: int, d_state: 
 
     torch.set_num_threads(THREADS)
     gen = torch.Generator().manual_seed(0)
-    inputs = dict(u=torch.randn(batch, dim, length, generator=gen),
-                  delta=torch.randn(batch, dim, length, generator=gen) * 0.5,
-                  A=-torch.rand(dim, d_state, generator=gen) * 4 - 0.1,
-                  B=torch.randn(batch, 1, d_state, length, generator=gen),
-                  C=torch.randn(batch, 1, d_state, length, generator=gen),
-                  D=torch.randn(dim, generator=gen),
-                  delta_bias=torch.randn(dim, generator=gen) * 0.1)
+    inputs = dict(
+        u=torch.randn(batch, dim, length, generator=gen),
+        delta=torch.randn(batch, dim, length, generator=gen) * 0.5,
+        A=-torch.rand(dim, d_state, generator=gen) * 4 - 0.1,
+        B=torch.randn(batch, 1, d_state, length, generator=gen),
+        C=torch.randn(batch, 1, d_state, length, generator=gen),
+        D=torch.randn(dim, generator=gen),
+        delta_bias=torch.randn(dim, generator=gen) * 0.1,
+    )
     backward = mode == "fwd+bwd"
     for t in inputs.values():
         t.requires_grad_(backward)
@@ -55,8 +58,10 @@ def worker(backend: str, mode: str, batch: int, dim: int, length: int, d_state: 
             if backward:
                 out.backward(torch.ones_like(out))
 
-    warm = {k: (v[..., :130].contiguous() if v.dim() == 3 or k in "BC" else v).detach().requires_grad_(backward)
-            for k, v in inputs.items()}
+    warm = {
+        k: (v[..., :130].contiguous() if v.dim() == 3 or k in "BC" else v).detach().requires_grad_(backward)
+        for k, v in inputs.items()
+    }
     run(warm)
     rss_before = _rss_mib()
     times = []
@@ -71,11 +76,21 @@ def worker(backend: str, mode: str, batch: int, dim: int, length: int, d_state: 
 
 
 def measure(backend: str, mode: str, args: argparse.Namespace) -> dict:
-    env = dict(os.environ, NUMBA_NUM_THREADS=str(THREADS), OMP_NUM_THREADS=str(THREADS),
-               MKL_NUM_THREADS=str(THREADS))
-    cmd = [sys.executable, "-m", "bench.bench_selective_scan", "--worker", backend, mode,
-           "--length", str(args.length),
-           "--repeats", str(args.repeats if backend == "cpu" else args.baseline_repeats)]
+    env = dict(
+        os.environ, NUMBA_NUM_THREADS=str(THREADS), OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS)
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.bench_selective_scan",
+        "--worker",
+        backend,
+        mode,
+        "--length",
+        str(args.length),
+        "--repeats",
+        str(args.repeats if backend == "cpu" else args.baseline_repeats),
+    ]
     try:
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout, check=True)
     except subprocess.TimeoutExpired:
@@ -88,13 +103,17 @@ def measure(backend: str, mode: str, args: argparse.Namespace) -> dict:
 def cpu_model() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+        return next(
+            line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")
+        )
     except (OSError, subprocess.CalledProcessError, StopIteration):
         return platform.processor() or "unknown CPU"
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--length", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of the cpu backend")
     parser.add_argument("--baseline-repeats", type=int, default=1, help="timed runs of each pure-torch scan")
@@ -113,8 +132,10 @@ def main() -> int:
             results[backend, mode] = measure(backend, mode, args)
             print(f"# {backend} {mode}: {results[backend, mode]}", file=sys.stderr, flush=True)
 
-    print(f"Selective scan, B={batch} D={dim} L={args.length} N={d_state}, float32, {THREADS} threads; "
-          f"{cpu_model()}; {datetime.date.today().isoformat()}\n")
+    print(
+        f"Selective scan, B={batch} D={dim} L={args.length} N={d_state}, float32, {THREADS} threads; "
+        f"{cpu_model()}; {datetime.date.today().isoformat()}\n"
+    )
     print("| backend | pass | time (s) | peak RSS (MiB) | above pre-call RSS (MiB) | cpu speed-up |")
     print("|---|---|---|---|---|---|")
     for (backend, mode), r in results.items():
@@ -123,7 +144,9 @@ def main() -> int:
             print(f"| {backend} | {mode} | {r['note']} | - | - | - |")
             continue
         speedup = f"{r['seconds'] / cpu:.1f}x" if cpu and backend != "cpu" else "-"
-        print(f"| {backend} | {mode} | {r['seconds']:.2f} | {r['peak_mib']:.0f} | {r['extra_mib']:.0f} | {speedup} |")
+        print(
+            f"| {backend} | {mode} | {r['seconds']:.2f} | {r['peak_mib']:.0f} | {r['extra_mib']:.0f} | {speedup} |"
+        )
     return 0
 
 

@@ -17,6 +17,7 @@ run's report (``--readme``; ``none`` leaves both alone);
 Ray runs on a local instance of ``--ray-cpus`` CPUs that the subprocess starts itself (never one
 already running on the machine). Needs Ray for ``ray`` (``pip install -e '.[ray]'``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,20 +41,32 @@ from fusion.train.cost import cpu_model
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RECORD = REPO / "docs" / "results" / "demo_record.json"
 DEMO_FIGURE = "docs/images/demo_table6_map50.png"  # relative to the README's folder
-BEGIN, END = "<!-- demo-record: rendered from the record by python -m bench.demo_record -->", "<!-- /demo-record -->"
-NO_RECORD = ("No demo run is recorded at this commit yet: `python -m bench.demo_record --executors ray,serial` "
-             "runs it and writes its numbers here.")
-SAME_MACHINE = ("Results are identical only on the same CPU model with the same thread count (float32 rounding "
-                "follows the CPU's kernels): on another machine expect other numbers, and compare the verdict.")
+BEGIN, END = (
+    "<!-- demo-record: rendered from the record by python -m bench.demo_record -->",
+    "<!-- /demo-record -->",
+)
+NO_RECORD = (
+    "No demo run is recorded at this commit yet: `python -m bench.demo_record --executors ray,serial` "
+    "runs it and writes its numbers here."
+)
+SAME_MACHINE = (
+    "Results are identical only on the same CPU model with the same thread count (float32 rounding "
+    "follows the CPU's kernels): on another machine expect other numbers, and compare the verdict."
+)
 
 
 def commit() -> str:
     """``git rev-parse --short HEAD`` of the repository, ``+dirty`` when tracked files changed."""
+
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
 
     try:
-        return git("rev-parse", "--short=12", "HEAD") + ("+dirty" if git("status", "--porcelain", "-uno") else "")
+        return git("rev-parse", "--short=12", "HEAD") + (
+            "+dirty" if git("status", "--porcelain", "-uno") else ""
+        )
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
 
@@ -65,24 +78,36 @@ def environment() -> dict[str, object]:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = None
-    return {"date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"), "commit": commit(),
-            "cpu_model": cpu_model(), "cpus": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), **versions}
+    return {
+        "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "commit": commit(),
+        "cpu_model": cpu_model(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        **versions,
+    }
 
 
-def run_pipeline(kind: str, config: str, seeds: str | None, run_dir: Path, ray_cpus: int) -> dict[str, object]:
+def run_pipeline(
+    kind: str, config: str, seeds: str | None, run_dir: Path, ray_cpus: int
+) -> dict[str, object]:
     """One ``fuse_then_detect`` run in a subprocess; what the record keeps of it."""
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     argv = ["fuse_then_detect", "--config", config, "--runs-dir", str(run_dir), "--executor", kind]
     argv += ["--seeds", seeds] if seeds else []
-    start_ray = f"import ray; ray.init(num_cpus={ray_cpus}, include_dashboard=False); " if kind == "ray" else ""
+    start_ray = (
+        f"import ray; ray.init(num_cpus={ray_cpus}, include_dashboard=False); " if kind == "ray" else ""
+    )
     code = start_ray + "import sys; from pipelines.run import main; sys.exit(main(sys.argv[1:]))"
     log = run_dir.with_suffix(".log")
     start = time.perf_counter()
     with open(log, "w") as out:
-        rc = subprocess.run([sys.executable, "-c", code, *argv], stdout=out, stderr=subprocess.STDOUT, cwd=REPO).returncode
+        rc = subprocess.run(
+            [sys.executable, "-c", code, *argv], stdout=out, stderr=subprocess.STDOUT, cwd=REPO
+        ).returncode
     wall = time.perf_counter() - start
     if rc != 0:
         raise RuntimeError(f"fuse_then_detect --executor {kind} exited {rc}; see {log}")
@@ -91,9 +116,16 @@ def run_pipeline(kind: str, config: str, seeds: str | None, run_dir: Path, ray_c
     verdict = next((line.strip() for line in log.read_text().splitlines() if line.startswith("VERDICT")), "")
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     timings = json.loads((run_dir / "timings.json").read_text())
-    return {"executor": kind, "command": "python -m pipelines.run " + " ".join(argv[:3] + argv[5:]),
-            "wall_s": round(wall, 1), "pipeline_s": round(timings["total"], 1), "seeds": cfg["seeds"],
-            "cpus_per_job": cfg["executor"]["cpus_per_job"], "map50": map50, "verdict": verdict}
+    return {
+        "executor": kind,
+        "command": "python -m pipelines.run " + " ".join(argv[:3] + argv[5:]),
+        "wall_s": round(wall, 1),
+        "pipeline_s": round(timings["total"], 1),
+        "seeds": cfg["seeds"],
+        "cpus_per_job": cfg["executor"]["cpus_per_job"],
+        "map50": map50,
+        "verdict": verdict,
+    }
 
 
 def render(record: dict | None, record_link: str) -> str:
@@ -102,14 +134,22 @@ def render(record: dict | None, record_link: str) -> str:
         return "\n".join([BEGIN, NO_RECORD, END])
     env, runs = record["environment"], record["runs"]
     methods = list(runs[0]["map50"])
-    lines = [BEGIN, f"**Run record** ([{record_link}]({record_link}), written by `python -m bench.demo_record`): "
-             f"profile `{record['profile']}`, {env['date_utc']} UTC, commit `{env['commit']}`, {env['cpu_model']} "
-             f"({env['cpus']} CPUs), {runs[0]['cpus_per_job']} CPU(s) and torch thread(s) per job, torch {env['torch']}, "
-             f"seed(s) {runs[0]['seeds']}. mAP@50 on the test split:", "",
-             "| executor | wall time | " + " | ".join(methods) + " |", "|---|---:|" + "---:|" * len(methods)]
+    lines = [
+        BEGIN,
+        f"**Run record** ([{record_link}]({record_link}), written by `python -m bench.demo_record`): "
+        f"profile `{record['profile']}`, {env['date_utc']} UTC, commit `{env['commit']}`, {env['cpu_model']} "
+        f"({env['cpus']} CPUs), {runs[0]['cpus_per_job']} CPU(s) and torch thread(s) per job, torch {env['torch']}, "
+        f"seed(s) {runs[0]['seeds']}. mAP@50 on the test split:",
+        "",
+        "| executor | wall time | " + " | ".join(methods) + " |",
+        "|---|---:|" + "---:|" * len(methods),
+    ]
     for run in runs:
-        lines.append(f"| {run['executor']} | {run['wall_s'] / 60:.1f} min | "
-                     + " | ".join(f"{run['map50'][m]:.3f}" for m in methods) + " |")
+        lines.append(
+            f"| {run['executor']} | {run['wall_s'] / 60:.1f} min | "
+            + " | ".join(f"{run['map50'][m]:.3f}" for m in methods)
+            + " |"
+        )
     lines.append("")
     walls = {run["executor"]: run["wall_s"] for run in runs}
     if {"serial", "ray"} <= set(walls):
@@ -123,18 +163,22 @@ def replace_block(text: str, block: str) -> str:
     start, end = text.find(BEGIN), text.find(END)
     if start < 0 or end < start:
         raise ValueError(f"no block {BEGIN} ... {END} to replace")
-    return text[:start] + block + text[end + len(END):]
+    return text[:start] + block + text[end + len(END) :]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="fuse_then_detect_demo.yaml", help="fuse_then_detect profile")
     parser.add_argument("--executors", default="ray", help="comma-separated, run in this order (serial, ray)")
-    parser.add_argument("--seeds", default=None, help="comma-separated detector seeds (default: the profile's)")
+    parser.add_argument(
+        "--seeds", default=None, help="comma-separated detector seeds (default: the profile's)"
+    )
     parser.add_argument("--ray-cpus", type=int, default=os.cpu_count(), help="CPUs of the local Ray instance")
     parser.add_argument("--out", type=Path, default=Path("runs/demo_record"), help="run folders (replaced)")
     parser.add_argument("--record", type=Path, default=DEFAULT_RECORD, help="the record file (JSON)")
-    parser.add_argument("--readme", default=str(REPO / "README.md"), help="README to render the record into, or none")
+    parser.add_argument(
+        "--readme", default=str(REPO / "README.md"), help="README to render the record into, or none"
+    )
     args = parser.parse_args(argv)
     kinds = [k.strip() for k in args.executors.split(",") if k.strip()]
     if not kinds or set(kinds) - {"serial", "ray"}:
@@ -142,8 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     readme = None if args.readme.lower() == "none" else Path(args.readme)
     if readme is not None and BEGIN not in readme.read_text(encoding="utf-8"):  # before the long runs
         parser.error(f"--readme {readme} has no {BEGIN} block; pass --readme none")
-    record = {"profile": Path(args.config).stem, "environment": environment(),
-              "runs": [run_pipeline(k, args.config, args.seeds, args.out / k, args.ray_cpus) for k in kinds]}
+    record = {
+        "profile": Path(args.config).stem,
+        "environment": environment(),
+        "runs": [run_pipeline(k, args.config, args.seeds, args.out / k, args.ray_cpus) for k in kinds],
+    }
     write_text_atomic(args.record, json.dumps(record, indent=2) + "\n")
     print(f"record: {args.record}")
     if readme is not None:

@@ -17,6 +17,7 @@ pools the curves of a cross-validation's fold runs into one curve over all held-
 mean weighted by its number of pairs), so the budget at which a recipe passes a baseline on unseen
 pairs can be read off.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,16 +47,19 @@ REFERENCES = ("average", "laplacian", "gff", "max")
 CARD_MARGIN = 5e-3
 
 
-def held_out_rows(weights: Path, cfg: TrainConfig, references: tuple[str, ...] = REFERENCES
-                  ) -> dict[str, dict[str, list[float]]]:
+def held_out_rows(
+    weights: Path, cfg: TrainConfig, references: tuple[str, ...] = REFERENCES
+) -> dict[str, dict[str, list[float]]]:
     """{method: {metric: per-pair values}} on ``cfg.data.val`` for the weights and each of ``references``,
     and the pair names under the key ``"pairs"``."""
     pairs = load_pairs(resolve_sources(cfg.data.val, cfg.data.split_seed)[0])
     methods = {"s4fusion_demo": model_fuser(load_model(weights))}
     methods.update({name: (lambda ir, vi, n=name: fuse_baseline(n, ir, vi)) for name in references})
     rows = {name: [pair_metrics(fuser, p, METRICS) for p in pairs] for name, fuser in methods.items()}
-    return {"pairs": [p.name for p in pairs],
-            **{name: {k: [r[k] for r in rs] for k in METRICS} for name, rs in rows.items()}}
+    return {
+        "pairs": [p.name for p in pairs],
+        **{name: {k: [r[k] for r in rs] for k in METRICS} for name, rs in rows.items()},
+    }
 
 
 def comparisons(per_pair: dict) -> dict[str, dict[str, dict]]:
@@ -67,10 +71,20 @@ def comparisons(per_pair: dict) -> dict[str, dict[str, dict]]:
     for ref in REFERENCES:
         for k in METRICS:
             c = paired_comparison(ours[k], per_pair[ref][k])
-            ordering = ("level" if abs(c.mean_difference) <= CARD_MARGIN * abs(c.mean_b)
-                        else "above" if c.mean_difference > 0 else "below")
-            out.setdefault(ref, {})[k] = {"difference": c.mean_difference, "wins": c.wins, "pairs": c.n,
-                                          "p": c.p_t, "ordering": ordering}
+            ordering = (
+                "level"
+                if abs(c.mean_difference) <= CARD_MARGIN * abs(c.mean_b)
+                else "above"
+                if c.mean_difference > 0
+                else "below"
+            )
+            out.setdefault(ref, {})[k] = {
+                "difference": c.mean_difference,
+                "wins": c.wins,
+                "pairs": c.n,
+                "p": c.p_t,
+                "ordering": ordering,
+            }
     return out
 
 
@@ -87,15 +101,26 @@ def card(run: Path, recipe: str, crossval: Path | None = None) -> None:
     cost = json.loads((run / COST_NAME).read_text(encoding="utf-8"))
     S4Fusion.load(run / "s4fusion.pt").save_exported(WEIGHTS, dtype=torch.float16)
     per_pair = held_out_rows(WEIGHTS, cfg)
-    means = {m: {k: float(np.mean(v)) for k, v in per_pair[m].items()} for m in ("s4fusion_demo", *REFERENCES)}
+    means = {
+        m: {k: float(np.mean(v)) for k, v in per_pair[m].items()} for m in ("s4fusion_demo", *REFERENCES)
+    }
     float32 = held_out_rows(run / "s4fusion.pt", cfg, references=())["s4fusion_demo"]  # the rounding's effect
     float32_means = {k: float(np.mean(v)) for k, v in float32.items()}
     history = read_history(run / "val" / "metrics.jsonl")
     sidecar = {
-        "weights": WEIGHTS.name, "sha256": hashlib.sha256(WEIGHTS.read_bytes()).hexdigest(), "storage_dtype": "float16",
-        "recipe": recipe, "config": cfg.to_dict(), "steps": history[-1]["step"], "train_cost": cost, "convention": "mmif",
-        "held_out_pairs": per_pair["pairs"], "train_pairs": {s.dataset: s.stems for s in cfg.data.train},
-        "metrics": means, "float32_metrics": float32_means, "comparisons": comparisons(per_pair),
+        "weights": WEIGHTS.name,
+        "sha256": hashlib.sha256(WEIGHTS.read_bytes()).hexdigest(),
+        "storage_dtype": "float16",
+        "recipe": recipe,
+        "config": cfg.to_dict(),
+        "steps": history[-1]["step"],
+        "train_cost": cost,
+        "convention": "mmif",
+        "held_out_pairs": per_pair["pairs"],
+        "train_pairs": {s.dataset: s.stems for s in cfg.data.train},
+        "metrics": means,
+        "float32_metrics": float32_means,
+        "comparisons": comparisons(per_pair),
         "crossval": crossval_summary(crossval) if crossval is not None else None,
     }
     write_text_atomic(SIDECAR, json.dumps(sidecar, indent=1) + "\n")
@@ -109,22 +134,38 @@ def crossval_summary(report: Path) -> dict:
     import pandas as pd
 
     rows = pd.read_csv(report / "comparison.csv")
-    return {ref: {r.metric: {"ours": r.s4fusion, "reference": r.reference_mean, "wins": int(r.wins),
-                             "pairs": int(r.pairs), "p": r.p_t} for r in group.itertuples()}
-            for ref, group in rows.groupby("reference")}
+    return {
+        ref: {
+            r.metric: {
+                "ours": r.s4fusion,
+                "reference": r.reference_mean,
+                "wins": int(r.wins),
+                "pairs": int(r.pairs),
+                "p": r.p_t,
+            }
+            for r in group.itertuples()
+        }
+        for ref, group in rows.groupby("reference")
+    }
 
 
 def crossval_sentence(cv: dict | None) -> str:
     if cv is None:
         return "No cross-validation of this recipe is recorded."
+
     def vs(ref: str, metric: str) -> str:
         c = cv[ref][metric]
-        return (f"{metric} {c['ours']:.3f} vs {c['reference']:.3f}, better on {c['wins']} of {c['pairs']} pairs, "
-                f"paired p = {c['p']:.2g}")
-    return (f"In a 3-fold cross-validation over {cv['average']['VIF']['pairs']} other shared pairs (each scored by "
-            f"the fold model that held it out; docs/training.md), the same recipe scored against averaging: "
-            f"{vs('average', 'Qabf')}; {vs('average', 'VIF')}; and against the Laplacian pyramid: "
-            f"{vs('laplacian', 'Qabf')}; {vs('laplacian', 'VIF')}.")
+        return (
+            f"{metric} {c['ours']:.3f} vs {c['reference']:.3f}, better on {c['wins']} of {c['pairs']} pairs, "
+            f"paired p = {c['p']:.2g}"
+        )
+
+    return (
+        f"In a 3-fold cross-validation over {cv['average']['VIF']['pairs']} other shared pairs (each scored by "
+        f"the fold model that held it out; docs/training.md), the same recipe scored against averaging: "
+        f"{vs('average', 'Qabf')}; {vs('average', 'VIF')}; and against the Laplacian pyramid: "
+        f"{vs('laplacian', 'Qabf')}; {vs('laplacian', 'VIF')}."
+    )
 
 
 def verdict_sentences(sidecar: dict) -> str:
@@ -133,13 +174,22 @@ def verdict_sentences(sidecar: dict) -> str:
     names = {"average": "plain averaging", "laplacian": "the Laplacian pyramid", "gff": "GFF", "max": "max"}
     sentences = []
     for ref, by_metric in sidecar["comparisons"].items():
+
         def listed(order: str) -> str:
-            return ", ".join(f"{k} ({c['difference']:+.3g}, better on {c['wins']} of {c['pairs']} pairs, paired "
-                             f"p = {c['p']:.2g})" for k, c in by_metric.items() if c["ordering"] == order)
-        parts = [f"above on {listed('above')}" if listed("above") else "",
-                 f"**below on {listed('below')}**" if listed("below") else "",
-                 f"level (within {CARD_MARGIN:.1%}) on {', '.join(k for k, c in by_metric.items() if c['ordering'] == 'level')}"
-                 if any(c["ordering"] == "level" for c in by_metric.values()) else ""]
+            return ", ".join(
+                f"{k} ({c['difference']:+.3g}, better on {c['wins']} of {c['pairs']} pairs, paired "
+                f"p = {c['p']:.2g})"
+                for k, c in by_metric.items()
+                if c["ordering"] == order
+            )
+
+        parts = [
+            f"above on {listed('above')}" if listed("above") else "",
+            f"**below on {listed('below')}**" if listed("below") else "",
+            f"level (within {CARD_MARGIN:.1%}) on {', '.join(k for k, c in by_metric.items() if c['ordering'] == 'level')}"
+            if any(c["ordering"] == "level" for c in by_metric.values())
+            else "",
+        ]
         sentences.append(f"- Against {names.get(ref, ref)}: " + "; ".join(p for p in parts if p) + ".")
     return "\n".join(sentences)
 
@@ -150,25 +200,47 @@ def render_card(sidecar: dict) -> None:
     cfg = TrainConfig.from_dict(sidecar["config"])
     cost = sidecar["train_cost"]
     f32 = sidecar["float32_metrics"]
-    write_text_atomic(CARD, CARD_TEMPLATE.format(
-        recipe=sidecar["recipe"], steps=sidecar["steps"], wall=cost["wall_s"] / 60, cpu=cost["cpu_s"] / 60,
-        load=f"{cost['load_mean']:.1f}", procs=cost["processes"], cores=cost["cpu_count"], cpu_model=cost["cpu_model"],
-        params=load_model(WEIGHTS).num_parameters(),
-        model=f"{cfg.model} = dims {list(cfg.model_config().dims)}",
-        ema=(f"; the weights are the exponential moving average (decay {cfg.ema.decay}) of the trained ones"
-             if cfg.ema.enabled else ""),
-        crop=cfg.data.crop_size, batch=cfg.batch_size, lr=cfg.optim.lr_peak,
-        temperature=cfg.loss.temperature, n_held=len(sidecar["held_out_pairs"]),
-        held=", ".join(sidecar["held_out_pairs"]), n_train=sum(len(v) for v in sidecar["train_pairs"].values()),
-        schedule=(f"on the cosine towards {cfg.optim.lr_end}, stopped at step {cfg.max_steps}" if cfg.max_steps
-                  else f"cosine-annealed to {cfg.optim.lr_end}"),
-        float32=", ".join(f"{k} {f32[k]:.4f}" for k in METRICS),
-        table=metrics_table(sidecar["metrics"]), verdict=verdict_sentences(sidecar),
-        crossval=crossval_sentence(sidecar.get("crossval"))))
+    write_text_atomic(
+        CARD,
+        CARD_TEMPLATE.format(
+            recipe=sidecar["recipe"],
+            steps=sidecar["steps"],
+            wall=cost["wall_s"] / 60,
+            cpu=cost["cpu_s"] / 60,
+            load=f"{cost['load_mean']:.1f}",
+            procs=cost["processes"],
+            cores=cost["cpu_count"],
+            cpu_model=cost["cpu_model"],
+            params=load_model(WEIGHTS).num_parameters(),
+            model=f"{cfg.model} = dims {list(cfg.model_config().dims)}",
+            ema=(
+                f"; the weights are the exponential moving average (decay {cfg.ema.decay}) of the trained ones"
+                if cfg.ema.enabled
+                else ""
+            ),
+            crop=cfg.data.crop_size,
+            batch=cfg.batch_size,
+            lr=cfg.optim.lr_peak,
+            temperature=cfg.loss.temperature,
+            n_held=len(sidecar["held_out_pairs"]),
+            held=", ".join(sidecar["held_out_pairs"]),
+            n_train=sum(len(v) for v in sidecar["train_pairs"].values()),
+            schedule=(
+                f"on the cosine towards {cfg.optim.lr_end}, stopped at step {cfg.max_steps}"
+                if cfg.max_steps
+                else f"cosine-annealed to {cfg.optim.lr_end}"
+            ),
+            float32=", ".join(f"{k} {f32[k]:.4f}" for k in METRICS),
+            table=metrics_table(sidecar["metrics"]),
+            verdict=verdict_sentences(sidecar),
+            crossval=crossval_sentence(sidecar.get("crossval")),
+        ),
+    )
 
 
-def plot_curves(curves_: list[tuple[str, list[dict]]], title: str, out: Path,
-                points: list[tuple[str, int, dict]] = ()) -> None:
+def plot_curves(
+    curves_: list[tuple[str, list[dict]]], title: str, out: Path, points: list[tuple[str, int, dict]] = ()
+) -> None:
     """One panel per metric: each labelled validation history, the ``points`` (label, step, means) as
     stars, and the references of the last history's last record as horizontal lines."""
     import matplotlib
@@ -179,7 +251,13 @@ def plot_curves(curves_: list[tuple[str, list[dict]]], title: str, out: Path,
     fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.4))
     for ax, metric in zip(axes, METRICS):
         for label, history in curves_:
-            ax.plot([r["step"] for r in history], [r[f"val/{metric}"] for r in history], marker="o", ms=3, label=label)
+            ax.plot(
+                [r["step"] for r in history],
+                [r[f"val/{metric}"] for r in history],
+                marker="o",
+                ms=3,
+                label=label,
+            )
         for label, step, means in points:
             ax.plot([step], [means[metric]], marker="*", ms=10, ls="", label=label)
         last = curves_[-1][1][-1]
@@ -196,7 +274,11 @@ def plot_curves(curves_: list[tuple[str, list[dict]]], title: str, out: Path,
 
 
 def curves(runs: list[tuple[str, Path]], out: Path) -> None:
-    plot_curves([(label, read_history(path / "val" / "metrics.jsonl")) for label, path in runs], "held-out {metric}", out)
+    plot_curves(
+        [(label, read_history(path / "val" / "metrics.jsonl")) for label, path in runs],
+        "held-out {metric}",
+        out,
+    )
 
 
 def held_out_pair_count(run: Path) -> int:
@@ -214,8 +296,14 @@ def pool_fold_histories(histories: list[list[dict]], pair_counts: list[int]) -> 
     pooled = []
     for step in common:
         keys = set.intersection(*(set(s[step]) for s in by_step)) - {"step"}
-        pooled.append({"step": step, **{k: sum(n * s[step][k] for n, s in zip(pair_counts, by_step)) / total
-                                        for k in sorted(keys)}})
+        pooled.append(
+            {
+                "step": step,
+                **{
+                    k: sum(n * s[step][k] for n, s in zip(pair_counts, by_step)) / total for k in sorted(keys)
+                },
+            }
+        )
     return pooled
 
 
@@ -227,15 +315,23 @@ def report_means(report: Path) -> dict[str, float]:
     return rows[rows.method == "s4fusion"][list(METRICS)].mean().to_dict()
 
 
-def crossval_curves(groups: list[tuple[str, list[Path]]], points: list[tuple[str, int, Path]], out: Path) -> None:
+def crossval_curves(
+    groups: list[tuple[str, list[Path]]], points: list[tuple[str, int, Path]], out: Path
+) -> None:
     """Pooled held-out curves of cross-validation runs (``groups``: label, one run per fold) and the
     final means of other cross-validations (``points``: label, steps, ``held_out`` report), with the
     references pooled the same way."""
     counts = [[held_out_pair_count(r) for r in runs] for _, runs in groups]
-    pooled = [(label, pool_fold_histories([read_history(r / "val" / "metrics.jsonl") for r in runs], n))
-              for (label, runs), n in zip(groups, counts)]
-    plot_curves(pooled, f"{{metric}}, mean over {sum(counts[0])} unseen pairs", out,
-                [(label, step, report_means(report)) for label, step, report in points])
+    pooled = [
+        (label, pool_fold_histories([read_history(r / "val" / "metrics.jsonl") for r in runs], n))
+        for (label, runs), n in zip(groups, counts)
+    ]
+    plot_curves(
+        pooled,
+        f"{{metric}}, mean over {sum(counts[0])} unseen pairs",
+        out,
+        [(label, step, report_means(report)) for label, step, report in points],
+    )
 
 
 CARD_TEMPLATE = """# S4Fusion demo weights (`s4fusion_demo.pt`)
@@ -300,10 +396,18 @@ def main(argv: list[str] | None = None) -> int:
     k = sub.add_parser("curves", help="plot held-out validation curves of runs")
     k.add_argument("--run", action="append", required=True, help="LABEL=RUN_DIR (repeatable)")
     k.add_argument("--out", type=Path, required=True)
-    x = sub.add_parser("crossval-curves", help="plot cross-validation curves pooled over the folds' held-out pairs")
-    x.add_argument("--folds", action="append", required=True, help="LABEL=RUN_FOLD0,RUN_FOLD1,... (repeatable)")
-    x.add_argument("--point", action="append", default=[],
-                   help="LABEL@STEPS=HELD_OUT_REPORT_DIR: another cross-validation's means (repeatable)")
+    x = sub.add_parser(
+        "crossval-curves", help="plot cross-validation curves pooled over the folds' held-out pairs"
+    )
+    x.add_argument(
+        "--folds", action="append", required=True, help="LABEL=RUN_FOLD0,RUN_FOLD1,... (repeatable)"
+    )
+    x.add_argument(
+        "--point",
+        action="append",
+        default=[],
+        help="LABEL@STEPS=HELD_OUT_REPORT_DIR: another cross-validation's means (repeatable)",
+    )
     x.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.command == "card":
@@ -311,13 +415,16 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "render":
         render_card(json.loads(SIDECAR.read_text(encoding="utf-8")))
     elif args.command == "crossval-curves":
+
         def runs(spec: str) -> tuple[str, list[Path]]:
             label, _, paths = spec.rpartition("=")
             return label, [Path(p) for p in paths.split(",")]
+
         def point(spec: str) -> tuple[str, int, Path]:
             label, _, path = spec.rpartition("=")
             name, _, steps = label.rpartition("@")
             return name, int(steps), Path(path)
+
         crossval_curves([runs(s) for s in args.folds], [point(s) for s in args.point], args.out)
     else:
         curves([(s.rpartition("=")[0], Path(s.rpartition("=")[2])) for s in args.run], args.out)

@@ -21,6 +21,7 @@ Planned to finish in under 5 minutes on an H200 (never run yet: no GPU has been 
 A check that raises becomes a FAIL row (the others still run); the exit status is 1 when any row is FAIL,
 2 without CUDA.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,15 @@ def use_backend(model: torch.nn.Module, backend: str) -> torch.nn.Module:
 def check_vectors(backends: list[str], vectors_dir: Path) -> list[Row]:
     paths = sorted(vectors_dir.glob("s4fusion_case*.pt"))
     if not paths:
-        return [("model vs official vectors", "-", f"no s4fusion_case*.pt in {vectors_dir}/ (see this script's "
-                 "docstring to copy them)", f"max abs err <= {VECTOR_TOLERANCE:g}", "FAIL")]
+        return [
+            (
+                "model vs official vectors",
+                "-",
+                f"no s4fusion_case*.pt in {vectors_dir}/ (see this script's docstring to copy them)",
+                f"max abs err <= {VECTOR_TOLERANCE:g}",
+                "FAIL",
+            )
+        ]
     rows = []
     tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = False, False
@@ -65,10 +73,19 @@ def check_vectors(backends: list[str], vectors_dir: Path) -> list[Row]:
             model = S4Fusion.from_official_state_dict(case["state_dict"]).to(DEVICE).eval()
             for backend in backends:
                 with torch.no_grad():
-                    out = use_backend(model, backend)(case["ir"].float().to(DEVICE), case["vi"].float().to(DEVICE))
+                    out = use_backend(model, backend)(
+                        case["ir"].float().to(DEVICE), case["vi"].float().to(DEVICE)
+                    )
                 err = (out.double().cpu() - case["fused"]).abs().max().item()
-                rows.append((f"model vs official vectors ({path.name}, fp32)", backend, f"max abs err {err:.1e}",
-                             f"<= {VECTOR_TOLERANCE:g}", "ok" if err <= VECTOR_TOLERANCE else "FAIL"))
+                rows.append(
+                    (
+                        f"model vs official vectors ({path.name}, fp32)",
+                        backend,
+                        f"max abs err {err:.1e}",
+                        f"<= {VECTOR_TOLERANCE:g}",
+                        "ok" if err <= VECTOR_TOLERANCE else "FAIL",
+                    )
+                )
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
     return rows
@@ -84,22 +101,32 @@ def time_fuse(backends: list[str]) -> dict[tuple[str, str], dict[str, float]]:
     for backend in backends:
         use_backend(model, backend)
         for label, dtype in (("fp32", None), ("bf16 autocast", torch.bfloat16)):
+
             def run():
                 with torch.inference_mode(), torch.autocast(DEVICE, dtype=dtype, enabled=dtype is not None):
                     fuse(model, ir, vi)
 
             problem = f"whole fuse {width}x{height} (goal <= {FUSE_GOAL_MS:g} ms)"
-            timings.setdefault((problem, label), {})[backend] = cuda_time(run, repeats=3 if backend == "chunked"
-                                                                          else 20)
+            timings.setdefault((problem, label), {})[backend] = cuda_time(
+                run, repeats=3 if backend == "chunked" else 20
+            )
     return timings
 
 
 def fuse_goal_rows(timings: dict[tuple[str, str], dict[str, float]]) -> list[Row]:
     """Verdict rows for the latency goal, from the whole-fuse cells of the speed table."""
-    return [(f"{problem}, {stage}", backend, f"{ms:.2f} ms", f"<= {FUSE_GOAL_MS:g} ms",
-             "ok" if ms <= FUSE_GOAL_MS else "MISSED")
-            for (problem, stage), row in timings.items() if problem.startswith("whole fuse")
-            for backend, ms in row.items()]
+    return [
+        (
+            f"{problem}, {stage}",
+            backend,
+            f"{ms:.2f} ms",
+            f"<= {FUSE_GOAL_MS:g} ms",
+            "ok" if ms <= FUSE_GOAL_MS else "MISSED",
+        )
+        for (problem, stage), row in timings.items()
+        if problem.startswith("whole fuse")
+        for backend, ms in row.items()
+    ]
 
 
 def check_training_step(backends: list[str], crop: int = 229, batch: int = 16) -> list[Row]:
@@ -121,8 +148,15 @@ def check_training_step(backends: list[str], crop: int = 229, batch: int = 16) -
         torch.cuda.reset_peak_memory_stats()
         ms = cuda_time(step, repeats=2 if backend == "chunked" else 5)
         peak = torch.cuda.max_memory_allocated() / 2**30
-        rows.append((f"train step, crop {crop}, batch {batch}, bf16 autocast", backend,
-                     f"{ms:.0f} ms, peak {peak:.1f} GiB", "", "-"))
+        rows.append(
+            (
+                f"train step, crop {crop}, batch {batch}, bf16 autocast",
+                backend,
+                f"{ms:.0f} ms, peak {peak:.1f} GiB",
+                "",
+                "-",
+            )
+        )
     return rows
 
 
@@ -150,12 +184,18 @@ def main() -> int:
     parser.add_argument("--vectors", type=Path, default=VECTORS_DIR, help="folder with s4fusion_case*.pt")
     args = parser.parse_args()
     if not torch.cuda.is_available():
-        print(f"gpu_check: needs CUDA, and torch {torch.__version__} sees no CUDA device here; run it on a GPU "
-              "machine", file=sys.stderr)
+        print(
+            f"gpu_check: needs CUDA, and torch {torch.__version__} sees no CUDA device here; run it on a GPU "
+            "machine",
+            file=sys.stderr,
+        )
         return 2
     backends, notes = gpu_check_scan.cuda_backends()
-    print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}, backends {backends}"
-          + "".join(f"; {note}" for note in notes), flush=True)
+    print(
+        f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}, backends {backends}"
+        + "".join(f"; {note}" for note in notes),
+        flush=True,
+    )
     rows: list[Row] = []
     rows += run_check("scan equivalence", lambda: gpu_check_scan.check_equivalence(backends))
     rows += run_check("model vs official vectors", lambda: check_vectors(backends, args.vectors))

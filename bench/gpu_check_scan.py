@@ -11,6 +11,7 @@
 
 The equivalence check returns table rows ``(check, backend, result, goal, verdict)``.
 """
+
 from __future__ import annotations
 
 import collections
@@ -49,22 +50,25 @@ def cuda_backends() -> tuple[list[str], list[str]]:
 
 def make_inputs(batch, dim, length, d_state, groups, device, dtype=torch.float32, with_z=True, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    t = dict(u=torch.randn(batch, dim, length, generator=gen),
-             delta=torch.randn(batch, dim, length, generator=gen) * 0.5,
-             A=-torch.rand(dim, d_state, generator=gen) * 4 - 0.1,
-             B=torch.randn(batch, groups, d_state, length, generator=gen),
-             C=torch.randn(batch, groups, d_state, length, generator=gen),
-             D=torch.randn(dim, generator=gen),
-             z=torch.randn(batch, dim, length, generator=gen) if with_z else None,
-             delta_bias=torch.randn(dim, generator=gen) * 0.1)
+    t = dict(
+        u=torch.randn(batch, dim, length, generator=gen),
+        delta=torch.randn(batch, dim, length, generator=gen) * 0.5,
+        A=-torch.rand(dim, d_state, generator=gen) * 4 - 0.1,
+        B=torch.randn(batch, groups, d_state, length, generator=gen),
+        C=torch.randn(batch, groups, d_state, length, generator=gen),
+        D=torch.randn(dim, generator=gen),
+        z=torch.randn(batch, dim, length, generator=gen) if with_z else None,
+        delta_bias=torch.randn(dim, generator=gen) * 0.1,
+    )
     return {k: v.to(device, dtype) if v is not None else None for k, v in t.items()}
 
 
 def forward_backward(inputs, backend):
     """out, last_state and the gradients of a loss on out (mamba-ssm ignores the last state's gradient)."""
     leaves = {k: v.detach().clone().requires_grad_() for k, v in inputs.items() if v is not None}
-    out, last = selective_scan_fn(**{**inputs, **leaves}, delta_softplus=True, return_last_state=True,
-                                  backend=backend)
+    out, last = selective_scan_fn(
+        **{**inputs, **leaves}, delta_softplus=True, return_last_state=True, backend=backend
+    )
     weight = torch.linspace(-1, 1, out.numel(), device=out.device, dtype=out.dtype).view_as(out)
     grads = torch.autograd.grad((out * weight).sum(), list(leaves.values()))
     return {"out": out.detach(), "last_state": last.detach(), **{f"d{k}": g for k, g in zip(leaves, grads)}}
@@ -74,17 +78,27 @@ def check_equivalence(backends: list[str]) -> list[Row]:
     rows = []
     for shape in EQUIVALENCE_SHAPES:
         cuda_inputs = make_inputs(*shape, device=DEVICE)
-        reference = forward_backward({k: v.double().cpu() if v is not None else None
-                                      for k, v in cuda_inputs.items()}, "reference")
+        reference = forward_backward(
+            {k: v.double().cpu() if v is not None else None for k, v in cuda_inputs.items()}, "reference"
+        )
         for backend in backends:
             result = forward_backward(cuda_inputs, backend)
             errors = {key: relative_error(result[key], ref) for key, ref in reference.items()}
             worst = max(errors, key=errors.get)
-            text = (f"out {errors['out']:.1e}, last {errors['last_state']:.1e}, worst grad {worst} "
-                    f"{errors[worst]:.1e}")
+            text = (
+                f"out {errors['out']:.1e}, last {errors['last_state']:.1e}, worst grad {worst} "
+                f"{errors[worst]:.1e}"
+            )
             verdict = "ok" if max(errors.values()) <= RELATIVE_TOLERANCE else "FAIL"
-            rows.append((f"scan vs reference, (b, D, L, N, G) = {shape}", backend, text,
-                         f"rel err <= {RELATIVE_TOLERANCE:g}", verdict))
+            rows.append(
+                (
+                    f"scan vs reference, (b, D, L, N, G) = {shape}",
+                    backend,
+                    text,
+                    f"rel err <= {RELATIVE_TOLERANCE:g}",
+                    verdict,
+                )
+            )
     return rows
 
 
@@ -137,12 +151,18 @@ def speed_table(timings: dict[tuple[str, str], dict[str, float]]) -> list[str]:
     """Markdown lines: one row per (problem, pass) with each backend's milliseconds and the ratios of
     triton's time to chunked's and to mamba's (< 1: triton is faster); '-' where a backend did not run."""
     backends = [b for b in ("triton", "chunked", "mamba") if any(b in row for row in timings.values())]
-    lines = ["| problem | pass | " + " | ".join(f"{b} ms" for b in backends) + " | triton / chunked | triton / mamba |",
-             "|---|---|" + "---|" * (len(backends) + 2)]
+    lines = [
+        "| problem | pass | "
+        + " | ".join(f"{b} ms" for b in backends)
+        + " | triton / chunked | triton / mamba |",
+        "|---|---|" + "---|" * (len(backends) + 2),
+    ]
     for (problem, stage), row in timings.items():
         cells = [f"{row[b]:.3f}" if b in row else "-" for b in backends]
-        ratios = [f"{row['triton'] / row[other]:.2f}" if "triton" in row and other in row else "-"
-                  for other in ("chunked", "mamba")]
+        ratios = [
+            f"{row['triton'] / row[other]:.2f}" if "triton" in row and other in row else "-"
+            for other in ("chunked", "mamba")
+        ]
         lines.append(f"| {problem} | {stage} | " + " | ".join(cells + ratios) + " |")
     return lines
 
@@ -154,6 +174,7 @@ def time_scans(backends: list[str]) -> dict[tuple[str, str], dict[str, float]]:
         inputs = make_inputs(*shape, device=DEVICE, with_z=False)
         problem = f"{label}: (b, D, L, N, G) = {shape}"
         for backend in backends:
+
             def fwd():
                 with torch.no_grad():
                     selective_scan_fn(**inputs, delta_softplus=True, backend=backend)
@@ -163,7 +184,8 @@ def time_scans(backends: list[str]) -> dict[tuple[str, str], dict[str, float]]:
                 timings.setdefault((problem, "fwd"), {})[backend] = cuda_time(fwd, repeats)
                 if with_backward:
                     timings.setdefault((problem, "fwd+bwd"), {})[backend] = cuda_time(
-                        lambda: forward_backward(inputs, backend), repeats)
+                        lambda: forward_backward(inputs, backend), repeats
+                    )
             except torch.cuda.OutOfMemoryError:  # a missing cell reads '-'; the other backends still run
                 torch.cuda.empty_cache()
         del inputs

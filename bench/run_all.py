@@ -6,6 +6,7 @@ Runs ``bench.bench_model``, ``bench.bench_metrics`` and ``bench.bench_selective_
 own subprocess with its default arguments (``--quick``: the model and metrics benchmarks with one
 repeat). The GPU checks (``bench.gpu_check``) need CUDA and are run separately.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -23,6 +23,7 @@ checks: every stage's CPU-time slope <= 1.2 and its peak RSS not growing with n 
 exit 1 when a check fails. Each measurement is appended to OUT/measurements.jsonl as it ends, so a
 killed run resumes where it stopped.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,20 +49,42 @@ M3FD_PAIRS = 4200
 MAX_SLOPE = 1.2
 # Peak RSS may differ between sizes by allocator noise: "not growing" = at most this much more at the largest size.
 MEM_TOLERANCE_MB, MEM_TOLERANCE_FRACTION = 64.0, 0.10
-CHILD_ENV = {"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false", "MPLBACKEND": "Agg", "OMP_WAIT_POLICY": "PASSIVE"}
+CHILD_ENV = {
+    "YOLO_OFFLINE": "1",
+    "YOLO_AUTOINSTALL": "false",
+    "MPLBACKEND": "Agg",
+    "OMP_WAIT_POLICY": "PASSIVE",
+}
 
 
 def config_yaml(n: int, data_root: Path, runs_dir: Path) -> str:
     """One size's pipeline config: the classical method, S4Fusion (demo model), one YOLOv8n epoch at 640."""
-    cfg = {"name": f"scaling_n{n}",
-           "dataset": {"name": "m3fd", "root": str(data_root), "split_ratios": [0.7, 0.1, 0.2], "split_seed": 0},
-           "methods": [{"name": "Average", "kind": "baseline", "baseline": "average"},
-                       {"name": "S4Fusion", "kind": "s4fusion", "checkpoint": "demo"}],
-           "detector": {"model": "yolov8n.yaml", "imgsz": 640, "epochs": 1, "batch": 8, "optimizer": "AdamW",
-                        "lr0": 0.002, "close_mosaic": 0, "device": "cpu", "train_args": {"val": False}},
-           "seeds": [0], "runs_dir": str(runs_dir),
-           "report": {"sample_images": 2, "fusion_metrics": ["EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf"]},
-           "executor": {"kind": "serial", "cpus_per_job": 2}}
+    cfg = {
+        "name": f"scaling_n{n}",
+        "dataset": {"name": "m3fd", "root": str(data_root), "split_ratios": [0.7, 0.1, 0.2], "split_seed": 0},
+        "methods": [
+            {"name": "Average", "kind": "baseline", "baseline": "average"},
+            {"name": "S4Fusion", "kind": "s4fusion", "checkpoint": "demo"},
+        ],
+        "detector": {
+            "model": "yolov8n.yaml",
+            "imgsz": 640,
+            "epochs": 1,
+            "batch": 8,
+            "optimizer": "AdamW",
+            "lr0": 0.002,
+            "close_mosaic": 0,
+            "device": "cpu",
+            "train_args": {"val": False},
+        },
+        "seeds": [0],
+        "runs_dir": str(runs_dir),
+        "report": {
+            "sample_images": 2,
+            "fusion_metrics": ["EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf"],
+        },
+        "executor": {"kind": "serial", "cpus_per_job": 2},
+    }
     return json.dumps(cfg, indent=2) + "\n"  # JSON is YAML
 
 
@@ -83,8 +106,13 @@ def make_data(out: Path, sizes: list[int], distinct: int) -> dict:
             for i in range(n):
                 if not (subset / sub / f"{i:05d}{ext}").exists():
                     os.link(full / sub / f"{i % synth.n_images:05d}{ext}", subset / sub / f"{i:05d}{ext}")
-    return {"distinct_pairs": synth.n_images, "width": WIDTH, "height": HEIGHT,
-            "generation_s": round(seconds, 1) if generated else None, "disk_mb": round(_disk_mb([full]), 1)}
+    return {
+        "distinct_pairs": synth.n_images,
+        "width": WIDTH,
+        "height": HEIGHT,
+        "generation_s": round(seconds, 1) if generated else None,
+        "disk_mb": round(_disk_mb([full]), 1),
+    }
 
 
 def _files(paths: list[Path]):
@@ -111,27 +139,43 @@ def _inodes(paths: list[Path]) -> set[tuple[int, int]]:
     return {(st.st_dev, st.st_ino) for st in (f.stat() for f in _files(paths))}
 
 
-def measure(stage: str, n: int, config: Path, work: Path, data_root: Path, earlier: list[Path],
-            s4fusion_every: int) -> tuple[dict, list[Path]]:
+def measure(
+    stage: str, n: int, config: Path, work: Path, data_root: Path, earlier: list[Path], s4fusion_every: int
+) -> tuple[dict, list[Path]]:
     """Run one stage in a subprocess; its record and the folders it wrote."""
     result = work / f"{stage}.json"
     result.unlink(missing_ok=True)
     known = _inodes([data_root, *earlier])  # before the stage: what it finds is not its own
-    cmd = [sys.executable, "-m", "bench.scaling_stage", stage, str(config), str(result),
-           "--s4fusion-every", str(s4fusion_every)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.scaling_stage",
+        stage,
+        str(config),
+        str(result),
+        "--s4fusion-every",
+        str(s4fusion_every),
+    ]
     log = (work / f"{stage}.log").open("w")
     proc = subprocess.Popen(cmd, env={**os.environ, **CHILD_ENV}, stdout=log, stderr=subprocess.STDOUT)
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     log.close()
     if proc.returncode != 0:
-        raise RuntimeError(f"stage {stage} at n={n} failed (exit {proc.returncode}); see {work / f'{stage}.log'}")
+        raise RuntimeError(
+            f"stage {stage} at n={n} failed (exit {proc.returncode}); see {work / f'{stage}.log'}"
+        )
     body = json.loads(result.read_text())
     outputs = [Path(p) for p in body["outputs"]]
     scale = n / body["images"] if stage == "fuse_s4fusion" else 1.0  # a sample of the images, scaled to all
     disk = _disk_mb(outputs, known)
-    record = {"n": n, "wall_s": round(body["wall_s"] * scale, 2), "cpu_s": round(body["cpu_s"] * scale, 2),
-              "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "disk_mb": round(disk * scale, 2)}
+    record = {
+        "n": n,
+        "wall_s": round(body["wall_s"] * scale, 2),
+        "cpu_s": round(body["cpu_s"] * scale, 2),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "disk_mb": round(disk * scale, 2),
+    }
     if scale != 1.0:
         record["sampled_images"] = body["images"]
     return record, outputs
@@ -147,18 +191,33 @@ def slope(points: list[dict], key: str) -> tuple[float, list[int]]:
 
 
 def checks(stages: dict[str, list[dict]], sizes: list[int]) -> list[dict]:
-    found = [{"check": f">= 5 stages measured at every size ({len(stages)})",
-              "ok": len(stages) >= 5 and all(len(v) == len(sizes) for v in stages.values())},
-             {"check": f"sizes span >= 8x ({max(sizes)}/{min(sizes)} = {max(sizes) / min(sizes):.1f}x)",
-              "ok": max(sizes) >= 8 * min(sizes)}]
+    found = [
+        {
+            "check": f">= 5 stages measured at every size ({len(stages)})",
+            "ok": len(stages) >= 5 and all(len(v) == len(sizes) for v in stages.values()),
+        },
+        {
+            "check": f"sizes span >= 8x ({max(sizes)}/{min(sizes)} = {max(sizes) / min(sizes):.1f}x)",
+            "ok": max(sizes) >= 8 * min(sizes),
+        },
+    ]
     for name, points in stages.items():
         k, fitted = slope(points, "cpu_s")
-        found.append({"check": f"{name}: CPU-time slope {k:.2f} <= {MAX_SLOPE} (fit on n={fitted})",
-                      "ok": k <= MAX_SLOPE})
+        found.append(
+            {
+                "check": f"{name}: CPU-time slope {k:.2f} <= {MAX_SLOPE} (fit on n={fitted})",
+                "ok": k <= MAX_SLOPE,
+            }
+        )
         small, large = points[0]["peak_rss_mb"], points[-1]["peak_rss_mb"]
         allowed = max(MEM_TOLERANCE_MB, MEM_TOLERANCE_FRACTION * small)
-        found.append({"check": f"{name}: peak RSS {small:.0f} MB at n={points[0]['n']} -> {large:.0f} MB at "
-                               f"n={points[-1]['n']} (growth <= {allowed:.0f} MB)", "ok": large - small <= allowed})
+        found.append(
+            {
+                "check": f"{name}: peak RSS {small:.0f} MB at n={points[0]['n']} -> {large:.0f} MB at "
+                f"n={points[-1]['n']} (growth <= {allowed:.0f} MB)",
+                "ok": large - small <= allowed,
+            }
+        )
     return found
 
 
@@ -190,8 +249,11 @@ def extrapolate(stages: dict[str, list[dict]], slopes: dict, n_target: int) -> d
     for name, points in stages.items():
         last = points[-1]
         factor = {k: (n_target / last["n"]) ** max(1.0, slopes[name][k]) for k in ("cpu", "wall")}
-        out[name] = {"cpu_s": round(last["cpu_s"] * factor["cpu"], 1), "wall_s": round(last["wall_s"] * factor["wall"], 1),
-                     "disk_mb": round(last["disk_mb"] * n_target / last["n"], 1)}
+        out[name] = {
+            "cpu_s": round(last["cpu_s"] * factor["cpu"], 1),
+            "wall_s": round(last["wall_s"] * factor["wall"], 1),
+            "disk_mb": round(last["disk_mb"] * n_target / last["n"], 1),
+        }
     return out
 
 
@@ -207,12 +269,22 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--full", action="store_true", help=f"sizes {SIZES['full']}")
     mode.add_argument("--sizes", default=None, help="comma-separated pair counts, e.g. 30,90,240")
     parser.add_argument("--out", default="bench/out/scaling")
-    parser.add_argument("--s4fusion-every", type=int, default=None,
-                        help=f"S4Fusion fuses every K-th image of each split part, its costs scaled to all "
-                             f"(default {S4FUSION_EVERY}: ~4 CPU-s an image at 1024x768 on this CPU)")
-    parser.add_argument("--distinct-pairs", type=int, default=50,
-                        help="pairs generated (the rest repeat them under other names; generation is ~1 s a pair)")
-    parser.add_argument("--keep", action="store_true", help="keep the run folders (default: deleted at the end)")
+    parser.add_argument(
+        "--s4fusion-every",
+        type=int,
+        default=None,
+        help=f"S4Fusion fuses every K-th image of each split part, its costs scaled to all "
+        f"(default {S4FUSION_EVERY}: ~4 CPU-s an image at 1024x768 on this CPU)",
+    )
+    parser.add_argument(
+        "--distinct-pairs",
+        type=int,
+        default=50,
+        help="pairs generated (the rest repeat them under other names; generation is ~1 s a pair)",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the run folders (default: deleted at the end)"
+    )
     args = parser.parse_args(argv)
     mode_name = "quick" if args.quick else "full" if args.full else "default"
     if args.s4fusion_every is None:
@@ -223,8 +295,10 @@ def main(argv: list[str] | None = None) -> int:
         sizes = []
     problems = []
     if len(sizes) < 2 or min(sizes) < 20:
-        problems.append(f"--sizes needs >= 2 pair counts >= 20 (the split needs train, val and test pairs), "
-                        f"got {args.sizes!r}")
+        problems.append(
+            f"--sizes needs >= 2 pair counts >= 20 (the split needs train, val and test pairs), "
+            f"got {args.sizes!r}"
+        )
     for name in ("s4fusion_every", "distinct_pairs"):
         if getattr(args, name) < 1:
             problems.append(f"--{name.replace('_', '-')} needs >= 1, got {getattr(args, name)}")
@@ -257,11 +331,18 @@ def main(argv: list[str] | None = None) -> int:
                 record, outputs = measure(name, n, config, work, out / "data", earlier, args.s4fusion_every)
                 earlier += outputs
                 with open(done_file, "a") as fh:
-                    fh.write(json.dumps({"stage": name, "n": n, "s4fusion_every": args.s4fusion_every,
-                                         "record": record}) + "\n")
+                    fh.write(
+                        json.dumps(
+                            {"stage": name, "n": n, "s4fusion_every": args.s4fusion_every, "record": record}
+                        )
+                        + "\n"
+                    )
             stages[name].append({k: record[k] for k in ("n", "wall_s", "cpu_s", "peak_rss_mb", "disk_mb")})
-            print(f"  n={n:<5} {name:<15} wall {record['wall_s']:8.1f} s  cpu {record['cpu_s']:8.1f} s  "
-                  f"peak {record['peak_rss_mb']:7.0f} MB  disk {record['disk_mb']:8.1f} MB", flush=True)
+            print(
+                f"  n={n:<5} {name:<15} wall {record['wall_s']:8.1f} s  cpu {record['cpu_s']:8.1f} s  "
+                f"peak {record['peak_rss_mb']:7.0f} MB  disk {record['disk_mb']:8.1f} MB",
+                flush=True,
+            )
     slopes = {}
     for name, points in stages.items():
         (cpu, fitted), (wall, _) = slope(points, "cpu_s"), slope(points, "wall_s")
@@ -269,16 +350,27 @@ def main(argv: list[str] | None = None) -> int:
     results = checks(stages, sizes)
     per_method = ("fuse_classical", "split_export", "fusion_metrics", "detector_epoch")
     summary = {
-        "stages": stages, "slopes": slopes, "checks": results,
-        "disk_per_method_mb": {str(p["n"]): round(sum(stages[s][i]["disk_mb"] for s in per_method), 1)
-                               for i, p in enumerate(stages["fuse_classical"])},
+        "stages": stages,
+        "slopes": slopes,
+        "checks": results,
+        "disk_per_method_mb": {
+            str(p["n"]): round(sum(stages[s][i]["disk_mb"] for s in per_method), 1)
+            for i, p in enumerate(stages["fuse_classical"])
+        },
         f"extrapolated_n{M3FD_PAIRS}": extrapolate(stages, slopes, M3FD_PAIRS),
-        "data": data, "s4fusion_every": args.s4fusion_every, "mode": mode_name,
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "python": platform.python_version(), "platform": platform.platform()},
+        "data": data,
+        "s4fusion_every": args.s4fusion_every,
+        "mode": mode_name,
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "load_average_1min": {"start": round(load_start[0], 2), "end": round(os.getloadavg()[0], 2)},
-        "bench_wall_s": round(time.perf_counter() - started, 1)}
+        "bench_wall_s": round(time.perf_counter() - started, 1),
+    }
     write_text_atomic(out / "scaling.json", json.dumps(summary, indent=2) + "\n")
     plot(stages, slopes, out / "scaling.png")
     if not args.keep:
@@ -287,8 +379,11 @@ def main(argv: list[str] | None = None) -> int:
     failed = [c for c in results if not c["ok"]]
     for c in results:
         print(f"  {'ok  ' if c['ok'] else 'FAIL'} {c['check']}")
-    print(f"wrote {out / 'scaling.json'} and {out / 'scaling.png'} ({summary['bench_wall_s'] / 60:.1f} min); "
-          f"{len(failed)} check(s) failed", flush=True)
+    print(
+        f"wrote {out / 'scaling.json'} and {out / 'scaling.png'} ({summary['bench_wall_s'] / 60:.1f} min); "
+        f"{len(failed)} check(s) failed",
+        flush=True,
+    )
     return 1 if failed else 0
 
 

@@ -10,6 +10,7 @@ resumed pipeline does; the stages run the pipeline's own functions (pipelines.fu
 on the classical method ``Average``, except the S4Fusion fusion, which fuses every K-th image of
 each split part with the shipped demo model (its time is scaled to all images by the parent).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,19 +50,23 @@ def dataset_check(cfg: PipelineConfig, args) -> tuple[list[Path], int]:
 def fuse_classical(cfg: PipelineConfig, args) -> tuple[list[Path], int]:
     data = stages.prepare_data(cfg, cfg.run_dir, progress=False)
     key, _ = _classical_fused(cfg, data)
-    return [stages.fuse_method(_method(cfg, CLASSICAL), data, cfg.run_dir, key, None, progress=False)], \
-        len(data.all_stems())
+    return [stages.fuse_method(_method(cfg, CLASSICAL), data, cfg.run_dir, key, None, progress=False)], len(
+        data.all_stems()
+    )
 
 
 def fuse_s4fusion(cfg: PipelineConfig, args) -> tuple[list[Path], int]:
     data = stages.prepare_data(cfg, cfg.run_dir, progress=False)
-    sample = dataclasses.replace(data, split={part: stems[::args.s4fusion_every] for part, stems in data.split.items()})
+    sample = dataclasses.replace(
+        data, split={part: stems[:: args.s4fusion_every] for part, stems in data.split.items()}
+    )
     method = _method(cfg, S4FUSION)
     checkpoint = stages.s4fusion_checkpoint(method, None, cfg.run_dir)
     key = stages.fused_key(method, sample, checkpoint, None)
     # the sample's own folder: the key names the data, not which images of it were sampled
-    out = stages.fuse_method(method, sample, cfg.run_dir / f"s4fusion_every{args.s4fusion_every}", key, checkpoint,
-                             progress=False)
+    out = stages.fuse_method(
+        method, sample, cfg.run_dir / f"s4fusion_every{args.s4fusion_every}", key, checkpoint, progress=False
+    )
     return [out], len(sample.all_stems())
 
 
@@ -96,8 +101,18 @@ def report_mlflow(cfg: PipelineConfig, args) -> tuple[list[Path], None]:
     return outputs, None
 
 
-STAGES: dict[str, Callable] = {f.__name__: f for f in (dataset_check, fuse_classical, fuse_s4fusion, split_export,
-                                                       fusion_metrics, detector_epoch, report_mlflow)}
+STAGES: dict[str, Callable] = {
+    f.__name__: f
+    for f in (
+        dataset_check,
+        fuse_classical,
+        fuse_s4fusion,
+        split_export,
+        fusion_metrics,
+        detector_epoch,
+        report_mlflow,
+    )
+}
 
 
 def _cpu_s() -> float:
@@ -116,8 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     wall, cpu = time.perf_counter(), _cpu_s()
     outputs, images = STAGES[args.stage](cfg, args)
     wall, cpu = time.perf_counter() - wall, _cpu_s() - cpu
-    write_text_atomic(Path(args.result), json.dumps({"wall_s": wall, "cpu_s": cpu, "images": images,
-                                                     "outputs": [str(p) for p in outputs]}) + "\n")
+    write_text_atomic(
+        Path(args.result),
+        json.dumps({"wall_s": wall, "cpu_s": cpu, "images": images, "outputs": [str(p) for p in outputs]})
+        + "\n",
+    )
     return 0
 
 

@@ -13,6 +13,7 @@ the fit would reach each reference's line: a trend read off the curve, not a pro
 counts the FLOPs of one step of ``experiments/train_s4fusion_paper.yaml`` (forward at the crop size, x3
 for forward + backward, times the batch) and the steps of its schedule on the paper's data sizes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,7 +38,10 @@ PAPER_TRAIN_PAIRS = {"MSRS train": 1083, "M3FD (70% of 4200)": 2940, "RoadScene 
 
 
 def width_config(cfg: TrainConfig, width: int):
-    spec = {**(cfg.model if isinstance(cfg.model, dict) else {"size": cfg.model}), "dims": [width, 2 * width, 4 * width]}
+    spec = {
+        **(cfg.model if isinstance(cfg.model, dict) else {"size": cfg.model}),
+        "dims": [width, 2 * width, 4 * width],
+    }
     return TrainConfig.from_dict({**cfg.to_dict(), "model": spec}).model_config()
 
 
@@ -67,12 +71,22 @@ def step_times(config: Path, widths: list[int], steps: int) -> list[dict]:
     rows = []
     for w in widths:
         params, seconds = step_seconds(cfg, w, steps)
-        rows.append({"dims": [w, 2 * w, 4 * w], "params": params, "cpu_s_per_step": seconds,
-                     "steps_per_cpu_hour": 3600 / seconds})
-    print(f"one thread, batch {cfg.batch_size}, {cfg.data.crop_size}x{cfg.data.crop_size} crops, "
-          f"median CPU time of {steps} steps\n\n| dims | parameters | CPU s / step | steps / CPU hour |\n|---|---:|---:|---:|")
+        rows.append(
+            {
+                "dims": [w, 2 * w, 4 * w],
+                "params": params,
+                "cpu_s_per_step": seconds,
+                "steps_per_cpu_hour": 3600 / seconds,
+            }
+        )
+    print(
+        f"one thread, batch {cfg.batch_size}, {cfg.data.crop_size}x{cfg.data.crop_size} crops, "
+        f"median CPU time of {steps} steps\n\n| dims | parameters | CPU s / step | steps / CPU hour |\n|---|---:|---:|---:|"
+    )
     for r in rows:
-        print(f"| {r['dims']} | {r['params']:,} | {r['cpu_s_per_step']:.3f} | {r['steps_per_cpu_hour']:,.0f} |")
+        print(
+            f"| {r['dims']} | {r['params']:,} | {r['cpu_s_per_step']:.3f} | {r['steps_per_cpu_hour']:,.0f} |"
+        )
     return rows
 
 
@@ -104,16 +118,33 @@ def extrapolate(run: Path, from_step: int | None, references: list[str]) -> list
             key = f"val_{ref}/{metric}"
             if key in last:
                 reach = steps_to_reach(a, b, last[key], last["step"], last[f"val/{metric}"])
-                rows.append({"metric": metric, "value": last[f"val/{metric}"], "gain_per_doubling": b,
-                             "reference": ref, "reference_value": last[key], "steps_to_reach": reach})
-    print(f"{run}: step {last['step']}, fit a + b*log2(step) over steps {int(used[0]['step'])}-{last['step']}\n\n"
-          "| metric | at last step | gain per doubling | reference | its value | fit reaches it at step |\n"
-          "|---|---:|---:|---|---:|---:|")
+                rows.append(
+                    {
+                        "metric": metric,
+                        "value": last[f"val/{metric}"],
+                        "gain_per_doubling": b,
+                        "reference": ref,
+                        "reference_value": last[key],
+                        "steps_to_reach": reach,
+                    }
+                )
+    print(
+        f"{run}: step {last['step']}, fit a + b*log2(step) over steps {int(used[0]['step'])}-{last['step']}\n\n"
+        "| metric | at last step | gain per doubling | reference | its value | fit reaches it at step |\n"
+        "|---|---:|---:|---|---:|---:|"
+    )
     for r in rows:
-        reach = ("never (not rising)" if r["steps_to_reach"] is None else f"{r['steps_to_reach']:,.0f}"
-                 if r["steps_to_reach"] < 1e6 else f"{r['steps_to_reach']:.1e}")
-        print(f"| {r['metric']} | {r['value']:.4f} | {r['gain_per_doubling']:+.4f} | {r['reference']} | "
-              f"{r['reference_value']:.4f} | {reach} |")
+        reach = (
+            "never (not rising)"
+            if r["steps_to_reach"] is None
+            else f"{r['steps_to_reach']:,.0f}"
+            if r["steps_to_reach"] < 1e6
+            else f"{r['steps_to_reach']:.1e}"
+        )
+        print(
+            f"| {r['metric']} | {r['value']:.4f} | {r['gain_per_doubling']:+.4f} | {r['reference']} | "
+            f"{r['reference_value']:.4f} | {reach} |"
+        )
     return rows
 
 
@@ -124,12 +155,19 @@ def paper_compute(config: Path) -> dict:
     pairs = sum(PAPER_TRAIN_PAIRS.values())
     steps = cfg.epochs * math.ceil(pairs / cfg.batch_size)
     step_flops = 3 * cost.flops_2mac * cfg.batch_size  # backward ~2x forward
-    out = {"pairs": pairs, "steps": steps, "forward_flops_per_crop": cost.flops_2mac, "step_flops": step_flops,
-           "total_flops": step_flops * steps}
-    print(f"paper recipe: {pairs} pairs ({', '.join(f'{k} {v}' for k, v in PAPER_TRAIN_PAIRS.items())}), batch "
-          f"{cfg.batch_size}, {cfg.epochs} epochs = {steps:,} steps; forward {cost.flops_2mac / 1e9:.2f} GFLOP per "
-          f"{cfg.data.crop_size}x{cfg.data.crop_size} crop (2 FLOPs per multiply-add), {step_flops / 1e12:.2f} TFLOP "
-          f"per step, {out['total_flops'] / 1e18:.2f} EFLOP in all")
+    out = {
+        "pairs": pairs,
+        "steps": steps,
+        "forward_flops_per_crop": cost.flops_2mac,
+        "step_flops": step_flops,
+        "total_flops": step_flops * steps,
+    }
+    print(
+        f"paper recipe: {pairs} pairs ({', '.join(f'{k} {v}' for k, v in PAPER_TRAIN_PAIRS.items())}), batch "
+        f"{cfg.batch_size}, {cfg.epochs} epochs = {steps:,} steps; forward {cost.flops_2mac / 1e9:.2f} GFLOP per "
+        f"{cfg.data.crop_size}x{cfg.data.crop_size} crop (2 FLOPs per multiply-add), {step_flops / 1e12:.2f} TFLOP "
+        f"per step, {out['total_flops'] / 1e18:.2f} EFLOP in all"
+    )
     return out
 
 

@@ -9,6 +9,7 @@ for sm_80 and sm_90, at the constexprs S4Fusion's scans launch with (d_state 12 
 backward's channels per program at inference and training batch sizes), float32 and bfloat16 inputs.
 ``tests/test_scan_triton_compile.py`` fails on any spill.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,10 @@ class KernelBuild:
     @property
     def label(self) -> str:
         z = "z" if dict(self.flags)["HAS_Z"] else "no z"
-        return (f"{self.kernel} sm_{self.arch} N_PAD {self.n_pad} BLOCK_D {self.block_d} warps {self.num_warps} "
-                f"{self.dtype} {z}")
+        return (
+            f"{self.kernel} sm_{self.arch} N_PAD {self.n_pad} BLOCK_D {self.block_d} warps {self.num_warps} "
+            f"{self.dtype} {z}"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,8 +66,9 @@ def ptxas_path() -> Path:
     return Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
 
 
-def builds(dtypes: tuple[str, ...] = ("fp32", "bf16"),
-           flag_sets: tuple[dict, ...] = (S4FUSION_FLAGS, ALL_FLAGS)) -> list[KernelBuild]:
+def builds(
+    dtypes: tuple[str, ...] = ("fp32", "bf16"), flag_sets: tuple[dict, ...] = (S4FUSION_FLAGS, ALL_FLAGS)
+) -> list[KernelBuild]:
     """Every (kernel, arch, config) S4Fusion can launch, per input dtype and set of optional inputs."""
     result = []
     for arch in ARCHITECTURES:
@@ -74,26 +78,58 @@ def builds(dtypes: tuple[str, ...] = ("fp32", "bf16"),
                 for flags in flag_sets:
                     frozen = tuple(flags.items())
                     for config in scan_triton.FORWARD_CONFIGS:
-                        result.append(KernelBuild("forward", arch, n_pad, config.kwargs["BLOCK_D"], config.num_warps,
-                                                  dtype, frozen))
+                        result.append(
+                            KernelBuild(
+                                "forward",
+                                arch,
+                                n_pad,
+                                config.kwargs["BLOCK_D"],
+                                config.num_warps,
+                                dtype,
+                                frozen,
+                            )
+                        )
                     # the loop count over channel blocks is a runtime argument: registers depend on BLOCK_D alone
-                    block_ds = sorted({scan_triton.backward_blocks(b, dim, groups, n_pad)[0]
-                                       for b, dim, groups in BACKWARD_LAUNCHES})
+                    block_ds = sorted(
+                        {
+                            scan_triton.backward_blocks(b, dim, groups, n_pad)[0]
+                            for b, dim, groups in BACKWARD_LAUNCHES
+                        }
+                    )
                     for block_d in block_ds:
                         for config in scan_triton.BACKWARD_CONFIGS:
-                            result.append(KernelBuild("backward", arch, n_pad, block_d, config.num_warps, dtype,
-                                                      frozen))
+                            result.append(
+                                KernelBuild("backward", arch, n_pad, block_d, config.num_warps, dtype, frozen)
+                            )
     return result
 
 
 def _signature(fn, build: KernelBuild) -> tuple[dict, dict]:
     flags = dict(build.flags)
-    constexprs = dict(BLOCK_D=build.block_d, N_PAD=build.n_pad, BLOCK_L=scan_triton.tile_length(build.n_pad),
-                      **flags)
-    optional = {"D_ptr": "HAS_D", "z_ptr": "HAS_Z", "bias_ptr": "HAS_BIAS", "dD_ptr": "HAS_D", "dz_ptr": "HAS_Z",
-                "dbias_ptr": "HAS_BIAS"}
-    float32_outputs = {"last_ptr", "ckpt_ptr", "carry_ptr", "du_ptr", "ddelta_ptr", "dz_ptr", "dA_ptr", "dD_ptr",
-                       "dbias_ptr", "dB_ptr", "dC_ptr"}
+    constexprs = dict(
+        BLOCK_D=build.block_d, N_PAD=build.n_pad, BLOCK_L=scan_triton.tile_length(build.n_pad), **flags
+    )
+    optional = {
+        "D_ptr": "HAS_D",
+        "z_ptr": "HAS_Z",
+        "bias_ptr": "HAS_BIAS",
+        "dD_ptr": "HAS_D",
+        "dz_ptr": "HAS_Z",
+        "dbias_ptr": "HAS_BIAS",
+    }
+    float32_outputs = {
+        "last_ptr",
+        "ckpt_ptr",
+        "carry_ptr",
+        "du_ptr",
+        "ddelta_ptr",
+        "dz_ptr",
+        "dA_ptr",
+        "dD_ptr",
+        "dbias_ptr",
+        "dB_ptr",
+        "dC_ptr",
+    }
     signature = {}
     for name in fn.arg_names:
         if name in constexprs:
@@ -110,8 +146,11 @@ def _signature(fn, build: KernelBuild) -> tuple[dict, dict]:
 def compile_ptx(build: KernelBuild) -> str:
     fn = scan_triton._forward_kernel if build.kernel == "forward" else scan_triton._backward_kernel
     signature, constexprs = _signature(fn, build)
-    compiled = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs),
-                              target=GPUTarget("cuda", build.arch, 32), options={"num_warps": build.num_warps})
+    compiled = triton.compile(
+        ASTSource(fn=fn, signature=signature, constexprs=constexprs),
+        target=GPUTarget("cuda", build.arch, 32),
+        options={"num_warps": build.num_warps},
+    )
     return compiled.asm["ptx"]
 
 
@@ -122,8 +161,19 @@ def ptxas_report(ptx: str) -> PtxasReport:
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "kernel.ptx"
         source.write_text(ptx)
-        result = subprocess.run([str(ptxas_path()), "-v", f"--gpu-name={target}", str(source), "-o",
-                                 str(Path(tmp) / "kernel.cubin")], capture_output=True, text=True, check=True)
+        result = subprocess.run(
+            [
+                str(ptxas_path()),
+                "-v",
+                f"--gpu-name={target}",
+                str(source),
+                "-o",
+                str(Path(tmp) / "kernel.cubin"),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     log = result.stderr + result.stdout
 
     def number(pattern: str) -> int:
@@ -132,8 +182,12 @@ def ptxas_report(ptx: str) -> PtxasReport:
             raise ValueError(f"ptxas -v printed no '{pattern}':\n{log}")
         return int(match.group(1))
 
-    return PtxasReport(registers=number(r"Used (\d+) registers"), spill_stores=number(r"(\d+) bytes spill stores"),
-                       spill_loads=number(r"(\d+) bytes spill loads"), stack_bytes=number(r"(\d+) bytes stack frame"))
+    return PtxasReport(
+        registers=number(r"Used (\d+) registers"),
+        spill_stores=number(r"(\d+) bytes spill stores"),
+        spill_loads=number(r"(\d+) bytes spill loads"),
+        stack_bytes=number(r"(\d+) bytes stack frame"),
+    )
 
 
 def main() -> int:
@@ -146,7 +200,10 @@ def main() -> int:
     for build in builds(dtypes=("fp32",), flag_sets=(ALL_FLAGS,)) if quick else builds():
         report = ptxas_report(compile_ptx(build))
         spilled += report.spill_stores + report.spill_loads > 0
-        print(f"| {build.label} | {report.registers} | {report.spill_stores} / {report.spill_loads} |", flush=True)
+        print(
+            f"| {build.label} | {report.registers} | {report.spill_stores} / {report.spill_loads} |",
+            flush=True,
+        )
     return 1 if spilled else 0
 
 

@@ -13,6 +13,7 @@ printed (with that port) and writes, each downscaled to at most 1200 px wide:
 Then it stops the server. Chromium needs a virtual time budget: the UI is a JS app that loads after
 the page does. Install it with ``apt-get install chromium`` (Debian).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,11 +39,14 @@ def latest_parent(tracking_uri: str):
 
     client = MlflowClient(tracking_uri=tracking_uri)
     experiments = [e.experiment_id for e in client.search_experiments()]
-    runs = client.search_runs(experiments, f"tags.`{KIND_TAG}` = 'pipeline'", max_results=1,
-                              order_by=["attributes.start_time DESC"])
+    runs = client.search_runs(
+        experiments, f"tags.`{KIND_TAG}` = 'pipeline'", max_results=1, order_by=["attributes.start_time DESC"]
+    )
     if not runs:
-        raise SystemExit(f"error: no fuse_then_detect run in {tracking_uri}; run `python -m pipelines.run "
-                         "fuse_then_detect` first (or pass its run folder)")
+        raise SystemExit(
+            f"error: no fuse_then_detect run in {tracking_uri}; run `python -m pipelines.run "
+            "fuse_then_detect` first (or pass its run folder)"
+        )
     return client, runs[0]
 
 
@@ -50,10 +54,15 @@ def seed_run_ids(client, parent) -> list[str]:
     """The parent's (method, seed) runs (children of its method runs)."""
     experiment = [parent.info.experiment_id]
     methods = client.search_runs(experiment, f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'")
-    return [r.info.run_id for m in methods
-            for r in client.search_runs(experiment, f"tags.`{PARENT_TAG}` = '{m.info.run_id}' and "
-                                                    f"tags.`{KIND_TAG}` = '{mlflow_view.SEED_RUN_KIND}'",
-                                        order_by=["attributes.start_time ASC"])]
+    return [
+        r.info.run_id
+        for m in methods
+        for r in client.search_runs(
+            experiment,
+            f"tags.`{PARENT_TAG}` = '{m.info.run_id}' and tags.`{KIND_TAG}` = '{mlflow_view.SEED_RUN_KIND}'",
+            order_by=["attributes.start_time ASC"],
+        )
+    ]
 
 
 def screenshot(chromium: str, url: str, out: Path) -> Path:
@@ -62,10 +71,24 @@ def screenshot(chromium: str, url: str, out: Path) -> Path:
 
     with tempfile.TemporaryDirectory() as profile:
         raw = Path(profile) / "shot.png"
-        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
-                        f"--screenshot={raw}", f"--window-size={WINDOW}", "--hide-scrollbars",
-                        "--virtual-time-budget=15000", url],
-                       check=True, timeout=SHOT_TIMEOUT_S, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                f"--user-data-dir={profile}",
+                f"--screenshot={raw}",
+                f"--window-size={WINDOW}",
+                "--hide-scrollbars",
+                "--virtual-time-budget=15000",
+                url,
+            ],
+            check=True,
+            timeout=SHOT_TIMEOUT_S,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         image = Image.open(raw).convert("RGB")
         if image.width > MAX_WIDTH:
             image = image.resize((MAX_WIDTH, round(image.height * MAX_WIDTH / image.width)), Image.LANCZOS)
@@ -100,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             "mlflow_table6_chart.png": chart,
             "mlflow_table6_runs.png": chart.replace("compareRunsMode=CHART", "compareRunsMode=TABLE"),
             "mlflow_compare_seeds.png": f"{base}/#/compare-runs?runs={json.dumps(seeds, separators=(',', ':'))}"
-                                        f"&experiments=[\"{parent.info.experiment_id}\"]",
+            f'&experiments=["{parent.info.experiment_id}"]',
             "mlflow_table6_table.png": mlflow_view.table_link(uri, parent.info.run_id, port),
         }
         failed = []
@@ -109,8 +132,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{screenshot(args.chromium, url, args.out / name)}  <- {url}", flush=True)
             except subprocess.TimeoutExpired:  # the JS app never settled within the virtual time budget
                 failed.append(name)
-                print(f"error: {name}: Chromium did not finish within {SHOT_TIMEOUT_S} s ({url}); "
-                      "rerun on a less loaded machine", file=sys.stderr, flush=True)
+                print(
+                    f"error: {name}: Chromium did not finish within {SHOT_TIMEOUT_S} s ({url}); "
+                    "rerun on a less loaded machine",
+                    file=sys.stderr,
+                    flush=True,
+                )
     return 1 if failed else 0
 
 

@@ -13,6 +13,7 @@ Layouts (``root`` is what the user points at; folder names are matched case-inse
 - ``folder``: any ``ir/`` + ``vi/`` pair of folders; VOC XML in ``Annotation(s)/`` or YOLO ``labels/``
   are used when present.
 """
+
 from __future__ import annotations
 
 import os
@@ -44,11 +45,11 @@ class DatasetError(InputError, ValueError):
 
 @dataclass
 class PairSample:
-    ir: np.ndarray          # uint8 (H, W)
-    vi: np.ndarray          # uint8 (H, W, 3), or (H, W) for gray visible images
-    name: str               # file stem shared by the pair
-    boxes: np.ndarray       # float32 (n, 4) xyxy in pixels; (0, 4) without annotations
-    classes: np.ndarray     # int64 (n,), indices into the dataset's ``class_names``
+    ir: np.ndarray  # uint8 (H, W)
+    vi: np.ndarray  # uint8 (H, W, 3), or (H, W) for gray visible images
+    name: str  # file stem shared by the pair
+    boxes: np.ndarray  # float32 (n, 4) xyxy in pixels; (0, 4) without annotations
+    classes: np.ndarray  # int64 (n,), indices into the dataset's ``class_names``
     ir_path: Path
     vi_path: Path
 
@@ -64,6 +65,7 @@ class PairFiles:
 @dataclass(frozen=True)
 class DatasetLayout:
     """Where a dataset's files are; produced by :func:`resolve_layout`."""
+
     name: str
     ir_dir: Path
     vi_dir: Path
@@ -75,6 +77,7 @@ class DatasetLayout:
 @dataclass
 class PairScan:
     """Result of matching IR and VIS files by stem (nothing is decoded)."""
+
     pairs: list[PairFiles] = field(default_factory=list)
     ir_only: list[Path] = field(default_factory=list)
     vi_only: list[Path] = field(default_factory=list)
@@ -95,8 +98,10 @@ def _child_dir(parent: Path, candidates: Sequence[str]) -> Path | None:
 def _require_dir(parent: Path, candidates: Sequence[str], what: str, dataset: str) -> Path:
     found = _child_dir(parent, candidates)
     if found is None:
-        raise DatasetError(f"{dataset}: no {what} folder in {parent} (expected one of {list(dict.fromkeys(candidates))}); "
-                           f"see docs/data.md for the expected layout")
+        raise DatasetError(
+            f"{dataset}: no {what} folder in {parent} (expected one of {list(dict.fromkeys(candidates))}); "
+            f"see docs/data.md for the expected layout"
+        )
     return found
 
 
@@ -118,8 +123,9 @@ def _class_names_file(*dirs: Path) -> tuple[str, ...] | None:
     return None
 
 
-def resolve_layout(name: str, root: str | os.PathLike, split: str | None = None,
-                   class_names: Sequence[str] | None = None) -> DatasetLayout:
+def resolve_layout(
+    name: str, root: str | os.PathLike, split: str | None = None, class_names: Sequence[str] | None = None
+) -> DatasetLayout:
     """Locate the IR, VIS and annotation folders of dataset ``name`` under ``root``."""
     name = name.lower()
     root = Path(root).expanduser()
@@ -137,8 +143,10 @@ def resolve_layout(name: str, root: str | os.PathLike, split: str | None = None,
 
     if name == "msrs":
         if split is None and _child_dir(root, _IR_DIRS) is None and (root / "train").is_dir():
-            raise DatasetError(f"msrs: {root} holds train/ and test/; pass split='train' or split='test' "
-                               f"(CLI: --split) or point the root at one split folder")
+            raise DatasetError(
+                f"msrs: {root} holds train/ and test/; pass split='train' or split='test' "
+                f"(CLI: --split) or point the root at one split folder"
+            )
         base = _split_base(root, split, name)
         ir = _require_dir(base, ("ir",), "infrared", name)
         vi = _require_dir(base, ("vi",), "visible", name)
@@ -151,8 +159,10 @@ def resolve_layout(name: str, root: str | os.PathLike, split: str | None = None,
             return DatasetLayout(name, ir, vi)
         names = names or _class_names_file(labels, labels.parent)
         if names is None:
-            raise DatasetError(f"msrs: found YOLO labels in {labels} but no class names; pass class_names= "
-                               f"(CLI: --class-names) or add {labels / 'classes.txt'} (one name per line)")
+            raise DatasetError(
+                f"msrs: found YOLO labels in {labels} but no class names; pass class_names= "
+                f"(CLI: --class-names) or add {labels / 'classes.txt'} (one name per line)"
+            )
         return DatasetLayout(name, ir, vi, labels, "yolo", names)
 
     if name == "roadscene":
@@ -161,14 +171,19 @@ def resolve_layout(name: str, root: str | os.PathLike, split: str | None = None,
         return DatasetLayout(name, ir, vi)
 
     if name == "tno":
-        return DatasetLayout(name, _require_dir(root, _IR_DIRS, "infrared", name),
-                             _require_dir(root, _VI_DIRS, "visible", name))
+        return DatasetLayout(
+            name,
+            _require_dir(root, _IR_DIRS, "infrared", name),
+            _require_dir(root, _VI_DIRS, "visible", name),
+        )
 
     if name == "llvip":
         ir_parent = _require_dir(root, ("infrared",), "infrared", name)
         vi_parent = _require_dir(root, ("visible",), "visible", name)
         if split is None and not list_images(ir_parent) and (ir_parent / "train").is_dir():
-            raise DatasetError(f"llvip: {ir_parent} holds train/ and test/; pass split='train' or split='test' (CLI: --split)")
+            raise DatasetError(
+                f"llvip: {ir_parent} holds train/ and test/; pass split='train' or split='test' (CLI: --split)"
+            )
         ir = _split_base(root, split, name, ir_parent)
         vi = _split_base(root, split, name, vi_parent)
         ann = _child_dir(root, _VOC_DIRS)
@@ -184,7 +199,9 @@ def resolve_layout(name: str, root: str | os.PathLike, split: str | None = None,
     if labels is not None:
         names = names or _class_names_file(labels, root)
         if names is None:
-            raise DatasetError(f"folder: YOLO labels in {labels} need class names: pass class_names= or add classes.txt")
+            raise DatasetError(
+                f"folder: YOLO labels in {labels} need class names: pass class_names= or add classes.txt"
+            )
         return DatasetLayout(name, ir, vi, labels, "yolo", names)
     return DatasetLayout(name, ir, vi)
 
@@ -213,8 +230,9 @@ def scan_pairs(layout: DatasetLayout) -> PairScan:
     return scan
 
 
-def read_annotation(files: PairFiles, layout_format: AnnotationFormat | None,
-                    class_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def read_annotation(
+    files: PairFiles, layout_format: AnnotationFormat | None, class_names: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
     """Boxes (float32 (n, 4) xyxy pixels) and class ids (int64) of one pair; raises AnnotationError."""
     if layout_format is None or files.annotation is None:
         return np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
@@ -223,7 +241,9 @@ def read_annotation(files: PairFiles, layout_format: AnnotationFormat | None,
         ids = []
         for n in ann.names:
             if n not in class_names:
-                raise AnnotationError(f"{files.annotation}: unknown class name {n!r}; expected one of {list(class_names)}")
+                raise AnnotationError(
+                    f"{files.annotation}: unknown class name {n!r}; expected one of {list(class_names)}"
+                )
             ids.append(list(class_names).index(n))
         return ann.boxes, np.asarray(ids, np.int64)
     if not files.annotation.exists():  # ultralytics convention: no label file = no objects
@@ -231,16 +251,23 @@ def read_annotation(files: PairFiles, layout_format: AnnotationFormat | None,
     w, h = image_size(files.ir)
     boxes, classes = read_yolo_labels(files.annotation, w, h)
     if classes.size and classes.max() >= len(class_names):
-        raise AnnotationError(f"{files.annotation}: class id {int(classes.max())} but only {len(class_names)} "
-                              f"class names {list(class_names)}")
+        raise AnnotationError(
+            f"{files.annotation}: class id {int(classes.max())} but only {len(class_names)} "
+            f"class names {list(class_names)}"
+        )
     return boxes, classes
 
 
 class PairedImageDataset:
     """Registered IR/VIS pairs; images are read lazily on indexing (by position or by stem)."""
 
-    def __init__(self, pairs: Sequence[PairFiles], name: str = "folder",
-                 class_names: Sequence[str] = (), annotation_format: AnnotationFormat | None = None):
+    def __init__(
+        self,
+        pairs: Sequence[PairFiles],
+        name: str = "folder",
+        class_names: Sequence[str] = (),
+        annotation_format: AnnotationFormat | None = None,
+    ):
         self.name = name
         self.class_names = tuple(class_names)
         self.annotation_format = annotation_format
@@ -282,18 +309,28 @@ class PairedImageDataset:
         ir = read_image(f.ir, "gray")
         vi = read_image(f.vi, "unchanged")
         if ir.shape[:2] != vi.shape[:2]:
-            raise DatasetError(f"{self.name}: size mismatch in pair {f.stem!r}: {f.ir} is "
-                               f"{ir.shape[1]}x{ir.shape[0]}, {f.vi} is {vi.shape[1]}x{vi.shape[0]}")
+            raise DatasetError(
+                f"{self.name}: size mismatch in pair {f.stem!r}: {f.ir} is "
+                f"{ir.shape[1]}x{ir.shape[0]}, {f.vi} is {vi.shape[1]}x{vi.shape[0]}"
+            )
         boxes, classes = self.boxes(key)
         return PairSample(ir, vi, f.stem, boxes, classes, f.ir, f.vi)
 
     def subset(self, stems: Sequence[str]) -> PairedImageDataset:
         """The pairs named by ``stems``, in that order."""
-        return PairedImageDataset([self.files(s) for s in stems], self.name, self.class_names, self.annotation_format)
+        return PairedImageDataset(
+            [self.files(s) for s in stems], self.name, self.class_names, self.annotation_format
+        )
 
 
-def open_dataset(name: str, root: str | os.PathLike, *, split: str | None = None,
-                 class_names: Sequence[str] | None = None, strict: bool = True) -> PairedImageDataset:
+def open_dataset(
+    name: str,
+    root: str | os.PathLike,
+    *,
+    split: str | None = None,
+    class_names: Sequence[str] | None = None,
+    strict: bool = True,
+) -> PairedImageDataset:
     """Open dataset ``name`` (one of DATASET_NAMES) at ``root``.
 
     ``strict`` (default): unmatched IR/VIS files or duplicate stems raise a DatasetError naming them
@@ -301,11 +338,15 @@ def open_dataset(name: str, root: str | os.PathLike, *, split: str | None = None
     """
     layout = resolve_layout(name, root, split, class_names)
     scan = scan_pairs(layout)
-    problems = ([f"IR image without VIS partner: {p}" for p in scan.ir_only]
-                + [f"VIS image without IR partner: {p}" for p in scan.vi_only]
-                + [f"duplicate stem: {', '.join(map(str, d))}" for d in scan.duplicates])
+    problems = (
+        [f"IR image without VIS partner: {p}" for p in scan.ir_only]
+        + [f"VIS image without IR partner: {p}" for p in scan.vi_only]
+        + [f"duplicate stem: {', '.join(map(str, d))}" for d in scan.duplicates]
+    )
     if problems:
-        shown = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
+        shown = "\n  ".join(problems[:20]) + (
+            f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        )
         message = f"{layout.name} at {root}: {len(problems)} unpaired/duplicate file(s):\n  {shown}"
         if strict:
             raise DatasetError(message + "\n(run `python -m pipelines.run check_data` for a full report)")

@@ -3,6 +3,7 @@
 Papers list M3FD's six classes in different orders; we fix the order below once, use class
 NAMES in every annotation file we read or write, and derive ids only through this module.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -3,15 +3,15 @@
 Fusion methods fuse IR with the VIS luminance Y and put the VIS chroma back afterwards;
 fusion/ uses these functions so every method shares one definition.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 # Rows: Y, Cb, Cr as linear combinations of R, G, B (offsets 0, 128, 128 added separately).
 _RGB_TO_YCBCR = np.array(
-    [[0.299, 0.587, 0.114],
-     [-0.168736, -0.331264, 0.5],
-     [0.5, -0.418688, -0.081312]], dtype=np.float64)
+    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], dtype=np.float64
+)
 _YCBCR_TO_RGB = np.linalg.inv(_RGB_TO_YCBCR)
 
 
@@ -32,9 +32,13 @@ def rgb_to_ycbcr(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def ycbcr_to_rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> np.ndarray:
     """Inverse of :func:`rgb_to_ycbcr`: float planes on the 0-255 scale -> uint8 (H, W, 3), rounded and clipped."""
     if not (np.shape(y) == np.shape(cb) == np.shape(cr)) or np.ndim(y) != 2:
-        raise ValueError(f"Y, Cb, Cr must be 2-D planes of one shape, got {np.shape(y)}, {np.shape(cb)}, {np.shape(cr)}")
-    ycc = np.stack([np.asarray(y, np.float64), np.asarray(cb, np.float64) - 128.0,
-                    np.asarray(cr, np.float64) - 128.0], axis=-1)
+        raise ValueError(
+            f"Y, Cb, Cr must be 2-D planes of one shape, got {np.shape(y)}, {np.shape(cb)}, {np.shape(cr)}"
+        )
+    ycc = np.stack(
+        [np.asarray(y, np.float64), np.asarray(cb, np.float64) - 128.0, np.asarray(cr, np.float64) - 128.0],
+        axis=-1,
+    )
     rgb = ycc @ _YCBCR_TO_RGB.T
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
 
@@ -51,8 +55,9 @@ def to_gray(img: np.ndarray) -> np.ndarray:
 # ---- the colour policy of every fusion method (S4Fusion and the baselines) ---------------------
 def is_color(img: np.ndarray) -> bool:
     """True for (H, W, 3) images whose channels differ somewhere (gray stored as RGB is gray)."""
-    return img.ndim == 3 and not (np.array_equal(img[..., 0], img[..., 1])
-                                  and np.array_equal(img[..., 0], img[..., 2]))
+    return img.ndim == 3 and not (
+        np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 0], img[..., 2])
+    )
 
 
 def split_luma(vi: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:

@@ -14,6 +14,7 @@ It lives in ``data/`` because that is the bottom floor of the import graph
 (pipelines -> detection/fusion -> data): fusion/ (training) and pipelines/ both use it, and it
 holds no domain knowledge (generic over any dataclass), so it imports nothing from the project.
 """
+
 from __future__ import annotations
 
 import copy
@@ -38,8 +39,11 @@ class ConfigError(InputError, ValueError):
 
     def __init__(self, problems: str | Sequence[str]):
         self.problems = [problems] if isinstance(problems, str) else list(problems)
-        text = self.problems[0] if len(self.problems) == 1 else (
-            f"{len(self.problems)} problems:\n  " + "\n  ".join(self.problems))
+        text = (
+            self.problems[0]
+            if len(self.problems) == 1
+            else (f"{len(self.problems)} problems:\n  " + "\n  ".join(self.problems))
+        )
         super().__init__(text)
 
 
@@ -89,12 +93,16 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"--set {text!r}: value is not valid YAML ({exc})") from exc
 
 
-def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str] | Mapping[str, Any] | None) -> dict[str, Any]:
+def apply_overrides(
+    raw: Mapping[str, Any], overrides: Sequence[str] | Mapping[str, Any] | None
+) -> dict[str, Any]:
     """A deep copy of ``raw`` with ``a.b.0.c=VALUE`` strings (or a ``{"a.b": value}`` mapping) applied."""
     raw = copy.deepcopy(dict(raw))
     if not overrides:
         return raw
-    items = list(overrides.items()) if isinstance(overrides, Mapping) else [parse_override(t) for t in overrides]
+    items = (
+        list(overrides.items()) if isinstance(overrides, Mapping) else [parse_override(t) for t in overrides]
+    )
     for key, value in items:
         node: Any = raw
         *parents, last = key.split(".")
@@ -171,7 +179,10 @@ def _convert(tp: Any, value: Any, where: str, problems: list[str]) -> Any:
         if not isinstance(value, (list, tuple)):
             problems.append(f"{where}: expected a list, got {value!r}")
             raise _Invalid
-        return [_convert_lenient(args[0] if args else Any, v, f"{where}.{i}", problems) for i, v in enumerate(value)]
+        return [
+            _convert_lenient(args[0] if args else Any, v, f"{where}.{i}", problems)
+            for i, v in enumerate(value)
+        ]
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             problems.append(f"{where}: expected a list, got {value!r}")
@@ -181,7 +192,9 @@ def _convert(tp: Any, value: Any, where: str, problems: list[str]) -> Any:
         if len(value) != len(args):
             problems.append(f"{where}: expected a list of {len(args)} values, got {value!r}")
             raise _Invalid
-        return tuple(_convert_lenient(a, v, f"{where}.{i}", problems) for i, (a, v) in enumerate(zip(args, value)))
+        return tuple(
+            _convert_lenient(a, v, f"{where}.{i}", problems) for i, (a, v) in enumerate(zip(args, value))
+        )
     if origin is dict:
         if not isinstance(value, Mapping):
             problems.append(f"{where}: expected a mapping, got {value!r}")
@@ -212,8 +225,11 @@ def _build_dataclass(cls: type, value: Any, where: str, problems: list[str]) -> 
     unknown = sorted(set(value) - set(fields))
     if unknown:
         problems.append(f"{label}: unknown key(s) {unknown}; valid keys: {sorted(fields)}")
-    missing = [n for n, f in fields.items() if n not in value and f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING]
+    missing = [
+        n
+        for n, f in fields.items()
+        if n not in value and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
     if missing:
         problems.append(f"{label}: missing key(s) {missing}")
     kwargs = {}
@@ -252,8 +268,9 @@ def build(cls: type[T], raw: Mapping[str, Any], source: str = "config", path: st
         raise ConfigError([f"{source}: {p}" if source else p for p in problems]) from None
 
 
-def load_config_file(cls: type[T], path: str | os.PathLike,
-                     overrides: Sequence[str] | Mapping[str, Any] | None = None) -> T:
+def load_config_file(
+    cls: type[T], path: str | os.PathLike, overrides: Sequence[str] | Mapping[str, Any] | None = None
+) -> T:
     """Read YAML ``path``, apply ``overrides``, build and validate ``cls``."""
     return build(cls, apply_overrides(read_yaml_mapping(path), overrides), str(path))
 

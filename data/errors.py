@@ -5,6 +5,7 @@ checkpoint, run-folder problems) with a message that says the fix; each command 
 error as one line on stderr and exits with code 2 (pipelines.cli.run_cli). Anything else is a bug
 and keeps its traceback. Bottom floor (data/) so that every package can raise them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -29,4 +30,3 @@ def capped_list(items: Iterable[object], limit: int = 10, sep: str = "; ") -> st
     items = [str(item) for item in items]
     shown = sep.join(items[:limit])
     return shown + (f"{sep}… and {len(items) - limit} more" if len(items) > limit else "")
-

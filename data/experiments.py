@@ -5,6 +5,7 @@ Bottom floor (data/) because every command resolves profile names: training (fus
 pipelines. The profiles are package data of the resource package ``experiments``; a checkout
 without an install falls back to the repository folder.
 """
+
 from __future__ import annotations
 
 import os

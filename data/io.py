@@ -9,6 +9,7 @@ Reading conventions (one place for every dataset):
 - "gray stored as RGB" (R == G == B everywhere, as in TNO's PNGs) is detected and treated as gray;
 - alpha channels and palettes are dropped / expanded.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -59,8 +60,10 @@ def index_images_by_stem(folder: str | os.PathLike) -> dict[str, Path]:
             duplicates.append(f"{files[p.stem].name} and {p.name}")
         files.setdefault(p.stem, p)
     if duplicates:
-        raise FolderIndexError(f"{folder}: {len(duplicates)} stem(s) with two images, e.g. {duplicates[:10]}; "
-                               "keep one image per dataset stem")
+        raise FolderIndexError(
+            f"{folder}: {len(duplicates)} stem(s) with two images, e.g. {duplicates[:10]}; "
+            "keep one image per dataset stem"
+        )
     return files
 
 
@@ -140,8 +143,9 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     except OSError as exc:
-        raise OutputWriteError(f"cannot write {path}: {exc.strerror or exc}; choose a writable output folder") \
-            from exc
+        raise OutputWriteError(
+            f"cannot write {path}: {exc.strerror or exc}; choose a writable output folder"
+        ) from exc
     try:
         os.chmod(fd, 0o666 & ~current_umask())  # mkstemp creates 0600; outputs follow the umask
         with os.fdopen(fd, "wb") as fh:
@@ -152,8 +156,10 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError) and not isinstance(exc, InputError):
-            raise OutputWriteError(f"cannot write {path}: {exc.strerror or exc}; outputs written before it are "
-                                   "complete, free space (or fix the folder) and rerun to continue") from exc
+            raise OutputWriteError(
+                f"cannot write {path}: {exc.strerror or exc}; outputs written before it are "
+                "complete, free space (or fix the folder) and rerun to continue"
+            ) from exc
         raise
     return path
 
@@ -169,7 +175,11 @@ def write_png_atomic(path: str | os.PathLike, array: np.ndarray) -> Path:
     """Write a uint8 (H, W) / (H, W, 3) array as PNG atomically (fast zlib level 1)."""
     path = Path(path)
     array = np.asarray(array)
-    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3)):
+    if (
+        array.dtype != np.uint8
+        or array.ndim not in (2, 3)
+        or (array.ndim == 3 and array.shape[2] not in (1, 3))
+    ):
         raise ValueError(f"{path}: expected uint8 (H, W) or (H, W, 3), got {array.dtype} {array.shape}")
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]

@@ -4,6 +4,7 @@ process SIGKILL itself the ``n``-th time (default 1st) it reaches :func:`kill_po
 A real SIGKILL (no cleanup, no ``finally``) at a named moment is deterministic where timing a kill
 from outside is not. Unset (the normal case) it costs one environment lookup.
 """
+
 from __future__ import annotations
 
 import os

@@ -8,6 +8,7 @@ M3FD's frames come from video-like sequences: neighbouring frames are near-dupli
 frame-level split leaks test content into training. ``group_consecutive=k`` keeps each run of k
 consecutive stems (in sorted order) inside one part.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -41,9 +42,13 @@ def _part_sizes(n: int, ratios: Sequence[float]) -> list[int]:
     return sizes.tolist()
 
 
-def split_stems(stems: Sequence[str], ratios: Sequence[float] = (0.7, 0.1, 0.2), seed: int = 0,
-                group_consecutive: int | None = None,
-                parts: Sequence[str] = SPLIT_PARTS) -> Split:
+def split_stems(
+    stems: Sequence[str],
+    ratios: Sequence[float] = (0.7, 0.1, 0.2),
+    seed: int = 0,
+    group_consecutive: int | None = None,
+    parts: Sequence[str] = SPLIT_PARTS,
+) -> Split:
     """Split ``stems`` into ``parts`` (train/val/test) with the given ratios, deterministically.
 
     The result depends only on the SET of stems (they are sorted first), the ratios, the seed and
@@ -58,7 +63,7 @@ def split_stems(stems: Sequence[str], ratios: Sequence[float] = (0.7, 0.1, 0.2),
     k = 1 if group_consecutive is None else int(group_consecutive)
     if k < 1:
         raise ValueError(f"group_consecutive must be >= 1, got {group_consecutive}")
-    groups = [ordered[i:i + k] for i in range(0, len(ordered), k)]
+    groups = [ordered[i : i + k] for i in range(0, len(ordered), k)]
     order = np.random.default_rng(seed).permutation(len(groups))
     targets = np.cumsum(_part_sizes(len(ordered), ratios))
     out: Split = {p: [] for p in parts}
@@ -72,8 +77,9 @@ def split_stems(stems: Sequence[str], ratios: Sequence[float] = (0.7, 0.1, 0.2),
     return {p: sorted(v) for p, v in out.items()}
 
 
-def build_fusion_mix(sources: Mapping[str, Sequence[str]], fractions: Mapping[str, float],
-                     seed: int = 0) -> Split:
+def build_fusion_mix(
+    sources: Mapping[str, Sequence[str]], fractions: Mapping[str, float], seed: int = 0
+) -> Split:
     """Fusion-training mix: for each source dataset, a seeded random ``fractions[source]`` of its stems.
 
     The paper's mix is MSRS train (fraction 1.0) + 70% of M3FD + 70% of RoadScene. For M3FD, pass
@@ -88,15 +94,24 @@ def build_fusion_mix(sources: Mapping[str, Sequence[str]], fractions: Mapping[st
         if fraction == 1.0:
             out[source] = sorted(stems)
         else:
-            out[source] = split_stems(stems, (fraction, 1.0 - fraction), seed=seed + i, parts=("in", "out"))["in"]
+            out[source] = split_stems(stems, (fraction, 1.0 - fraction), seed=seed + i, parts=("in", "out"))[
+                "in"
+            ]
     return out
 
 
-def paper_fusion_mix(msrs_train: Sequence[str], m3fd_split: Mapping[str, Sequence[str]],
-                     roadscene: Sequence[str], seed: int = 0) -> Split:
+def paper_fusion_mix(
+    msrs_train: Sequence[str],
+    m3fd_split: Mapping[str, Sequence[str]],
+    roadscene: Sequence[str],
+    seed: int = 0,
+) -> Split:
     """MSRS train + M3FD detection-train (its 70%) + a seeded 70% of RoadScene."""
-    return build_fusion_mix({"msrs": msrs_train, "m3fd": m3fd_split["train"], "roadscene": roadscene},
-                            {"msrs": 1.0, "m3fd": 1.0, "roadscene": 0.7}, seed=seed)
+    return build_fusion_mix(
+        {"msrs": msrs_train, "m3fd": m3fd_split["train"], "roadscene": roadscene},
+        {"msrs": 1.0, "m3fd": 1.0, "roadscene": 0.7},
+        seed=seed,
+    )
 
 
 def split_hash(split: Mapping[str, Sequence[str]]) -> str:
@@ -130,12 +145,16 @@ def load_split(directory: str | os.PathLike) -> Split:
         split[part] = [s.strip() for s in f.read_text(encoding="utf-8").splitlines() if s.strip()]
     actual = split_hash(split)
     if actual != expected:
-        raise SplitMismatchError(f"{directory}: split files were modified (hash {actual[:12]} != recorded "
-                                 f"{expected[:12]}); restore them or rewrite with overwrite=True")
+        raise SplitMismatchError(
+            f"{directory}: split files were modified (hash {actual[:12]} != recorded "
+            f"{expected[:12]}); restore them or rewrite with overwrite=True"
+        )
     return split
 
 
-def write_split(split: Mapping[str, Sequence[str]], directory: str | os.PathLike, overwrite: bool = False) -> str:
+def write_split(
+    split: Mapping[str, Sequence[str]], directory: str | os.PathLike, overwrite: bool = False
+) -> str:
     """Write ``split`` to ``directory`` and return its hash; an identical existing split is reused.
 
     A different split already there raises SplitMismatchError (your results would silently stop
@@ -157,7 +176,8 @@ def write_split(split: Mapping[str, Sequence[str]], directory: str | os.PathLike
         raise SplitMismatchError(
             f"{directory} already holds a different split (hash {old_hash[:12]}, parts "
             f"{ {p: len(v) for p, v in old.items()} }) than the requested one (hash {new_hash[:12]}, parts "
-            f"{ {p: len(v) for p, v in split.items()} }); use another directory or overwrite=True")
+            f"{ {p: len(v) for p, v in split.items()} }); use another directory or overwrite=True"
+        )
     for part, stems in split.items():
         write_text_atomic(directory / f"{part}.txt", "".join(f"{s}\n" for s in stems))
     # The hash file is written last: its presence marks a complete split.

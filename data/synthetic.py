@@ -23,6 +23,7 @@ and ``synthetic.json`` (the config and its hash, written last: it marks a comple
 Every pair is drawn from its own generator seeded with (seed, index), so the data are identical
 for the same config on every machine and any subset can be regenerated independently.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -56,12 +57,12 @@ class SyntheticConfig:
     seed: int = 0
     min_objects: int = 2
     max_objects: int = 6
-    night_fraction: float = 0.4      # illumination 0.04-0.12
-    dusk_fraction: float = 0.15      # illumination 0.3-0.5; the rest is day (0.7-1.0)
-    fog_fraction: float = 0.2        # heavy fog in VIS (density 0.8-0.95 at the horizon)
+    night_fraction: float = 0.4  # illumination 0.04-0.12
+    dusk_fraction: float = 0.15  # illumination 0.3-0.5; the rest is day (0.7-1.0)
+    fog_fraction: float = 0.2  # heavy fog in VIS (density 0.8-0.95 at the horizon)
     glare_fraction: float = 0.1
     cold_vehicle_fraction: float = 0.45  # of vehicles in lit, fog-free scenes: parked, engine off
-    ir_noise: float = 3.0            # IR sensor noise std (gray levels)
+    ir_noise: float = 3.0  # IR sensor noise std (gray levels)
     # relative frequency of each class among placed objects (M3FD order)
     class_weights: tuple[float, ...] = (0.32, 0.26, 0.07, 0.1, 0.16, 0.09)
 
@@ -110,31 +111,60 @@ def _glow(img: np.ndarray, cx: float, cy: float, sigma: float, color) -> None:
     """Add a Gaussian halo (light source) of peak ``color`` to an (H, W, 3) image."""
     h, w = img.shape[:2]
     r = int(3 * sigma) + 1
-    x0, x1, y0, y1 = max(int(cx) - r, 0), min(int(cx) + r + 1, w), max(int(cy) - r, 0), min(int(cy) + r + 1, h)
+    x0, x1, y0, y1 = (
+        max(int(cx) - r, 0),
+        min(int(cx) + r + 1, w),
+        max(int(cy) - r, 0),
+        min(int(cy) + r + 1, h),
+    )
     if x1 <= x0 or y1 <= y0:
         return
     yy, xx = np.ogrid[y0:y1, x0:x1]
-    g = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma ** 2)).astype(np.float32)
+    g = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma**2)).astype(np.float32)
     img[y0:y1, x0:x1] += g[..., None] * np.asarray(color, np.float32)
 
 
 # ------------------------------------------------------------------------------------ scenes
 @dataclass
 class _Scene:
-    ir: np.ndarray        # float32 (H, W): temperature-like gray levels
-    refl: np.ndarray      # float32 (H, W, 3): VIS reflectance (0-255 under full light)
-    emit: np.ndarray      # float32 (H, W, 3): VIS light sources, added after lighting
+    ir: np.ndarray  # float32 (H, W): temperature-like gray levels
+    refl: np.ndarray  # float32 (H, W, 3): VIS reflectance (0-255 under full light)
+    emit: np.ndarray  # float32 (H, W, 3): VIS light sources, added after lighting
     horizon: int
     light: float
     fog: float
     condition: str
 
 
-_PAINT = np.array([[200, 30, 30], [30, 60, 190], [235, 235, 235], [160, 165, 170], [25, 25, 30],
-                   [230, 200, 40], [40, 130, 60], [120, 40, 140]], np.float32)
-_CLOTHES = np.array([[200, 40, 40], [40, 80, 200], [230, 220, 200], [60, 60, 60], [220, 180, 40],
-                     [30, 120, 60], [150, 90, 50], [20, 20, 25]], np.float32)
-_FACADES = np.array([[150, 80, 60], [200, 190, 160], [130, 130, 135], [90, 120, 150], [170, 150, 120]], np.float32)
+_PAINT = np.array(
+    [
+        [200, 30, 30],
+        [30, 60, 190],
+        [235, 235, 235],
+        [160, 165, 170],
+        [25, 25, 30],
+        [230, 200, 40],
+        [40, 130, 60],
+        [120, 40, 140],
+    ],
+    np.float32,
+)
+_CLOTHES = np.array(
+    [
+        [200, 40, 40],
+        [40, 80, 200],
+        [230, 220, 200],
+        [60, 60, 60],
+        [220, 180, 40],
+        [30, 120, 60],
+        [150, 90, 50],
+        [20, 20, 25],
+    ],
+    np.float32,
+)
+_FACADES = np.array(
+    [[150, 80, 60], [200, 190, 160], [130, 130, 135], [90, 120, 150], [170, 150, 120]], np.float32
+)
 
 
 def _background(rng: np.random.Generator, cfg: SyntheticConfig) -> _Scene:
@@ -156,8 +186,14 @@ def _background(rng: np.random.Generator, cfg: SyntheticConfig) -> _Scene:
     ir[:horizon] = rng.uniform(30, 55) + 20 * ys[:horizon] / max(horizon, 1)
     ir[horizon:] = ground_t + 15 * (ys[horizon:] - horizon) / (h - horizon)
     refl = np.empty((h, w, 3), np.float32)
-    sky_top = np.array([90, 140, 215], np.float32) if condition != "dusk" else np.array([110, 90, 150], np.float32)
-    sky_low = np.array([200, 215, 235], np.float32) if condition != "dusk" else np.array([240, 160, 110], np.float32)
+    sky_top = (
+        np.array([90, 140, 215], np.float32) if condition != "dusk" else np.array([110, 90, 150], np.float32)
+    )
+    sky_low = (
+        np.array([200, 215, 235], np.float32)
+        if condition != "dusk"
+        else np.array([240, 160, 110], np.float32)
+    )
     t = (ys[:horizon] / max(horizon, 1))[..., None]
     refl[:horizon] = sky_top * (1 - t) + sky_low * t
     refl[horizon:] = rng.uniform(85, 115)  # asphalt
@@ -198,14 +234,26 @@ def _background(rng: np.random.Generator, cfg: SyntheticConfig) -> _Scene:
 
     # Hot background clutter in IR (vents, manholes, exhausts): warm blobs that are not objects.
     for _ in range(rng.integers(0, 4)):
-        _ellipse(ir, rng.uniform(0, w), rng.uniform(horizon * 0.5, h), rng.uniform(2, 5) * sc,
-                 rng.uniform(2, 4) * sc, rng.uniform(150, 195))
+        _ellipse(
+            ir,
+            rng.uniform(0, w),
+            rng.uniform(horizon * 0.5, h),
+            rng.uniform(2, 5) * sc,
+            rng.uniform(2, 4) * sc,
+            rng.uniform(150, 195),
+        )
     return _Scene(ir, refl, emit, horizon, float(light), float(fog), condition)
 
 
 # ----------------------------------------------------------------------------------- objects
 _BASE_SIZE = {  # (width, height) in pixels at scale 1 for a 128-pixel-high image
-    "People": (13, 30), "Car": (40, 20), "Bus": (66, 36), "Truck": (58, 32), "Motorcycle": (24, 26), "Lamp": (18, 13)}
+    "People": (13, 30),
+    "Car": (40, 20),
+    "Bus": (66, 36),
+    "Truck": (58, 32),
+    "Motorcycle": (24, 26),
+    "Lamp": (18, 13),
+}
 
 
 def _draw_person(s: _Scene, rng, x0, y0, bw, bh, skin_t) -> None:
@@ -218,7 +266,14 @@ def _draw_person(s: _Scene, rng, x0, y0, bw, bh, skin_t) -> None:
         _rect(s.ir, lx, y0 + 0.58 * bh, lx + 0.35 * bw, y0 + bh, skin_t - rng.uniform(10, 25))
     _ellipse(s.refl, cx, y0 + 0.42 * bh, bw / 2, 0.2 * bh, clothes)
     _ellipse(s.ir, cx, y0 + 0.42 * bh, bw / 2, 0.2 * bh, skin_t - rng.uniform(5, 15))
-    _ellipse(s.refl, cx, y0 + head_r, head_r * 0.9, head_r, np.array([205, 160, 130], np.float32) * rng.uniform(0.6, 1.05))
+    _ellipse(
+        s.refl,
+        cx,
+        y0 + head_r,
+        head_r * 0.9,
+        head_r,
+        np.array([205, 160, 130], np.float32) * rng.uniform(0.6, 1.05),
+    )
     _ellipse(s.ir, cx, y0 + head_r, head_r * 0.9, head_r, skin_t)
 
 
@@ -242,9 +297,16 @@ def _draw_vehicle(s: _Scene, rng, cls, x0, y0, bw, bh, warm: bool, bg_t: float) 
         parts = [body]
     else:  # Truck: cab at the front, cargo box behind
         cab_w = 0.3 * bw
-        cab = (x0 + bw - cab_w, y0 + 0.25 * bh, x0 + bw, y0 + bh - wheel_r) if facing_right else \
-              (x0, y0 + 0.25 * bh, x0 + cab_w, y0 + bh - wheel_r)
-        cargo = (x0, y0, x0 + bw - cab_w, y0 + 0.85 * bh) if facing_right else (x0 + cab_w, y0, x0 + bw, y0 + 0.85 * bh)
+        cab = (
+            (x0 + bw - cab_w, y0 + 0.25 * bh, x0 + bw, y0 + bh - wheel_r)
+            if facing_right
+            else (x0, y0 + 0.25 * bh, x0 + cab_w, y0 + bh - wheel_r)
+        )
+        cargo = (
+            (x0, y0, x0 + bw - cab_w, y0 + 0.85 * bh)
+            if facing_right
+            else (x0 + cab_w, y0, x0 + bw, y0 + 0.85 * bh)
+        )
         body = cab
         wheels = (x0 + 0.15 * bw, x0 + 0.5 * bw, x0 + 0.87 * bw)
         parts = [cargo, cab]
@@ -284,7 +346,9 @@ def _draw_motorcycle(s: _Scene, rng, x0, y0, bw, bh, skin_t) -> None:
     clothes = _CLOTHES[rng.integers(len(_CLOTHES))]
     _ellipse(s.refl, x0 + 0.45 * bw, y0 + 0.38 * bh, 0.2 * bw, 0.2 * bh, clothes)
     _ellipse(s.ir, x0 + 0.45 * bw, y0 + 0.38 * bh, 0.2 * bw, 0.2 * bh, skin_t - rng.uniform(5, 15))
-    _ellipse(s.refl, x0 + 0.5 * bw, y0 + 0.1 * bh, 0.1 * bh, 0.1 * bh, np.array([60, 60, 70], np.float32))  # helmet
+    _ellipse(
+        s.refl, x0 + 0.5 * bw, y0 + 0.1 * bh, 0.1 * bh, 0.1 * bh, np.array([60, 60, 70], np.float32)
+    )  # helmet
     _ellipse(s.ir, x0 + 0.5 * bw, y0 + 0.1 * bh, 0.1 * bh, 0.1 * bh, skin_t - 10)
 
 
@@ -294,12 +358,21 @@ def _draw_lamp(s: _Scene, rng, x0, y0, bw, bh, ground_y) -> None:
     pole_w = max(2.0, 0.12 * bw)
     _rect(s.refl, cx - pole_w / 2, y0 + bh, cx + pole_w / 2, ground_y, np.array([95, 100, 105], np.float32))
     _rect(s.refl, x0, y0 + 0.15 * bh, x0 + bw, y0 + 0.7 * bh, np.array([120, 125, 130], np.float32))
-    _rect(s.refl, x0 + 0.15 * bw, y0 + 0.7 * bh, x0 + 0.85 * bw, y0 + bh, np.array([215, 215, 200], np.float32))
+    _rect(
+        s.refl, x0 + 0.15 * bw, y0 + 0.7 * bh, x0 + 0.85 * bw, y0 + bh, np.array([215, 215, 200], np.float32)
+    )
     # not warm: the whole lamp is within a few gray levels of the background in IR
     _rect(s.ir, cx - pole_w / 2, y0 + bh, cx + pole_w / 2, ground_y, rng.uniform(-3, 3), add=True)
     _rect(s.ir, x0, y0, x0 + bw, y0 + bh, rng.uniform(-3, 4), add=True)
     if s.light < 0.6:  # lit lamp (the box keeps the bright core; the halo spills out)
-        _rect(s.emit, x0 + 0.15 * bw, y0 + 0.7 * bh, x0 + 0.85 * bw, y0 + bh, np.array([255, 240, 190], np.float32))
+        _rect(
+            s.emit,
+            x0 + 0.15 * bw,
+            y0 + 0.7 * bh,
+            x0 + 0.85 * bw,
+            y0 + bh,
+            np.array([255, 240, 190], np.float32),
+        )
         _glow(s.emit, cx, y0 + 0.85 * bh, 0.45 * bw * (1 + s.fog), (170, 150, 100))
 
 
@@ -326,16 +399,17 @@ def _place_objects(s: _Scene, rng: np.random.Generator, cfg: SyntheticConfig) ->
         if cls == "Lamp" and s.fog > 0 and s.light >= 0.6:
             continue  # an unlit lamp in daytime fog is invisible to both cameras: no label for it
         for _attempt in range(20):
-            ground_y = rng.uniform(s.horizon + 0.3 * (h - s.horizon), h)        # where it stands
-            depth = (ground_y - s.horizon) / (h - s.horizon)                   # 0 far .. 1 near
+            ground_y = rng.uniform(s.horizon + 0.3 * (h - s.horizon), h)  # where it stands
+            depth = (ground_y - s.horizon) / (h - s.horizon)  # 0 far .. 1 near
             scale = sc * (0.85 + 0.5 * depth) * rng.uniform(0.92, 1.08)  # >= 0.78: no side under ~10 px
             bw, bh = (v * scale for v in _BASE_SIZE[cls])
             x0 = rng.uniform(0, w - bw)
             y0 = ground_y - bh if cls != "Lamp" else ground_y - bh - rng.uniform(35, 50) * scale
             box = np.array([round(x0), round(y0), round(x0 + bw), round(y0 + bh)], np.float32)
             if box[1] >= 0 and box[3] <= h and _iou_max(box, [p["box"] for p in planned]) < 0.25:
-                warm = cls in ("People", "Motorcycle") or (cls in _VEHICLES and not (
-                    cold_allowed and rng.random() < cfg.cold_vehicle_fraction))
+                warm = cls in ("People", "Motorcycle") or (
+                    cls in _VEHICLES and not (cold_allowed and rng.random() < cfg.cold_vehicle_fraction)
+                )
                 planned.append({"class": cls, "box": box, "warm": bool(warm), "ground_y": float(ground_y)})
                 break
     planned.sort(key=lambda p: p["ground_y"])  # far first: near objects occlude far ones
@@ -343,7 +417,7 @@ def _place_objects(s: _Scene, rng: np.random.Generator, cfg: SyntheticConfig) ->
         x0, y0, x1, y1 = (float(v) for v in p["box"])
         bw, bh = x1 - x0, y1 - y0
         skin_t = rng.uniform(200, 240)
-        bg_t = float(np.median(s.ir[int(y0):int(y1), int(x0):int(x1)]))
+        bg_t = float(np.median(s.ir[int(y0) : int(y1), int(x0) : int(x1)]))
         if p["class"] == "People":
             _draw_person(s, rng, x0, y0, bw, bh, skin_t)
         elif p["class"] == "Motorcycle":
@@ -369,12 +443,28 @@ def _render(s: _Scene, rng: np.random.Generator, cfg: SyntheticConfig) -> tuple[
     vis = vis + s.emit
     if glare:
         if s.condition == "day":
-            _glow(vis, rng.uniform(0, w), rng.uniform(0, s.horizon), rng.uniform(18, 30) * h / 128, (170, 165, 140))
+            _glow(
+                vis,
+                rng.uniform(0, w),
+                rng.uniform(0, s.horizon),
+                rng.uniform(18, 30) * h / 128,
+                (170, 165, 140),
+            )
         else:
-            _glow(vis, rng.uniform(0, w), rng.uniform(s.horizon, h), rng.uniform(8, 14) * h / 128, (255, 250, 230))
+            _glow(
+                vis,
+                rng.uniform(0, w),
+                rng.uniform(s.horizon, h),
+                rng.uniform(8, 14) * h / 128,
+                (255, 250, 230),
+            )
     vis = vis + rng.normal(0, 2 + 4 * (1 - s.light), (h, w, 3)).astype(np.float32)
     ir = gaussian_filter(s.ir, 0.7)
-    ir = ir + rng.normal(0, cfg.ir_noise, (h, w)).astype(np.float32) + rng.normal(0, 1.5, (1, w)).astype(np.float32)
+    ir = (
+        ir
+        + rng.normal(0, cfg.ir_noise, (h, w)).astype(np.float32)
+        + rng.normal(0, 1.5, (1, w)).astype(np.float32)
+    )
     to8 = lambda a: np.clip(np.rint(a), 0, 255).astype(np.uint8)  # noqa: E731
     return to8(ir), to8(vis), glare
 
@@ -385,9 +475,16 @@ def render_pair(cfg: SyntheticConfig, index: int) -> tuple[np.ndarray, np.ndarra
     scene = _background(rng, cfg)
     objects = _place_objects(scene, rng, cfg)
     ir, vis, glare = _render(scene, rng, cfg)
-    record = {"stem": f"{index:05d}", "condition": scene.condition, "illumination": round(scene.light, 4),
-              "fog": round(scene.fog, 4), "glare": glare,
-              "objects": [{"class": o["class"], "box": [int(v) for v in o["box"]], "warm": o["warm"]} for o in objects]}
+    record = {
+        "stem": f"{index:05d}",
+        "condition": scene.condition,
+        "illumination": round(scene.light, 4),
+        "fog": round(scene.fog, 4),
+        "glare": glare,
+        "objects": [
+            {"class": o["class"], "box": [int(v) for v in o["box"]], "warm": o["warm"]} for o in objects
+        ],
+    }
     return ir, vis, record
 
 
@@ -397,12 +494,17 @@ def _is_complete(out_dir: Path, cfg: SyntheticConfig) -> bool:
         return False
     recorded = json.loads(marker.read_text(encoding="utf-8")).get("config_hash")
     if recorded != cfg.config_hash():
-        raise FileExistsError(f"{out_dir} holds a synthetic dataset made with a different config "
-                              f"(hash {str(recorded)[:12]} != {cfg.config_hash()[:12]}); use another directory "
-                              f"or generate_synthetic_dataset(..., overwrite=True)")
+        raise FileExistsError(
+            f"{out_dir} holds a synthetic dataset made with a different config "
+            f"(hash {str(recorded)[:12]} != {cfg.config_hash()[:12]}); use another directory "
+            f"or generate_synthetic_dataset(..., overwrite=True)"
+        )
     stems = [f"{i:05d}" for i in range(cfg.n_images)]
-    return all((out_dir / sub / f"{s}{ext}").is_file()
-               for s in stems for sub, ext in (("Ir", ".png"), ("Vis", ".png"), ("Annotation", ".xml")))
+    return all(
+        (out_dir / sub / f"{s}{ext}").is_file()
+        for s in stems
+        for sub, ext in (("Ir", ".png"), ("Vis", ".png"), ("Annotation", ".xml"))
+    )
 
 
 def is_generated(out_dir: str | os.PathLike, cfg: SyntheticConfig) -> bool:
@@ -410,8 +512,12 @@ def is_generated(out_dir: str | os.PathLike, cfg: SyntheticConfig) -> bool:
     return _is_complete(Path(out_dir), cfg)
 
 
-def generate_synthetic_dataset(out_dir: str | os.PathLike, cfg: SyntheticConfig = SyntheticConfig(),
-                               overwrite: bool = False, progress: bool = True) -> Path:
+def generate_synthetic_dataset(
+    out_dir: str | os.PathLike,
+    cfg: SyntheticConfig = SyntheticConfig(),
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
     """Write the dataset to ``out_dir`` (M3FD layout) and return ``out_dir``.
 
     Idempotent: a complete dataset with the same config hash is left untouched; an interrupted one
@@ -436,12 +542,22 @@ def generate_synthetic_dataset(out_dir: str | os.PathLike, cfg: SyntheticConfig 
         stem = record["stem"]
         write_png_atomic(out_dir / "Ir" / f"{stem}.png", ir)
         write_png_atomic(out_dir / "Vis" / f"{stem}.png", vis)
-        write_voc(out_dir / "Annotation" / f"{stem}.xml", f"{stem}.png", cfg.width, cfg.height,
-                  [o["class"] for o in record["objects"]], np.array([o["box"] for o in record["objects"]]))
+        write_voc(
+            out_dir / "Annotation" / f"{stem}.xml",
+            f"{stem}.png",
+            cfg.width,
+            cfg.height,
+            [o["class"] for o in record["objects"]],
+            np.array([o["box"] for o in record["objects"]]),
+        )
         records.append(record)
     write_text_atomic(out_dir / SCENES_FILE, json.dumps(records, separators=(",", ":")) + "\n")
-    meta = {"generator_version": GENERATOR_VERSION, "config_hash": cfg.config_hash(),
-            "config": dataclasses.asdict(cfg), "classes": list(M3FD_CLASSES)}
+    meta = {
+        "generator_version": GENERATOR_VERSION,
+        "config_hash": cfg.config_hash(),
+        "config": dataclasses.asdict(cfg),
+        "classes": list(M3FD_CLASSES),
+    }
     write_text_atomic(out_dir / MARKER_FILE, json.dumps(meta, indent=2) + "\n")
     return out_dir
 
@@ -463,12 +579,15 @@ def _example_stems(scenes: list[dict]) -> list[str]:
     return stems
 
 
-def save_example_grid(root: str | os.PathLike, out_path: str | os.PathLike, stems: list[str] | None = None) -> Path:
+def save_example_grid(
+    root: str | os.PathLike, out_path: str | os.PathLike, stems: list[str] | None = None
+) -> Path:
     """PNG grid: one row per pair (IR, VIS, both with their boxes), titled with the scene condition.
 
     Without ``stems``, picks a cold parked vehicle by day, dusk lamps, night people + lamps, fog, glare.
     """
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle

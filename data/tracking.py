@@ -12,6 +12,7 @@ can attach to or end our runs, and no global ``mlflow.set_tracking_uri`` state i
 runs are made by passing the parent's run id explicitly. :class:`RunHandle` binds a tracker to one
 run, for code (the trainer) that logs into a run it may not own.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,13 @@ def environment_info() -> dict[str, str]:
     import numpy
     import torch
 
-    info = {"python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
-            "numpy": numpy.__version__, "cuda": str(torch.cuda.is_available())}
+    info = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "cuda": str(torch.cuda.is_available()),
+    }
     for name in ("ultralytics", "mlflow", "pycocotools"):
         try:
             from importlib.metadata import version
@@ -67,7 +73,7 @@ class Tracker:
         if artifact_dir is None and tracking_uri.startswith("sqlite:///"):
             # MLflow's default artifact root is ./mlruns in the working directory: keep the
             # artifacts beside the database instead.
-            artifact_dir = Path(tracking_uri[len("sqlite:///"):]).parent / "mlartifacts"
+            artifact_dir = Path(tracking_uri[len("sqlite:///") :]).parent / "mlartifacts"
         found = self.client.get_experiment_by_name(experiment)
         if found is None:
             location = None
@@ -86,12 +92,19 @@ class Tracker:
         query = f"tags.`{KEY_TAG}` = '{key}'"
         if parent_id is not None:
             query += f" and tags.`{PARENT_TAG}` = '{parent_id}'"
-        runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=2,
-                                       order_by=["attributes.start_time ASC"])
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=query, max_results=2, order_by=["attributes.start_time ASC"]
+        )
         return runs[0] if runs else None
 
-    def start_run(self, key: str, name: str, kind: str, parent_id: str | None = None,
-                  tags: Mapping[str, str] | None = None) -> tuple[str, bool]:
+    def start_run(
+        self,
+        key: str,
+        name: str,
+        kind: str,
+        parent_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> tuple[str, bool]:
         """Open the run tagged ``key`` (under ``parent_id`` if given), creating it if needed.
 
         Returns ``(run_id, finished)``; ``finished`` is True when that run already completed, in
@@ -109,8 +122,9 @@ class Tracker:
         run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
         return run.info.run_id, False
 
-    def new_run(self, name: str, kind: str, parent_id: str | None = None,
-                tags: Mapping[str, str] | None = None) -> str:
+    def new_run(
+        self, name: str, kind: str, parent_id: str | None = None, tags: Mapping[str, str] | None = None
+    ) -> str:
         """Create a run (no resume-by-key lookup); returns its id."""
         all_tags = {KIND_TAG: kind, **(tags or {})}
         if parent_id is not None:
@@ -140,7 +154,7 @@ class Tracker:
                 continue
             new.append(Param(k, value))
         for i in range(0, len(new), 100):  # MLflow's batch limit
-            self.client.log_batch(run_id, params=new[i:i + 100])
+            self.client.log_batch(run_id, params=new[i : i + 100])
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
         """Log finite metrics (NaN = undefined, e.g. a class absent from the test split, is skipped)."""
@@ -149,9 +163,11 @@ class Tracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None and math.isfinite(v)]
+        batch = [
+            Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None and math.isfinite(v)
+        ]
         for i in range(0, len(batch), 500):
-            self.client.log_batch(run_id, metrics=batch[i:i + 500])
+            self.client.log_batch(run_id, metrics=batch[i : i + 500])
 
     def last_step(self, run_id: str, key: str) -> int:
         """The highest step logged for metric ``key`` (0 if none): a resumed run skips those."""
@@ -186,8 +202,9 @@ class Tracker:
     def set_experiment_tag(self, key: str, value: str) -> None:
         self.client.set_experiment_tag(self.experiment_id, key, value)
 
-    def log_dataset_input(self, run_id: str, name: str, digest: str, source: str, profile: Mapping[str, Any],
-                          context: str) -> None:
+    def log_dataset_input(
+        self, run_id: str, name: str, digest: str, source: str, profile: Mapping[str, Any], context: str
+    ) -> None:
         """The data a run used, as an MLflow dataset input (the UI's Dataset column); logged once per
         (name, digest), so a resumed run does not repeat it. ``source``: a local path."""
         import json
@@ -197,9 +214,13 @@ class Tracker:
         logged = self.client.get_run(run_id).inputs.dataset_inputs or []
         if any(d.dataset.name == name and d.dataset.digest == digest[:36] for d in logged):
             return
-        dataset = Dataset(name=name, digest=digest[:36], source_type="local",
-                          source=json.dumps({"uri": Path(source).resolve().as_uri()}),
-                          profile=json.dumps(dict(profile), default=str))
+        dataset = Dataset(
+            name=name,
+            digest=digest[:36],
+            source_type="local",
+            source=json.dumps({"uri": Path(source).resolve().as_uri()}),
+            profile=json.dumps(dict(profile), default=str),
+        )
         self.client.log_inputs(run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", context)])])
 
     def finish(self, run_id: str, status: str = "FINISHED") -> None:
@@ -227,8 +248,9 @@ class RunHandle:
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         self.tracker.set_tags(self.run_id, tags)
 
-    def log_dataset_input(self, name: str, digest: str, source: str, profile: Mapping[str, Any],
-                          context: str) -> None:
+    def log_dataset_input(
+        self, name: str, digest: str, source: str, profile: Mapping[str, Any], context: str
+    ) -> None:
         self.tracker.log_dataset_input(self.run_id, name, digest, source, profile, context)
 
     def finish(self, status: str = "FINISHED") -> None:

@@ -5,6 +5,7 @@ missing folders, unreadable/corrupt images, size mismatch within a pair, missing
 truncated annotations, unknown class names, boxes outside the image or degenerate (zero or
 negative width/height). Warnings: annotation <size> that disagrees with the image.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,7 +31,7 @@ class ValidationReport:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     n_pairs: int = 0
-    sizes: Counter = field(default_factory=Counter)           # (width, height) -> pairs
+    sizes: Counter = field(default_factory=Counter)  # (width, height) -> pairs
     boxes_per_class: Counter = field(default_factory=Counter)  # class name -> boxes
     images_without_boxes: int = 0
     gray_visible: int = 0
@@ -45,7 +46,9 @@ class ValidationReport:
             lines.append(f"  IR:  {self.layout.ir_dir}\n  VIS: {self.layout.vi_dir}")
             if self.layout.annotation_dir is not None:
                 lines.append(f"  annotations ({self.layout.annotation_format}): {self.layout.annotation_dir}")
-        lines.append(f"pairs: {self.n_pairs}" + (f" ({self.gray_visible} with gray VIS)" if self.gray_visible else ""))
+        lines.append(
+            f"pairs: {self.n_pairs}" + (f" ({self.gray_visible} with gray VIS)" if self.gray_visible else "")
+        )
         if self.sizes:
             common = ", ".join(f"{w}x{h} ({n})" for (w, h), n in self.sizes.most_common(8))
             more = f" and {len(self.sizes) - 8} more" if len(self.sizes) > 8 else ""
@@ -65,8 +68,9 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-def _check_boxes(report: ValidationReport, ann_path: Path, boxes: np.ndarray, names: Sequence[str],
-                 width: int, height: int) -> None:
+def _check_boxes(
+    report: ValidationReport, ann_path: Path, boxes: np.ndarray, names: Sequence[str], width: int, height: int
+) -> None:
     for i, ((x0, y0, x1, y1), name) in enumerate(zip(boxes.tolist(), names)):
         where = f"{ann_path}: object #{i} ({name}) box [{x0:g}, {y0:g}, {x1:g}, {y1:g}]"
         if x1 <= x0 or y1 <= y0:
@@ -89,7 +93,9 @@ def pair_problem(pair: PairFiles) -> str | None:
     return None
 
 
-def bad_pairs(pairs: Sequence[PairFiles], progress: bool = True, desc: str = "checking pairs") -> dict[str, str]:
+def bad_pairs(
+    pairs: Sequence[PairFiles], progress: bool = True, desc: str = "checking pairs"
+) -> dict[str, str]:
     """``{stem: problem}`` for every bad pair of ``pairs`` (all are checked, nothing is modified)."""
     problems = {}
     for pair in tqdm(pairs, desc=desc, disable=not progress, leave=False):
@@ -98,8 +104,13 @@ def bad_pairs(pairs: Sequence[PairFiles], progress: bool = True, desc: str = "ch
     return problems
 
 
-def check_dataset(name: str, root: str | os.PathLike, split: str | None = None,
-                  class_names: Sequence[str] | None = None, progress: bool = True) -> ValidationReport:
+def check_dataset(
+    name: str,
+    root: str | os.PathLike,
+    split: str | None = None,
+    class_names: Sequence[str] | None = None,
+    progress: bool = True,
+) -> ValidationReport:
     """Validate dataset ``name`` at ``root`` and return the report (nothing is modified)."""
     report = ValidationReport(name, Path(root))
     try:
@@ -109,14 +120,20 @@ def check_dataset(name: str, root: str | os.PathLike, split: str | None = None,
         return report
     report.layout = layout
     if name == "m3fd" and layout.annotation_dir is None:
-        report.errors.append(f"{Path(root)}: no Annotation/ folder (M3FD's VOC boxes); add it, or check a "
-                             "fusion-only IR/VIS folder with --dataset folder")
+        report.errors.append(
+            f"{Path(root)}: no Annotation/ folder (M3FD's VOC boxes); add it, or check a "
+            "fusion-only IR/VIS folder with --dataset folder"
+        )
     for d, what in ((layout.ir_dir, "infrared"), (layout.vi_dir, "visible")):
         if not list_images(d):
             report.errors.append(f"{d}: empty {what} folder (no {what} images)")
     scan = scan_pairs(layout)
-    report.errors += [f"{p}: IR image without a VIS image of the same name in {layout.vi_dir}" for p in scan.ir_only]
-    report.errors += [f"{p}: VIS image without an IR image of the same name in {layout.ir_dir}" for p in scan.vi_only]
+    report.errors += [
+        f"{p}: IR image without a VIS image of the same name in {layout.vi_dir}" for p in scan.ir_only
+    ]
+    report.errors += [
+        f"{p}: VIS image without an IR image of the same name in {layout.ir_dir}" for p in scan.vi_only
+    ]
     report.errors += [f"{d[1]}: duplicate stem (also {d[0].name})" for d in scan.duplicates]
     class_set = set(layout.class_names)
     for pair in tqdm(scan.pairs, desc=f"checking {name}", disable=not progress, leave=False):
@@ -141,20 +158,26 @@ def check_dataset(name: str, root: str | os.PathLike, split: str | None = None,
                 names = ann.names
                 boxes = ann.boxes
                 if ann.width and ann.height and (ann.width, ann.height) != (w, h):
-                    report.warnings.append(f"{pair.annotation}: <size> {ann.width}x{ann.height} differs from "
-                                           f"the image {pair.ir} ({w}x{h})")
+                    report.warnings.append(
+                        f"{pair.annotation}: <size> {ann.width}x{ann.height} differs from "
+                        f"the image {pair.ir} ({w}x{h})"
+                    )
             else:
                 if not pair.annotation.exists():
                     report.images_without_boxes += 1
                     continue
                 boxes, ids = read_yolo_labels(pair.annotation, w, h)
-                names = [layout.class_names[c] if 0 <= c < len(layout.class_names) else f"id {c}" for c in ids]
+                names = [
+                    layout.class_names[c] if 0 <= c < len(layout.class_names) else f"id {c}" for c in ids
+                ]
         except AnnotationError as exc:
             report.errors.append(str(exc))
             continue
         unknown = [n for n in names if n not in class_set]
         for n in dict.fromkeys(unknown):
-            report.errors.append(f"{pair.annotation}: unknown class name {n!r}; expected one of {list(layout.class_names)}")
+            report.errors.append(
+                f"{pair.annotation}: unknown class name {n!r}; expected one of {list(layout.class_names)}"
+            )
         _check_boxes(report, pair.annotation, boxes, names, w, h)
         report.images_without_boxes += len(names) == 0
         report.boxes_per_class.update(n for n in names if n in class_set)

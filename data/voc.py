@@ -3,6 +3,7 @@
 Box coordinates are read and written as given (pixel units, x to the right, y down); no
 1-based/0-based shift is applied, matching how M3FD/LLVIP consumers use them.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,10 +24,10 @@ class AnnotationError(InputError, ValueError):
 
 @dataclass(frozen=True)
 class VOCAnnotation:
-    width: int            # from <size>; 0 when the file does not say
+    width: int  # from <size>; 0 when the file does not say
     height: int
-    names: list[str]      # one class name per object
-    boxes: np.ndarray     # float32 (n, 4) xmin, ymin, xmax, ymax
+    names: list[str]  # one class name per object
+    boxes: np.ndarray  # float32 (n, 4) xmin, ymin, xmax, ymax
 
 
 def _number(node: ET.Element | None, tag: str, path: Path, where: str) -> float:
@@ -50,8 +51,16 @@ def read_voc(path: str | os.PathLike) -> VOCAnnotation:
     if root.tag != "annotation":
         raise AnnotationError(f"{path}: root element is <{root.tag}>, expected <annotation>")
     size = root.find("size")
-    width = int(_number(size, "width", path, "<size>")) if size is not None and size.find("width") is not None else 0
-    height = int(_number(size, "height", path, "<size>")) if size is not None and size.find("height") is not None else 0
+    width = (
+        int(_number(size, "width", path, "<size>"))
+        if size is not None and size.find("width") is not None
+        else 0
+    )
+    height = (
+        int(_number(size, "height", path, "<size>"))
+        if size is not None and size.find("height") is not None
+        else 0
+    )
     names: list[str] = []
     boxes: list[list[float]] = []
     for i, obj in enumerate(root.findall("object")):
@@ -63,12 +72,21 @@ def read_voc(path: str | os.PathLike) -> VOCAnnotation:
         if box is None:
             raise AnnotationError(f"{path}: {where} ({name.strip()}): missing <bndbox>")
         names.append(name.strip())
-        boxes.append([_number(box, t, path, f"{where} ({name.strip()})") for t in ("xmin", "ymin", "xmax", "ymax")])
+        boxes.append(
+            [_number(box, t, path, f"{where} ({name.strip()})") for t in ("xmin", "ymin", "xmax", "ymax")]
+        )
     return VOCAnnotation(width, height, names, np.asarray(boxes, np.float32).reshape(-1, 4))
 
 
-def write_voc(path: str | os.PathLike, filename: str, width: int, height: int,
-              names: Sequence[str], boxes: np.ndarray, depth: int = 3) -> Path:
+def write_voc(
+    path: str | os.PathLike,
+    filename: str,
+    width: int,
+    height: int,
+    names: Sequence[str],
+    boxes: np.ndarray,
+    depth: int = 3,
+) -> Path:
     """Write a VOC XML file atomically (integer-rounded coordinates)."""
     root = ET.Element("annotation")
     ET.SubElement(root, "filename").text = filename

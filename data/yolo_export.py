@@ -9,6 +9,7 @@ Tree (one per method, so ultralytics' ``labels/*.cache`` files never collide)::
 Boxes are clipped to the image before normalising; boxes with no area left are dropped.
 Images without boxes get an empty label file (background images).
 """
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,10 @@ def yolo_label_lines(boxes: np.ndarray, classes: np.ndarray, width: int, height:
     for (x0, y0, x1, y1), c in zip(boxes, np.asarray(classes).reshape(-1)):
         if x1 <= x0 or y1 <= y0:
             continue
-        lines.append(f"{int(c)} {(x0 + x1) / 2 / width:.6f} {(y0 + y1) / 2 / height:.6f} "
-                     f"{(x1 - x0) / width:.6f} {(y1 - y0) / height:.6f}")
+        lines.append(
+            f"{int(c)} {(x0 + x1) / 2 / width:.6f} {(y0 + y1) / 2 / height:.6f} "
+            f"{(x1 - x0) / width:.6f} {(y1 - y0) / height:.6f}"
+        )
     return lines
 
 
@@ -55,9 +58,13 @@ def read_yolo_labels(path: str | os.PathLike, width: int, height: int) -> tuple[
             c = int(parts[0])
             cx, cy, w, h = (float(v) for v in parts[1:])
         except ValueError as exc:
-            raise AnnotationError(f"{path}:{lineno}: malformed YOLO label line {line.strip()!r} ({exc})") from None
+            raise AnnotationError(
+                f"{path}:{lineno}: malformed YOLO label line {line.strip()!r} ({exc})"
+            ) from None
         classes.append(c)
-        boxes.append([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height])
+        boxes.append(
+            [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height]
+        )
     return np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(classes, np.int64)
 
 
@@ -73,8 +80,14 @@ def _place_image(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def export_yolo(out_dir: str | os.PathLike, split: Mapping[str, Sequence[str]], image_for: ImageSource,
-                boxes_for: BoxSource, names: Sequence[str], progress: bool = True) -> Path:
+def export_yolo(
+    out_dir: str | os.PathLike,
+    split: Mapping[str, Sequence[str]],
+    image_for: ImageSource,
+    boxes_for: BoxSource,
+    names: Sequence[str],
+    progress: bool = True,
+) -> Path:
     """Write the YOLO tree for ``split`` (part -> stems) and return the data YAML path.
 
     ``image_for(stem)`` gives an image file path (hard-linked or copied, extension kept) or a uint8
@@ -116,8 +129,9 @@ def export_yolo(out_dir: str | os.PathLike, split: Mapping[str, Sequence[str]], 
     return yolo_dataset_yaml(out_dir, names, parts=list(split))
 
 
-def yolo_dataset_yaml(root: str | os.PathLike, names: Sequence[str],
-                      parts: Sequence[str] = ("train", "val", "test")) -> Path:
+def yolo_dataset_yaml(
+    root: str | os.PathLike, names: Sequence[str], parts: Sequence[str] = ("train", "val", "test")
+) -> Path:
     """Write ``root/data.yaml`` for ultralytics: absolute paths, class names, no ``download`` key."""
     root = Path(root).resolve()
     content = {"path": str(root)}

@@ -4,6 +4,7 @@ ultralytics computes AP with its own matcher and PR interpolation; pycocotools i
 implementation of the COCO protocol (101 recall points, greedy matching by score, IoU 0.50:0.95).
 The two agree closely but not exactly, so the pipeline records both and their difference.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,15 +34,22 @@ def ground_truth_from_yolo(root: str | Path, part: str) -> dict[str, tuple[np.nd
     for image in list_images(root / "images" / part):
         label = root / "labels" / part / f"{image.stem}.txt"
         width, height = image_size(image)
-        gt[image.name] = (read_yolo_labels(label, width, height) if label.is_file()
-                          else (np.zeros((0, 4), np.float32), np.zeros(0, np.int64)))
+        gt[image.name] = (
+            read_yolo_labels(label, width, height)
+            if label.is_file()
+            else (np.zeros((0, 4), np.float32), np.zeros(0, np.int64))
+        )
     if not gt:
         raise FileNotFoundError(f"{root / 'images' / part}: no images")
     return gt
 
 
-def coco_map(ground_truth: Mapping[str, tuple[np.ndarray, np.ndarray]],
-             predictions: Iterable, class_names: list[str], max_dets: int = 300) -> CocoMetrics:
+def coco_map(
+    ground_truth: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    predictions: Iterable,
+    class_names: list[str],
+    max_dets: int = 300,
+) -> CocoMetrics:
     """mAP@50, mAP@50:95 and per-class AP@50 by pycocotools.
 
     Args:
@@ -62,25 +70,44 @@ def coco_map(ground_truth: Mapping[str, tuple[np.ndarray, np.ndarray]],
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         for box, cls in zip(boxes, np.asarray(classes).reshape(-1)):
             w, h = box[2] - box[0], box[3] - box[1]
-            annotations.append({"id": len(annotations) + 1, "image_id": image_ids[name], "category_id": int(cls) + 1,
-                                "bbox": [float(box[0]), float(box[1]), float(w), float(h)], "area": float(w * h),
-                                "iscrowd": 0})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_ids[name],
+                    "category_id": int(cls) + 1,
+                    "bbox": [float(box[0]), float(box[1]), float(w), float(h)],
+                    "area": float(w * h),
+                    "iscrowd": 0,
+                }
+            )
     detections = []
     for p in predictions:
         if p.image not in image_ids:
             raise ValueError(f"prediction for image '{p.image}' which has no ground-truth entry")
         x1, y1, x2, y2 = (float(v) for v in p.box)
-        detections.append({"image_id": image_ids[p.image], "category_id": int(p.cls) + 1,
-                           "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(p.score)})
+        detections.append(
+            {
+                "image_id": image_ids[p.image],
+                "category_id": int(p.cls) + 1,
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "score": float(p.score),
+            }
+        )
 
     gt = COCO()
-    gt.dataset = {"images": [{"id": i} for i in image_ids.values()], "annotations": annotations,
-                  "categories": [{"id": k + 1, "name": n} for k, n in enumerate(class_names)]}
+    gt.dataset = {
+        "images": [{"id": i} for i in image_ids.values()],
+        "annotations": annotations,
+        "categories": [{"id": k + 1, "name": n} for k, n in enumerate(class_names)],
+    }
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress to stdout
         gt.createIndex()
         if not detections:
-            return CocoMetrics(0.0 if annotations else float("nan"), 0.0 if annotations else float("nan"),
-                               _per_class_without_detections(annotations, class_names))
+            return CocoMetrics(
+                0.0 if annotations else float("nan"),
+                0.0 if annotations else float("nan"),
+                _per_class_without_detections(annotations, class_names),
+            )
         dt = gt.loadRes(detections)
         evaluator = COCOeval(gt, dt, iouType="bbox")
         evaluator.params.maxDets = [1, 10, max_dets]

@@ -7,6 +7,7 @@ dataset ``download:`` scripts, and legacy weight names (``yolov5s.pt`` is silent
 ``yolov5su.pt`` and then downloaded). :func:`import_ultralytics` closes each of them; every module
 of this package obtains ultralytics through it.
 """
+
 from __future__ import annotations
 
 import os
@@ -51,7 +52,9 @@ def _install_local_font(config_dir: Path) -> Path:
     if not target.is_file():
         source = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
         if not source.is_file():
-            raise FileNotFoundError(f"matplotlib's bundled font {source} is missing; cannot provide Arial.ttf offline")
+            raise FileNotFoundError(
+                f"matplotlib's bundled font {source} is missing; cannot provide Arial.ttf offline"
+            )
         write_atomic(target, lambda fh: fh.write(source.read_bytes()))
     return target
 
@@ -85,8 +88,11 @@ def import_ultralytics() -> ModuleType:
             module.ONLINE = False
         ul_utils.AUTOINSTALL = ul_checks.AUTOINSTALL = False
     # runs_dir: ultralytics' fallback output folder (we always pass `project`), kept out of the checkout.
-    settings_update = {"sync": False, "runs_dir": str(ul_utils.USER_CONFIG_DIR / "runs"),
-                       **{k: False for k in _INTEGRATIONS}}
+    settings_update = {
+        "sync": False,
+        "runs_dir": str(ul_utils.USER_CONFIG_DIR / "runs"),
+        **{k: False for k in _INTEGRATIONS},
+    }
     if any(ul_utils.SETTINGS.get(k) != v for k, v in settings_update.items()):
         ul_utils.SETTINGS.update(settings_update)
     _install_local_font(ul_utils.USER_CONFIG_DIR)

@@ -7,6 +7,7 @@ implicit extra augments (Blur, MedianBlur, ToGray, CLAHE at p=0.01, enabled when
 albumentations is installed) are switched off for every method by passing an empty
 ``augmentations`` list, so an environment with or without albumentations trains identically.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -51,13 +52,33 @@ class DetectorConfig:
     train_args: dict[str, Any] = field(default_factory=dict)
 
     # Keys owned by DetectorConfig / the wrapper; a train_args entry may not override them.
-    _reserved = ("model", "data", "epochs", "imgsz", "batch", "optimizer", "lr0", "workers", "device", "seed",
-                 "deterministic", "project", "name", "exist_ok", "augmentations", "resume", "close_mosaic", "amp")
+    _reserved = (
+        "model",
+        "data",
+        "epochs",
+        "imgsz",
+        "batch",
+        "optimizer",
+        "lr0",
+        "workers",
+        "device",
+        "seed",
+        "deterministic",
+        "project",
+        "name",
+        "exist_ok",
+        "augmentations",
+        "resume",
+        "close_mosaic",
+        "amp",
+    )
 
     def __post_init__(self) -> None:
         clash = sorted(set(self.train_args) & set(self._reserved))
         if clash:
-            raise ValueError(f"detector.train_args may not set {clash}; use the detector keys of the same name")
+            raise ValueError(
+                f"detector.train_args may not set {clash}; use the detector keys of the same name"
+            )
         if self.weights is not None:
             check_local_weight(self.weights)
         elif not str(self.model).endswith((".yaml", ".yml")):
@@ -112,8 +133,15 @@ class DetectionResult:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "DetectionResult":
         preds = [Prediction(r[0], tuple(r[1:5]), r[5], int(r[6])) for r in d["predictions"]]
-        return cls(d["map50"], d["map50_95"], {k: float(v) for k, v in d["ap50_per_class"].items()}, preds,
-                   Path(d["weights"]), d["train_seconds"], d["initialisation"])
+        return cls(
+            d["map50"],
+            d["map50_95"],
+            {k: float(v) for k, v in d["ap50_per_class"].items()},
+            preds,
+            Path(d["weights"]),
+            d["train_seconds"],
+            d["initialisation"],
+        )
 
 
 def resolve_device(device: str) -> str:
@@ -156,7 +184,11 @@ def ultralytics_output_to(log_file: Path):
     instead of the console, for the duration of the block."""
     logger = logging.getLogger("ultralytics")
     saved = logger.handlers[:]
-    with open(log_file, "a", encoding="utf-8") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+    with (
+        open(log_file, "a", encoding="utf-8") as fh,
+        contextlib.redirect_stdout(fh),
+        contextlib.redirect_stderr(fh),
+    ):
         handler = logging.StreamHandler(fh)
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.handlers = [handler]
@@ -166,8 +198,13 @@ def ultralytics_output_to(log_file: Path):
             logger.handlers = saved
 
 
-def train_and_evaluate(data_yaml: str | os.PathLike, out_dir: str | os.PathLike, cfg: DetectorConfig,
-                       seed: int, class_names: list[str]) -> DetectionResult:
+def train_and_evaluate(
+    data_yaml: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    cfg: DetectorConfig,
+    seed: int,
+    class_names: list[str],
+) -> DetectionResult:
     """Train one detector on ``data_yaml`` (train/val splits) and evaluate it on its ``test`` split.
 
     ``out_dir`` receives ultralytics' run folder (``train/``), its console output (``ultralytics.log``)
@@ -191,10 +228,24 @@ def train_and_evaluate(data_yaml: str | os.PathLike, out_dir: str | os.PathLike,
     start = time.perf_counter()
     model = YOLO(str(check_local_weight(cfg.weights)) if cfg.weights else cfg.model, task="detect")
     train_kwargs = dict(
-        data=str(data_yaml), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch, optimizer=cfg.optimizer,
-        lr0=cfg.lr0, workers=cfg.workers, device=device, seed=seed, deterministic=True,
-        close_mosaic=cfg.close_mosaic, project=str(out_dir), name="train", exist_ok=True,
-        augmentations=[], amp=device != "cpu", plots=False, verbose=False,
+        data=str(data_yaml),
+        epochs=cfg.epochs,
+        imgsz=cfg.imgsz,
+        batch=cfg.batch,
+        optimizer=cfg.optimizer,
+        lr0=cfg.lr0,
+        workers=cfg.workers,
+        device=device,
+        seed=seed,
+        deterministic=True,
+        close_mosaic=cfg.close_mosaic,
+        project=str(out_dir),
+        name="train",
+        exist_ok=True,
+        augmentations=[],
+        amp=device != "cpu",
+        plots=False,
+        verbose=False,
     )
     model.add_callback("on_train_batch_end", lambda trainer: kill_point("detector.batch"))
     with ultralytics_output_to(out_dir / LOG_NAME):
@@ -209,16 +260,33 @@ def train_and_evaluate(data_yaml: str | os.PathLike, out_dir: str | os.PathLike,
     evaluator.add_callback("on_val_end", captured.append)
     with ultralytics_output_to(out_dir / LOG_NAME):
         metrics = evaluator.val(
-            validator=_recording_validator_class(), data=str(data_yaml), split="test", imgsz=cfg.imgsz,
-            batch=cfg.batch, conf=cfg.conf, iou=cfg.iou, max_det=cfg.max_det, device=device, workers=cfg.workers,
-            save_json=True, plots=False, verbose=False, project=str(out_dir), name="test", exist_ok=True,
+            validator=_recording_validator_class(),
+            data=str(data_yaml),
+            split="test",
+            imgsz=cfg.imgsz,
+            batch=cfg.batch,
+            conf=cfg.conf,
+            iou=cfg.iou,
+            max_det=cfg.max_det,
+            device=device,
+            workers=cfg.workers,
+            save_json=True,
+            plots=False,
+            verbose=False,
+            project=str(out_dir),
+            name="test",
+            exist_ok=True,
         )
     ap50 = {name: float("nan") for name in class_names}
     for i, class_index in enumerate(metrics.box.ap_class_index):
         ap50[class_names[int(class_index)]] = float(metrics.box.ap50[i])
     result = DetectionResult(
-        map50=float(metrics.box.map50), map50_95=float(metrics.box.map), ap50_per_class=ap50,
-        predictions=captured[-1].records, weights=best, train_seconds=train_seconds,
+        map50=float(metrics.box.map50),
+        map50_95=float(metrics.box.map),
+        ap50_per_class=ap50,
+        predictions=captured[-1].records,
+        weights=best,
+        train_seconds=train_seconds,
         initialisation=cfg.initialisation,
     )
     write_text_atomic(result_file, json.dumps(result.to_json()))

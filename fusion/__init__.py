@@ -8,6 +8,7 @@ hands out the paper's printed values (``paper_s4fusion.yaml``); ``baselines``, `
 ``checkpoints`` (shipped checkpoint names) import without torch (the model is exposed lazily below). May import data/;
 never detection/ or pipelines/.
 """
+
 import os
 import sys
 

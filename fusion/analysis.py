@@ -14,6 +14,7 @@ frozen network and weights rule of the training loss (:class:`fusion.losses.Perc
 
 Imports fusion.model/inference/losses/modules and data; nothing from pipelines.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -50,8 +51,12 @@ def delta_means(delta: Tensor, delta_bias: Tensor) -> Tensor:
 
 def cmsa_blocks(model: S4Fusion) -> dict[tuple[int, int], CrossSS2D]:
     """``{(level, block): CrossSS2D}`` over all fusion levels (empty for non-CMSA variants)."""
-    return {(level, index): block for level, layer in enumerate(model.fusion)
-            for index, block in enumerate(layer.blocks) if isinstance(block, CrossSS2D)}
+    return {
+        (level, index): block
+        for level, layer in enumerate(model.fusion)
+        for index, block in enumerate(layer.blocks)
+        if isinstance(block, CrossSS2D)
+    }
 
 
 class DeltaRecorder:
@@ -76,6 +81,7 @@ class DeltaRecorder:
     def _hook(self, key: tuple[int, int], block: CrossSS2D):
         def record(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
             self.records[key].append(delta_means(output.detach(), block.dt_projs_bias.detach()))
+
         return record
 
 
@@ -87,6 +93,7 @@ def _outputs_of(*modules: nn.Module) -> Iterator[list[Tensor]]:
     def keep(index: int):
         def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
             outputs[index] = output
+
         return hook
 
     handles = [m.register_forward_hook(keep(i)) for i, m in enumerate(modules)]
@@ -98,7 +105,9 @@ def _outputs_of(*modules: nn.Module) -> Iterator[list[Tensor]]:
 
 
 @torch.no_grad()
-def fuse_and_record_deltas(model: S4Fusion, ir: Tensor, vi: Tensor) -> tuple[Tensor, dict[tuple[int, int], Tensor]]:
+def fuse_and_record_deltas(
+    model: S4Fusion, ir: Tensor, vi: Tensor
+) -> tuple[Tensor, dict[tuple[int, int], Tensor]]:
     """Fuse (B,1,H,W) IR/VIS in [0,1] (padded like inference) and return the clamped fused image
     and ``{(level, block): (B, 4) delta means}`` for every CMSA block, level 0 included."""
     with DeltaRecorder(model) as recorder, _outputs_of(model.patch_embed_ir, model.patch_embed_vis) as level0:
@@ -127,13 +136,20 @@ class CheckpointAnalysis:
 
 def _pair_tensors(sample, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     """IR (gray) and VIS-Y as (1,1,H,W) tensors in [0,1], the color policy of inference."""
+
     def tensor(img: np.ndarray) -> Tensor:
         return torch.from_numpy(to_gray(img) / np.float32(255.0))[None, None].to(dtype)
+
     return tensor(sample.ir), tensor(sample.vi)
 
 
-def analyze_model(model: S4Fusion, dataset: PairedImageDataset, stems: Sequence[str],
-                  perception: PerceptionNet, desc: str = "analyze") -> CheckpointAnalysis:
+def analyze_model(
+    model: S4Fusion,
+    dataset: PairedImageDataset,
+    stems: Sequence[str],
+    perception: PerceptionNet,
+    desc: str = "analyze",
+) -> CheckpointAnalysis:
     """Table VIII deltas and Fig. 13 entropies of ``model`` over ``stems`` of ``dataset``, one image at a time."""
     model.eval()
     dtype = next(model.parameters()).dtype
@@ -142,11 +158,14 @@ def analyze_model(model: S4Fusion, dataset: PairedImageDataset, stems: Sequence[
         ir, vi = _pair_tensors(dataset[stem], dtype)
         fused, deltas = fuse_and_record_deltas(model, ir, vi)
         for (level, block), means in sorted(deltas.items()):
-            delta_rows.append({"image": stem, "level": level, "block": block,
-                               **dict(zip(DELTA_COLUMNS, means[0].tolist()))})
+            delta_rows.append(
+                {"image": stem, "level": level, "block": block, **dict(zip(DELTA_COLUMNS, means[0].tolist()))}
+            )
         entropy_rows.append({"image": stem, "entropy": float(image_entropies(perception, fused)[0])})
-    return CheckpointAnalysis(pd.DataFrame(delta_rows, columns=["image", "level", "block", *DELTA_COLUMNS]),
-                              pd.DataFrame(entropy_rows, columns=["image", "entropy"]))
+    return CheckpointAnalysis(
+        pd.DataFrame(delta_rows, columns=["image", "level", "block", *DELTA_COLUMNS]),
+        pd.DataFrame(entropy_rows, columns=["image", "entropy"]),
+    )
 
 
 def table8_means(deltas: pd.DataFrame) -> pd.DataFrame:

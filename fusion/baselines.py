@@ -11,6 +11,7 @@ low band, max-abs details with 3x3 majority consistency check; Li, Manjunath & M
 ``laplacian`` (Burt-Adelson pyramid, 4 levels, average top, max-abs details), ``gff`` (guided
 filtering fusion; Li, Kang & Hu 2013), ``msvd`` (multi-resolution SVD, one level; Naidu 2011).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -129,7 +130,7 @@ def fuse_laplacian(ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- GFF (Li, Kang & Hu 2013)
-GFF_BASE_SIZE = 31                     # mean filter for the two-scale decomposition
+GFF_BASE_SIZE = 31  # mean filter for the two-scale decomposition
 GFF_SALIENCY_RADIUS, GFF_SALIENCY_SIGMA = 5, 5.0
 GFF_R1, GFF_EPS1, GFF_R2, GFF_EPS2 = 45, 0.3, 7, 1e-6  # the paper's guided-filter settings
 
@@ -160,15 +161,19 @@ def fuse_gff(ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
     base_ir = ndimage.uniform_filter(ir, GFF_BASE_SIZE, mode="reflect")
     base_vi = ndimage.uniform_filter(vi, GFF_BASE_SIZE, mode="reflect")
     truncate = GFF_SALIENCY_RADIUS / GFF_SALIENCY_SIGMA  # an 11x11 Gaussian window
-    sal_ir = ndimage.gaussian_filter(np.abs(ndimage.laplace(ir, mode="reflect")), GFF_SALIENCY_SIGMA,
-                                     truncate=truncate, mode="reflect")
-    sal_vi = ndimage.gaussian_filter(np.abs(ndimage.laplace(vi, mode="reflect")), GFF_SALIENCY_SIGMA,
-                                     truncate=truncate, mode="reflect")
+    sal_ir = ndimage.gaussian_filter(
+        np.abs(ndimage.laplace(ir, mode="reflect")), GFF_SALIENCY_SIGMA, truncate=truncate, mode="reflect"
+    )
+    sal_vi = ndimage.gaussian_filter(
+        np.abs(ndimage.laplace(vi, mode="reflect")), GFF_SALIENCY_SIGMA, truncate=truncate, mode="reflect"
+    )
     pick_ir = (sal_ir >= sal_vi).astype(np.float64)  # ties go to IR
-    wb_ir, wb_vi = _normalized_weights(guided_filter(ir, pick_ir, GFF_R1, GFF_EPS1),
-                                       guided_filter(vi, 1.0 - pick_ir, GFF_R1, GFF_EPS1))
-    wd_ir, wd_vi = _normalized_weights(guided_filter(ir, pick_ir, GFF_R2, GFF_EPS2),
-                                       guided_filter(vi, 1.0 - pick_ir, GFF_R2, GFF_EPS2))
+    wb_ir, wb_vi = _normalized_weights(
+        guided_filter(ir, pick_ir, GFF_R1, GFF_EPS1), guided_filter(vi, 1.0 - pick_ir, GFF_R1, GFF_EPS1)
+    )
+    wd_ir, wd_vi = _normalized_weights(
+        guided_filter(ir, pick_ir, GFF_R2, GFF_EPS2), guided_filter(vi, 1.0 - pick_ir, GFF_R2, GFF_EPS2)
+    )
     base = wb_ir * base_ir + wb_vi * base_vi
     detail = wd_ir * (ir - base_ir) + wd_vi * (vi - base_vi)
     return _out(base + detail)
@@ -222,7 +227,9 @@ def fuse_baseline(name: str, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
     ir, vi = np.asarray(ir), np.asarray(vi)
     for what, img in (("ir", ir), ("vi", vi)):
         if img.dtype != np.uint8 or img.ndim not in (2, 3):
-            raise ValueError(f"{what}: expected a uint8 (H, W) or (H, W, 3) image, got {img.dtype} {img.shape}")
+            raise ValueError(
+                f"{what}: expected a uint8 (H, W) or (H, W, 3) image, got {img.dtype} {img.shape}"
+            )
     if ir.shape[:2] != vi.shape[:2]:
         raise ValueError(f"ir {ir.shape[:2]} and vi {vi.shape[:2]} differ in size")
     y, chroma = split_luma(vi)  # the one colour policy (data.color)

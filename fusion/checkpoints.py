@@ -2,6 +2,7 @@
 
 ``"demo"``: the CPU-trained small model (its model card: ``fusion/weights/s4fusion_demo.md``).
 """
+
 from __future__ import annotations
 
 import os
@@ -17,6 +18,8 @@ def resolve_checkpoint(checkpoint: str | os.PathLike) -> Path:
 
 def missing_checkpoint_message(path: str | os.PathLike) -> str:
     """Why ``path`` cannot be loaded when it does not exist, and where to get a model instead."""
-    return (f"S4Fusion checkpoint {path} does not exist; the official weights (model.pkl) are published with "
-            "the releases of github.com/zipper112/S4Fusion (s4fuse never downloads them: save the file and "
-            "pass its path), or use 'demo' (--checkpoint demo: the small CPU-trained model shipped with s4fuse)")
+    return (
+        f"S4Fusion checkpoint {path} does not exist; the official weights (model.pkl) are published with "
+        "the releases of github.com/zipper112/S4Fusion (s4fuse never downloads them: save the file and "
+        "pass its path), or use 'demo' (--checkpoint demo: the small CPU-trained model shipped with s4fuse)"
+    )

@@ -8,6 +8,7 @@ run any backend, so the count is the same whichever backend would run. Papers in
 ``paper convention`` (dense MACs + scan FLOPs) and 2·MAC FLOPs. The paper's own Table VII values
 are data in fusion.paper (``table7_efficiency()``).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -19,6 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from fusion.inference import padding_for
 from fusion.model import S4Fusion
 from fusion.modules.scan import count_scan_flops
+
 
 @dataclass
 class ModelCost:
@@ -41,11 +43,17 @@ class ModelCost:
         return 2 * self.dense_macs + self.scan_flops
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "flops_paper_convention": self.flops_paper_convention, "flops_2mac": self.flops_2mac}
+        return {
+            **asdict(self),
+            "flops_paper_convention": self.flops_paper_convention,
+            "flops_2mac": self.flops_2mac,
+        }
 
 
 @torch.no_grad()
-def count_model(model: nn.Module, height: int = 480, width: int = 640, official_forward: bool = False) -> ModelCost:
+def count_model(
+    model: nn.Module, height: int = 480, width: int = 640, official_forward: bool = False
+) -> ModelCost:
     """Count parameters and FLOPs of one forward pass on a (1,1,height,width) pair (padded like
     :func:`fusion.inference.fuse`). ``official_forward=True`` adds the level-0 fusion layer that
     the official code computes and discards (our forward skips it)."""

@@ -7,6 +7,7 @@ used as gray; a color VIS image is converted to YCbCr (BT.601 full range, the MM
 Y is fused with IR and the result is recolored with the VIS Cb/Cr; a gray VIS -- also one stored
 as three equal channels -- gives a gray result.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,7 +41,7 @@ def fuse(model: nn.Module, ir: Tensor, vi: Tensor, clamp: bool = True) -> Tensor
     pad = (left, right, top, bottom)
     param = next(model.parameters())
     out = model(F.pad(ir, pad).to(param), F.pad(vi, pad).to(param))
-    out = out[..., top:top + ir.shape[-2], left:left + ir.shape[-1]].to(ir)
+    out = out[..., top : top + ir.shape[-2], left : left + ir.shape[-1]].to(ir)
     return out.clamp(0.0, 1.0) if clamp else out
 
 
@@ -61,21 +62,28 @@ def fuse_image_arrays(model: nn.Module, ir: np.ndarray, vi: np.ndarray) -> np.nd
     return merge_luma(fused_y, chroma)
 
 
-def fuse_files(model: nn.Module, ir_path: str | os.PathLike, vi_path: str | os.PathLike,
-               out_path: str | os.PathLike) -> Path:
+def fuse_files(
+    model: nn.Module, ir_path: str | os.PathLike, vi_path: str | os.PathLike, out_path: str | os.PathLike
+) -> Path:
     """Read an IR/VIS pair, fuse (color policy above) and write an 8-bit PNG atomically."""
     fused = fuse_image_arrays(model, read_image(ir_path, "gray"), read_image(vi_path, "unchanged"))
     return write_png_atomic(out_path, fused)
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", scan_backend: str | None = None) -> S4Fusion:
+def load_model(
+    path: str | os.PathLike, device: str | torch.device = "cpu", scan_backend: str | None = None
+) -> S4Fusion:
     """Load any checkpoint :meth:`S4Fusion.load` accepts (or ``"demo"``), in eval mode on ``device``."""
     overrides = {"scan_backend": scan_backend} if scan_backend else {}
     return S4Fusion.load(resolve_checkpoint(path), **overrides).to(device).eval()
 
 
-def make_fuser(method: str, checkpoint: str | os.PathLike | None = None, device: str | torch.device = "cpu",
-               scan_backend: str | None = None) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+def make_fuser(
+    method: str,
+    checkpoint: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    scan_backend: str | None = None,
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """``(ir_u8, vi_u8) -> fused_u8`` for ``method``: ``"s4fusion"`` (needs ``checkpoint``: a file or
     ``"demo"``, the shipped demo weights) or a name of
     :data:`fusion.baselines.BASELINES`. Every method follows the same color policy (module docstring)."""
@@ -83,8 +91,10 @@ def make_fuser(method: str, checkpoint: str | os.PathLike | None = None, device:
 
     if method == "s4fusion":
         if checkpoint is None:
-            raise ValueError("the s4fusion method needs a checkpoint (the official model.pkl, a model "
-                             "exported by `python -m pipelines.run train_fusion`, or 'demo')")
+            raise ValueError(
+                "the s4fusion method needs a checkpoint (the official model.pkl, a model "
+                "exported by `python -m pipelines.run train_fusion`, or 'demo')"
+            )
         model = load_model(checkpoint, device=device, scan_backend=scan_backend)
         return lambda ir, vi: fuse_image_arrays(model, ir, vi)
     if method not in BASELINES:

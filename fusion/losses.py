@@ -24,6 +24,7 @@
 - ``L_grad`` = mean |max(S(VIS), S(IR)) - S(F)|, S = |gx| + |gy| with the 3x3 Sobel kernels and
   zero padding.
 """
+
 from __future__ import annotations
 
 import logging
@@ -90,8 +91,10 @@ class LossConfig:
         if self.omega_scope not in ("sample", "pixel"):
             problems.append(f"loss.omega_scope must be 'sample' or 'pixel', got {self.omega_scope!r}")
         elif self.omega_scope == "pixel" and self.omega_features != "image":
-            problems.append("loss.omega_scope=pixel weighs pixels by the source images' own Sobel energy: "
-                            "set loss.omega_features=image")
+            problems.append(
+                "loss.omega_scope=pixel weighs pixels by the source images' own Sobel energy: "
+                "set loss.omega_features=image"
+            )
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -125,7 +128,9 @@ def local_gradient_energy(x: torch.Tensor) -> torch.Tensor:
 
 def local_source_weights(ir: torch.Tensor, vi: torch.Tensor, temperature: float) -> torch.Tensor:
     """omega(x) = softmax([G * S(IR)^2, G * S(VIS)^2] / c) per pixel of (B,1,H,W) sources -> (B, 2, H, W)."""
-    return torch.softmax(torch.cat([local_gradient_energy(ir), local_gradient_energy(vi)], dim=1) / temperature, dim=1)
+    return torch.softmax(
+        torch.cat([local_gradient_energy(ir), local_gradient_energy(vi)], dim=1) / temperature, dim=1
+    )
 
 
 def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -137,14 +142,23 @@ def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
 
 def dssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """(1 - SSIM) / 2 per sample, images in [0, 1], 11x11 Gaussian window sigma 1.5 -> (B,)."""
-    return (1.0 - ssim(x, y, data_range=1.0, size_average=False, win_size=SSIM_WINDOW, win_sigma=SSIM_SIGMA)) / 2.0
+    return (
+        1.0 - ssim(x, y, data_range=1.0, size_average=False, win_size=SSIM_WINDOW, win_sigma=SSIM_SIGMA)
+    ) / 2.0
 
 
 def dssim_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """(1 - SSIM) / 2 per pixel, same window, reflect-padded to the full size of x -> (B, C, H, W)."""
     _, ssim_full = structural_similarity_index_measure(
-        x, y, gaussian_kernel=True, sigma=SSIM_SIGMA, kernel_size=SSIM_WINDOW, data_range=1.0,
-        reduction="none", return_full_image=True)
+        x,
+        y,
+        gaussian_kernel=True,
+        sigma=SSIM_SIGMA,
+        kernel_size=SSIM_WINDOW,
+        data_range=1.0,
+        reduction="none",
+        return_full_image=True,
+    )
     return (1.0 - ssim_full) / 2.0
 
 
@@ -169,7 +183,8 @@ def resolve_resnet50_weights(weights: str) -> Path | None:
         f"{folder}. The S4Fusion loss needs them (perception entropy and source weights). On a machine "
         f"with internet run `python -c \"import torchvision; torchvision.models.resnet50(weights='IMAGENET1K_V1')\"` "
         f"or download {RESNET50_URL}, then copy the file into {folder} (or set TORCH_HOME), or set "
-        f"loss.perception.weights to the file's path.")
+        f"loss.perception.weights to the file's path."
+    )
 
 
 class PerceptionNet(nn.Module):
@@ -180,8 +195,11 @@ class PerceptionNet(nn.Module):
         path = resolve_resnet50_weights(weights)
         self.net = torchvision.models.resnet50(weights=None)
         if path is None:
-            warnings.warn("perception.weights=random: the S4Fusion loss uses an UNTRAINED ResNet50 "
-                          "(tests/demo only; L_per and omega are not the paper's)", stacklevel=2)
+            warnings.warn(
+                "perception.weights=random: the S4Fusion loss uses an UNTRAINED ResNet50 "
+                "(tests/demo only; L_per and omega are not the paper's)",
+                stacklevel=2,
+            )
             log.warning("perception.weights=random: untrained ResNet50 in the loss (tests/demo only)")
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -230,8 +248,9 @@ class S4FusionLoss(nn.Module):
             perception_net = PerceptionNet(cfg.perception.weights)
         self.perception = perception_net  # None when neither L_per nor omega uses ResNet50
 
-    def forward(self, ir: torch.Tensor, vi: torch.Tensor, fused: torch.Tensor
-                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(
+        self, ir: torch.Tensor, vi: torch.Tensor, fused: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg = self.cfg
         omega = self._source_weights(ir, vi)
         terms: dict[str, torch.Tensor] = {}
@@ -261,8 +280,9 @@ class S4FusionLoss(nn.Module):
         energy = feature_gradient_energy(features).float()
         return source_weights(*energy.chunk(2), temperature=cfg.temperature)
 
-    def _weighted_source_terms(self, ir: torch.Tensor, vi: torch.Tensor, fused: torch.Tensor,
-                               omega: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _weighted_source_terms(
+        self, ir: torch.Tensor, vi: torch.Tensor, fused: torch.Tensor, omega: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(L_L1, L_SSIM) weighted by omega per sample or per pixel."""
         if self.cfg.omega_scope == "pixel":
             w_ir, w_vi = omega[:, 0:1], omega[:, 1:2]
@@ -271,7 +291,8 @@ class S4FusionLoss(nn.Module):
             return l1.mean(dim=(1, 2, 3)).mean(), structure.mean(dim=(1, 2, 3)).mean()
         # per sample: the paper's reduction order, so its numbers stay bit-identical
         w_ir, w_vi = omega[:, 0], omega[:, 1]
-        l1 = ((w_ir * (ir - fused).abs().mean(dim=(1, 2, 3))).mean()
-              + (w_vi * (vi - fused).abs().mean(dim=(1, 2, 3))).mean())
+        l1 = (w_ir * (ir - fused).abs().mean(dim=(1, 2, 3))).mean() + (
+            w_vi * (vi - fused).abs().mean(dim=(1, 2, 3))
+        ).mean()
         structure = (w_ir * dssim(ir, fused)).mean() + (w_vi * dssim(vi, fused)).mean()
         return l1, structure

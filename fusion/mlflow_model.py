@@ -10,6 +10,7 @@ The signature declares the output only: an input schema fixes the number of dime
 would refuse a (H, W) or a (H, W, 3) IR image, and MLflow's refusal prints the whole input. The
 input is checked by :func:`model_input_pair` instead, whose errors name shapes and dtypes only.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -53,23 +54,31 @@ def model_input_pair(model_input) -> tuple[np.ndarray, np.ndarray]:
     ValueError naming the key, shape and dtype (never the values) for anything else."""
     if not isinstance(model_input, dict) or not {"ir", "vi"} <= set(model_input):
         got = sorted(model_input) if isinstance(model_input, dict) else type(model_input).__name__
-        raise ValueError(f"S4Fusion model input: a dict {{'ir': ..., 'vi': ...}} of {IMAGE_SHAPES} arrays, got {got}")
+        raise ValueError(
+            f"S4Fusion model input: a dict {{'ir': ..., 'vi': ...}} of {IMAGE_SHAPES} arrays, got {got}"
+        )
     images = []
     for key in ("ir", "vi"):
         image = np.asarray(model_input[key])
         if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3))):
-            raise ValueError(f"S4Fusion model input {key!r}: expected {IMAGE_SHAPES}, got {image.dtype} {image.shape}")
+            raise ValueError(
+                f"S4Fusion model input {key!r}: expected {IMAGE_SHAPES}, got {image.dtype} {image.shape}"
+            )
         images.append(image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image)
     if images[0].shape[:2] != images[1].shape[:2]:
-        raise ValueError(f"S4Fusion model input: 'ir' {images[0].shape[:2]} and 'vi' {images[1].shape[:2]} sizes differ")
+        raise ValueError(
+            f"S4Fusion model input: 'ir' {images[0].shape[:2]} and 'vi' {images[1].shape[:2]} sizes differ"
+        )
     return images[0], images[1]
 
 
 def input_example(height: int = 25, width: int = 25) -> dict[str, np.ndarray]:
     """A small deterministic IR/VIS pair (gray VIS as one channel): the logged model's input example."""
     rng = np.random.default_rng(0)
-    return {"ir": rng.integers(0, 256, (height, width), dtype=np.uint8),
-            "vi": rng.integers(0, 256, (height, width, 1), dtype=np.uint8)}
+    return {
+        "ir": rng.integers(0, 256, (height, width), dtype=np.uint8),
+        "vi": rng.integers(0, 256, (height, width, 1), dtype=np.uint8),
+    }
 
 
 def signature():
@@ -85,9 +94,13 @@ def log_training_split(run: RunHandle, split: dict[str, list[str]], split_dir: s
     from data.splits import split_hash
 
     digest = split_hash(split)
-    run.log_dataset_input(f"fusion_split@{digest[:12]}", digest, str(split_dir),
-                          {**{part: len(stems) for part, stems in split.items()}, "split_sha256": digest},
-                          "s4fusion training")
+    run.log_dataset_input(
+        f"fusion_split@{digest[:12]}",
+        digest,
+        str(split_dir),
+        {**{part: len(stems) for part, stems in split.items()}, "split_sha256": digest},
+        "s4fusion training",
+    )
 
 
 def log_s4fusion_model(run: RunHandle, checkpoint: str | os.PathLike, name: str = MODEL_NAME) -> str:
@@ -105,9 +118,17 @@ def log_s4fusion_model(run: RunHandle, checkpoint: str | os.PathLike, name: str 
         requirements = Path(tmp) / "requirements.txt"  # not inferred: that would import and probe packages
         requirements.write_text("mlflow\ntorch\nnumpy\ns4fuse\n", encoding="utf-8")
         mlflow.models.Model.log(
-            artifact_path=None, name=name, flavor=mlflow.pyfunc, run_id=run.run_id, model_id=model.model_id,
-            python_model=S4FusionPyfunc(), artifacts={"checkpoint": str(Path(checkpoint).resolve())},
-            signature=signature(), input_example=input_example(), pip_requirements=str(requirements))
+            artifact_path=None,
+            name=name,
+            flavor=mlflow.pyfunc,
+            run_id=run.run_id,
+            model_id=model.model_id,
+            python_model=S4FusionPyfunc(),
+            artifacts={"checkpoint": str(Path(checkpoint).resolve())},
+            signature=signature(),
+            input_example=input_example(),
+            pip_requirements=str(requirements),
+        )
     return f"runs:/{run.run_id}/{name}"
 
 

@@ -7,6 +7,7 @@ deepest encoder outputs and adds the fused skips of levels 2 and 1; a fold head 
 one-channel image. The level-0 fusion layer exists in the official checkpoint but its output
 is never used there: we keep its parameters for compatibility and do not compute it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,10 +44,22 @@ class ModelFileNotFoundError(CheckpointLoadError, FileNotFoundError):
 # the published model; ``demo`` trains in minutes on a 2-core CPU; ``tiny`` is for tests.
 MODEL_SIZES: dict[str, dict] = {
     "paper": {},
-    "demo": {"dims": [16, 32, 64], "depths": [1, 1, 1], "depths_decoder": [1, 1, 1], "num_cmsa": 1,
-             "d_state": 8, "d_state_fusion": 8},
-    "tiny": {"dims": [8, 16, 32], "depths": [1, 1, 1], "depths_decoder": [1, 1, 1], "num_cmsa": 1,
-             "d_state": 4, "d_state_fusion": 4},
+    "demo": {
+        "dims": [16, 32, 64],
+        "depths": [1, 1, 1],
+        "depths_decoder": [1, 1, 1],
+        "num_cmsa": 1,
+        "d_state": 8,
+        "d_state_fusion": 8,
+    },
+    "tiny": {
+        "dims": [8, 16, 32],
+        "depths": [1, 1, 1],
+        "depths_decoder": [1, 1, 1],
+        "num_cmsa": 1,
+        "d_state": 4,
+        "d_state_fusion": 4,
+    },
 }
 
 
@@ -69,7 +82,11 @@ class S4FusionConfig:
     scan_backend: str = "auto"
 
     def __post_init__(self) -> None:
-        self.dims, self.depths, self.depths_decoder = tuple(self.dims), tuple(self.depths), tuple(self.depths_decoder)
+        self.dims, self.depths, self.depths_decoder = (
+            tuple(self.dims),
+            tuple(self.depths),
+            tuple(self.depths_decoder),
+        )
         if not len(self.dims) == len(self.depths) == len(self.depths_decoder):
             raise ValueError(f"dims, depths and depths_decoder need equal lengths, got {self}")
         if any(d2 != 2 * d1 for d1, d2 in zip(self.dims, self.dims[1:])):
@@ -114,26 +131,44 @@ class S4Fusion(nn.Module):
         vss = dict(d_state=cfg.d_state, expand=cfg.expand, scan_backend=cfg.scan_backend)
         self.patch_embed_ir = OverlapPatchEmbed(1, dims[0], cfg.patch_size, cfg.patch_stride)
         self.patch_embed_vis = OverlapPatchEmbed(1, dims[0], cfg.patch_size, cfg.patch_stride)
-        self.encoder_ir = nn.ModuleList(VSSLayer(dims[i], cfg.depths[i], downsample=i < n - 1, **vss) for i in range(n))
-        self.encoder_vis = nn.ModuleList(VSSLayer(dims[i], cfg.depths[i], downsample=i < n - 1, **vss) for i in range(n))
+        self.encoder_ir = nn.ModuleList(
+            VSSLayer(dims[i], cfg.depths[i], downsample=i < n - 1, **vss) for i in range(n)
+        )
+        self.encoder_vis = nn.ModuleList(
+            VSSLayer(dims[i], cfg.depths[i], downsample=i < n - 1, **vss) for i in range(n)
+        )
         # fusion[i] fuses the inputs of encoder stage i (dims[i]); fusion[0] is kept, never computed.
         self.fusion = nn.ModuleList(
-            FusionLayer([build_interaction(cfg.interaction, dims[i], cfg.d_state_fusion, cfg.expand,
-                                           cfg.scan_backend, cfg.patch_mark) for _ in range(cfg.num_cmsa)])
-            for i in range(n))
+            FusionLayer(
+                [
+                    build_interaction(
+                        cfg.interaction,
+                        dims[i],
+                        cfg.d_state_fusion,
+                        cfg.expand,
+                        cfg.scan_backend,
+                        cfg.patch_mark,
+                    )
+                    for _ in range(cfg.num_cmsa)
+                ]
+            )
+            for i in range(n)
+        )
         # decoder stage j works at dims[n-1-j]; stages j>0 first upsample from dims[n-j].
         self.decoder = nn.ModuleList(
             VSSLayer(dims[n - 1 - j], cfg.depths_decoder[j], upsample_from=dims[n - j] if j else None, **vss)
-            for j in range(n))
+            for j in range(n)
+        )
         self.head = FoldHead(dims[0], cfg.fold_chans, cfg.patch_size, cfg.patch_stride)
         self.apply(_init_weights)
-
 
     def check_input_size(self, height: int, width: int) -> None:
         m = self.cfg.size_multiple
         if (height - 1) % m or (width - 1) % m or height < m + 1 or width < m + 1:
-            raise ValueError(f"S4Fusion needs H and W of the form {m}k+1 (k>=1), got {height}x{width}; "
-                             "use fusion.inference.fuse to pad arbitrary sizes")
+            raise ValueError(
+                f"S4Fusion needs H and W of the form {m}k+1 (k>=1), got {height}x{width}; "
+                "use fusion.inference.fuse to pad arbitrary sizes"
+            )
 
     def forward(self, ir: Tensor, vi: Tensor) -> Tensor:
         self.check_input_size(ir.shape[-2], ir.shape[-1])
@@ -153,9 +188,12 @@ class S4Fusion(nn.Module):
     def unused_parameter_names(self) -> list[str]:
         """Parameters that never influence the output: the level-0 fusion layer, the head's norm,
         and the Patch Mark projections when ``patch_mark`` is off."""
-        return [name for name, _ in self.named_parameters()
-                if name.startswith(("fusion.0.", "head.norm."))
-                or (not self.cfg.patch_mark and name.endswith(".mark_proj"))]
+        return [
+            name
+            for name, _ in self.named_parameters()
+            if name.startswith(("fusion.0.", "head.norm."))
+            or (not self.cfg.patch_mark and name.endswith(".mark_proj"))
+        ]
 
     def num_parameters(self, used_only: bool = False) -> int:
         skip = set(self.unused_parameter_names()) if used_only else set()
@@ -163,8 +201,9 @@ class S4Fusion(nn.Module):
 
     # ---- checkpoints ------------------------------------------------------------------
     @classmethod
-    def from_official_state_dict(cls, sd: Mapping[str, Tensor], strict: bool = True,
-                                 cfg: S4FusionConfig | None = None) -> "S4Fusion":
+    def from_official_state_dict(
+        cls, sd: Mapping[str, Tensor], strict: bool = True, cfg: S4FusionConfig | None = None
+    ) -> "S4Fusion":
         """Build from an official checkpoint (keys ``vmunet.*``; the ``{'model': sd}`` wrapper of
         the released ``model.pkl`` is accepted). Every key must map; mismatches are named."""
         model = cls(cfg or S4FusionConfig())
@@ -174,11 +213,22 @@ class S4Fusion(nn.Module):
         unexpected = sorted(set(native) - set(expected))
         wrong_shape = sorted(k for k in set(native) & set(expected) if native[k].shape != expected[k].shape)
         if strict and (missing or unexpected or wrong_shape):
-            problems = [f"{label}: {names[:12]}" + (f" (+{len(names) - 12} more)" if len(names) > 12 else "")
-                        for label, names in (("missing", missing), ("unexpected", unexpected),
-                                             ("shape mismatch", wrong_shape)) if names]
-            raise KeyError("official checkpoint does not match S4Fusion(" + repr(model.cfg) + "): " + "; ".join(problems)
-                           + " (names shown in this package's convention; see fusion.model._OFFICIAL_TO_NATIVE)")
+            problems = [
+                f"{label}: {names[:12]}" + (f" (+{len(names) - 12} more)" if len(names) > 12 else "")
+                for label, names in (
+                    ("missing", missing),
+                    ("unexpected", unexpected),
+                    ("shape mismatch", wrong_shape),
+                )
+                if names
+            ]
+            raise KeyError(
+                "official checkpoint does not match S4Fusion("
+                + repr(model.cfg)
+                + "): "
+                + "; ".join(problems)
+                + " (names shown in this package's convention; see fusion.model._OFFICIAL_TO_NATIVE)"
+            )
         model.load_state_dict({k: v for k, v in native.items() if k not in wrong_shape}, strict=strict)
         return model
 
@@ -186,8 +236,10 @@ class S4Fusion(nn.Module):
         """Write ``{"format", "config", "state_dict"}`` atomically; loads with weights_only=True.
         ``dtype`` (e.g. float16, half the file) stores the floating-point tensors rounded to it;
         :meth:`load` copies them back into the float32 model."""
-        state = {k: v.to(dtype) if dtype is not None and v.is_floating_point() else v
-                 for k, v in self.state_dict().items()}
+        state = {
+            k: v.to(dtype) if dtype is not None and v.is_floating_point() else v
+            for k, v in self.state_dict().items()
+        }
         payload = {"format": EXPORT_FORMAT, "config": self.cfg.to_dict(), "state_dict": state}
         return write_atomic(path, lambda fh: torch.save(payload, fh))
 
@@ -201,7 +253,9 @@ class S4Fusion(nn.Module):
         try:
             obj = torch.load(path, map_location=map_location, weights_only=True)
         except Exception as exc:  # corrupted, truncated or not a torch file
-            raise CheckpointLoadError(f"cannot read S4Fusion checkpoint {path}: {_load_problem(exc)}") from exc
+            raise CheckpointLoadError(
+                f"cannot read S4Fusion checkpoint {path}: {_load_problem(exc)}"
+            ) from exc
         if isinstance(obj, Mapping) and obj.get("format") == EXPORT_FORMAT:
             cfg = S4FusionConfig.from_dict({**obj["config"], **cfg_overrides})
             return _load_weights(cls(cfg), obj["state_dict"], path)
@@ -210,7 +264,9 @@ class S4Fusion(nn.Module):
             return cls.from_official_state_dict(obj, cfg=cfg)
         if isinstance(obj, Mapping) and all(isinstance(v, Tensor) for v in obj.values()):
             return _load_weights(cls(cfg), obj, path)
-        raise CheckpointLoadError(f"{path} is neither an s4fuse export, a native state dict nor an official S4Fusion checkpoint")
+        raise CheckpointLoadError(
+            f"{path} is neither an s4fuse export, a native state dict nor an official S4Fusion checkpoint"
+        )
 
 
 def _load_problem(exc: Exception) -> str:
@@ -220,8 +276,11 @@ def _load_problem(exc: Exception) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     if lines and lines[0].startswith("Weights only load failed"):
         reasons = [ln for ln in lines[1:] if not ln.startswith(("Check the documentation", "Please file"))]
-        return ("corrupt, or not a file of tensors (torch.load with weights_only=True refused it"
-                + (f": {reasons[-1]}" if reasons else "") + ")")
+        return (
+            "corrupt, or not a file of tensors (torch.load with weights_only=True refused it"
+            + (f": {reasons[-1]}" if reasons else "")
+            + ")"
+        )
     return lines[0] if lines else type(exc).__name__
 
 
@@ -229,8 +288,10 @@ def _load_weights(model: S4Fusion, state_dict: Mapping, path: Path) -> S4Fusion:
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as exc:  # missing/unexpected keys or shapes: the file is not this model
-        raise CheckpointLoadError(f"{path}: weights do not fit the model ({str(exc).splitlines()[0]}); is it "
-                                  f"an S4Fusion checkpoint of this config?") from exc
+        raise CheckpointLoadError(
+            f"{path}: weights do not fit the model ({str(exc).splitlines()[0]}); is it "
+            f"an S4Fusion checkpoint of this config?"
+        ) from exc
     return model
 
 
@@ -273,7 +334,7 @@ def _unwrap(sd: Mapping) -> Mapping:
 def official_key_to_native(key: str) -> str:
     if not key.startswith("vmunet."):
         raise KeyError(f"official S4Fusion keys start with 'vmunet.', got {key!r}")
-    key = key[len("vmunet."):]
+    key = key[len("vmunet.") :]
     for pattern, repl in _OFFICIAL_TO_NATIVE:
         key = re.sub(pattern, repl, key)
     return key
@@ -284,6 +345,8 @@ def official_to_native(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
     sd = _unwrap(sd)
     bad = [k for k in sd if not k.startswith("vmunet.")]
     if bad:
-        raise KeyError(f"not an official S4Fusion state dict: keys without the 'vmunet.' prefix: {bad[:10]}"
-                       + (f" (+{len(bad) - 10} more)" if len(bad) > 10 else ""))
+        raise KeyError(
+            f"not an official S4Fusion state dict: keys without the 'vmunet.' prefix: {bad[:10]}"
+            + (f" (+{len(bad) - 10} more)" if len(bad) > 10 else "")
+        )
     return {official_key_to_native(k): v for k, v in sd.items()}

@@ -3,6 +3,7 @@
 The numbers live in ``paper_s4fusion.yaml`` beside this module (package data, cited per table);
 this module only reads them and hands them out typed. Imports nothing from the rest of s4fuse.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -67,15 +68,24 @@ def table_metrics(dataset: str) -> dict[str, dict[str, float]]:
     """Tables I-IV: ``{method: {metric: value}}`` for msrs, roadscene, tno or m3fd (paper order)."""
     tables = paper_data()["fusion_tables"]
     columns = tables["columns"]
-    return {method: dict(zip(columns, map(float, values), strict=True))
-            for method, values in tables["values"][_fusion_dataset(dataset)].items()}
+    return {
+        method: dict(zip(columns, map(float, values), strict=True))
+        for method, values in tables["values"][_fusion_dataset(dataset)].items()
+    }
 
 
 def table5_rows() -> list[AblationRow]:
     """Table V (MSRS ablations), Exp. 1-8 in order."""
     table = paper_data()["table5"]
-    return [AblationRow(int(r["exp"]), r["variant"], dict(zip(table["columns"], map(float, r["values"]), strict=True)),
-                        dict(r["overrides"])) for r in table["rows"]]
+    return [
+        AblationRow(
+            int(r["exp"]),
+            r["variant"],
+            dict(zip(table["columns"], map(float, r["values"]), strict=True)),
+            dict(r["overrides"]),
+        )
+        for r in table["rows"]
+    ]
 
 
 def table6_map50() -> dict[str, float]:
@@ -86,14 +96,18 @@ def table6_map50() -> dict[str, float]:
 def table7_efficiency() -> dict[str, Efficiency]:
     """Table VII: GFLOPs and parameters (M) per method on the MSRS test set."""
     table = paper_data()["table7"]
-    return {method: Efficiency(float(table["gflops"][method]), float(table["params_m"][method]))
-            for method in table["gflops"]}
+    return {
+        method: Efficiency(float(table["gflops"][method]), float(table["params_m"][method]))
+        for method in table["gflops"]
+    }
 
 
 def table8_deltas() -> dict[int, LayerDelta]:
     """Table VIII: ``{layer (1-based): LayerDelta}``."""
-    return {int(layer): LayerDelta(float(v["delta_ir"]), float(v["delta_vis"]))
-            for layer, v in paper_data()["table8"].items()}
+    return {
+        int(layer): LayerDelta(float(v["delta_ir"]), float(v["delta_vis"]))
+        for layer, v in paper_data()["table8"].items()
+    }
 
 
 def _fusion_dataset(dataset: str) -> str:

@@ -11,6 +11,7 @@ the reference baselines' metrics once, and gives the trainer ``val/<metric>`` of
 ``val_<baseline>/<metric>`` for each reference at every validation step (flat lines in MLflow that
 the model's curves cross when it passes them). Imports: data, fusion.inference/baselines/metrics.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,7 +47,9 @@ class ValidationConfig:
         self.metrics = list(resolve_metrics(self.convention, self.metrics))
         unknown = [r for r in self.references if r not in BASELINES]
         if unknown:
-            raise ValueError(f"validation.references {unknown} are not baselines; expected names from {sorted(BASELINES)}")
+            raise ValueError(
+                f"validation.references {unknown} are not baselines; expected names from {sorted(BASELINES)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -70,13 +73,19 @@ def load_pairs(datasets: Sequence[PairedImageDataset], max_pairs: int | None = N
     return pairs
 
 
-def pair_metrics(fuser: Fuser, pair: Pair, metrics: Sequence[str], convention: str = "mmif") -> dict[str, float]:
+def pair_metrics(
+    fuser: Fuser, pair: Pair, metrics: Sequence[str], convention: str = "mmif"
+) -> dict[str, float]:
     """Each metric of ``fuser``'s output on one pair (``metrics`` as resolved by ``resolve_metrics``)."""
     return compute_metrics(pair.ir, pair.vi, fuser(pair.ir, pair.vi), convention=convention, metrics=metrics)
 
 
-def fuser_metrics(fuser: Fuser, pairs: Sequence[Pair], metrics: Sequence[str] = ("SF", "AG", "Qabf", "VIF"),
-                  convention: str = "mmif") -> dict[str, float]:
+def fuser_metrics(
+    fuser: Fuser,
+    pairs: Sequence[Pair],
+    metrics: Sequence[str] = ("SF", "AG", "Qabf", "VIF"),
+    convention: str = "mmif",
+) -> dict[str, float]:
     """Mean of each metric of ``fuser``'s outputs over ``pairs`` (NaN values ignored; all NaN -> NaN)."""
     if not pairs:
         raise ValueError("fuser_metrics needs at least one pair")
@@ -112,8 +121,12 @@ class HeldOutValidation:
         if self._references is None:
             self._references = {}
             for name in self.cfg.references:
-                scores = fuser_metrics(lambda ir, vi, n=name: fuse_baseline(n, ir, vi), self.pairs,
-                                       self.cfg.metrics, self.cfg.convention)
+                scores = fuser_metrics(
+                    lambda ir, vi, n=name: fuse_baseline(n, ir, vi),
+                    self.pairs,
+                    self.cfg.metrics,
+                    self.cfg.convention,
+                )
                 self._references.update({f"val_{name}/{k}": v for k, v in scores.items()})
         return self._references
 

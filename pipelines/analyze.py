@@ -14,6 +14,7 @@ Checkpoints: the official release (``model.pkl``) or s4fuse exports, anything ``
 reads. ResNet50 weights follow the training loss: ImageNet weights from the torch hub cache (a
 missing file is an error), a file path, or ``random`` (tests only; the figure then says so).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,17 +41,29 @@ RESUME_HINT = "rerun the same command to start again (its outputs are written at
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, metavar="[NAME=]PATH",
-                        help="model to analyse (official model.pkl or an s4fuse export)")
-    parser.add_argument("--compare", action="append", default=[], metavar="[NAME=]PATH",
-                        help="further model(s) for Fig. 13 and Table VIII, e.g. the 'w/o L_per' variant")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="[NAME=]PATH",
+        help="model to analyse (official model.pkl or an s4fuse export)",
+    )
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="[NAME=]PATH",
+        help="further model(s) for Fig. 13 and Table VIII, e.g. the 'w/o L_per' variant",
+    )
     parser.add_argument("--dataset", required=True, choices=DATASET_NAMES)
     parser.add_argument("--root", required=True, help="dataset root folder")
     parser.add_argument("--split", default=None, help="dataset split (msrs: train/test)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--limit", type=int, default=None, help="analyse only the first N images")
-    parser.add_argument("--resnet-weights", default="imagenet",
-                        help="ResNet50 for Fig. 13: 'imagenet' (torch hub cache), a .pth file, or 'random' (tests only)")
+    parser.add_argument(
+        "--resnet-weights",
+        default="imagenet",
+        help="ResNet50 for Fig. 13: 'imagenet' (torch hub cache), a .pth file, or 'random' (tests only)",
+    )
     parser.add_argument("--bins", type=int, default=30, help="histogram bins of Fig. 13")
 
 
@@ -104,7 +117,9 @@ def main(args: argparse.Namespace) -> int:
     results = _analyze_all(models, dataset, stems, args.resnet_weights)
     out = Path(args.out)
     title = f"{args.dataset} ({len(stems)} images)"
-    paths = _write_table8(results, out, title) + _write_fig13(results, out, title, args.resnet_weights, args.bins)
+    paths = _write_table8(results, out, title) + _write_fig13(
+        results, out, title, args.resnet_weights, args.bins
+    )
     print(f"analyze: wrote {', '.join(p.name for p in paths)} in {out}")
     return 0
 
@@ -126,8 +141,10 @@ def _analyze_all(models: dict, dataset, stems: list[str], resnet_weights: str) -
     with torch.random.fork_rng():  # `random` weights come from the global RNG: seeded, so reruns match
         torch.manual_seed(0)
         perception = PerceptionNet(resnet_weights)
-    return {label: analyze_model(model, dataset, stems, perception, desc=f"analyze {label}")
-            for label, model in models.items()}
+    return {
+        label: analyze_model(model, dataset, stems, perception, desc=f"analyze {label}")
+        for label, model in models.items()
+    }
 
 
 def _write_table8(results: dict, out: Path, title: str) -> list[Path]:
@@ -136,48 +153,73 @@ def _write_table8(results: dict, out: Path, title: str) -> list[Path]:
 
     per_image = [r.deltas.assign(checkpoint=label) for label, r in results.items() if len(r.deltas)]
     if not per_image:
-        print("analyze: no checkpoint has CMSA blocks (interaction='cmsa'); Table VIII skipped", file=sys.stderr)
+        print(
+            "analyze: no checkpoint has CMSA blocks (interaction='cmsa'); Table VIII skipped", file=sys.stderr
+        )
         return []
     paper = table8_deltas()
     rows = []
     for frame in per_image:
         table = table8_means(frame)
         table.insert(0, "checkpoint", frame["checkpoint"].iloc[0])
-        table["paper_delta_ir"] = [paper[layer].delta_ir if layer in paper else math.nan for layer in table["layer"]]
-        table["paper_delta_vis"] = [paper[layer].delta_vis if layer in paper else math.nan for layer in table["layer"]]
+        table["paper_delta_ir"] = [
+            paper[layer].delta_ir if layer in paper else math.nan for layer in table["layer"]
+        ]
+        table["paper_delta_vis"] = [
+            paper[layer].delta_vis if layer in paper else math.nan for layer in table["layer"]
+        ]
         rows.append(table)
     table = pd.concat(rows, ignore_index=True)
-    shown = pd.DataFrame({
-        "checkpoint": table["checkpoint"], "layer": table["layer"],
-        "Δ̄_I ours": table["delta_ir"].map("{:.4f}".format), "Δ̄_I paper": table["paper_delta_ir"],
-        "Δ̄_V ours": table["delta_vis"].map("{:.4f}".format), "Δ̄_V paper": table["paper_delta_vis"],
-        "softplus(Δ+b) I": table["delta_ir_softplus"].map("{:.4f}".format),
-        "softplus(Δ+b) V": table["delta_vis_softplus"].map("{:.4f}".format),
-        "output used": table["in_forward"].map({True: "yes", False: "no (level 0)"}),
-    })
-    text = (f"### Table VIII: mean Δ of the IR / VIS parts of the interleaved sequence per CMSA layer, {title}\n\n"
-            + markdown_table(shown)
-            + "\nΔ before delta_bias and softplus (the paper's signed values), mean over images, CMSA blocks, the 4 "
-              "scan directions, channels and the IR (even) or VIS (odd) positions; softplus(Δ+b) is the step the "
-              "scan uses. Layer 1 is the level-0 fusion layer, which the official forward computes and discards "
-              "(its output never reaches the fused image). Paper: arXiv 2405.20881, Table VIII.\n")
-    return [write_csv_atomic(out / "table8.csv", table),
-            write_text_atomic(out / "table8.md", text),
-            write_csv_atomic(out / "table8_per_image.csv", pd.concat(per_image, ignore_index=True))]
+    shown = pd.DataFrame(
+        {
+            "checkpoint": table["checkpoint"],
+            "layer": table["layer"],
+            "Δ̄_I ours": table["delta_ir"].map("{:.4f}".format),
+            "Δ̄_I paper": table["paper_delta_ir"],
+            "Δ̄_V ours": table["delta_vis"].map("{:.4f}".format),
+            "Δ̄_V paper": table["paper_delta_vis"],
+            "softplus(Δ+b) I": table["delta_ir_softplus"].map("{:.4f}".format),
+            "softplus(Δ+b) V": table["delta_vis_softplus"].map("{:.4f}".format),
+            "output used": table["in_forward"].map({True: "yes", False: "no (level 0)"}),
+        }
+    )
+    text = (
+        f"### Table VIII: mean Δ of the IR / VIS parts of the interleaved sequence per CMSA layer, {title}\n\n"
+        + markdown_table(shown)
+        + "\nΔ before delta_bias and softplus (the paper's signed values), mean over images, CMSA blocks, the 4 "
+        "scan directions, channels and the IR (even) or VIS (odd) positions; softplus(Δ+b) is the step the "
+        "scan uses. Layer 1 is the level-0 fusion layer, which the official forward computes and discards "
+        "(its output never reaches the fused image). Paper: arXiv 2405.20881, Table VIII.\n"
+    )
+    return [
+        write_csv_atomic(out / "table8.csv", table),
+        write_text_atomic(out / "table8.md", text),
+        write_csv_atomic(out / "table8_per_image.csv", pd.concat(per_image, ignore_index=True)),
+    ]
 
 
 def _write_fig13(results: dict, out: Path, title: str, resnet_weights: str, bins: int) -> list[Path]:
-    entropies = pd.concat([r.entropies.assign(checkpoint=label) for label, r in results.items()], ignore_index=True)
-    summary = entropies.groupby("checkpoint", sort=False)["entropy"].agg(["count", "mean", "median", "std"]).reset_index()
+    entropies = pd.concat(
+        [r.entropies.assign(checkpoint=label) for label, r in results.items()], ignore_index=True
+    )
+    summary = (
+        entropies.groupby("checkpoint", sort=False)["entropy"]
+        .agg(["count", "mean", "median", "std"])
+        .reset_index()
+    )
     warning = RANDOM_WEIGHTS_WARNING if resnet_weights == "random" else None
-    text = (f"### Fig. 13: entropy (nats) of softmax(ResNet50(fused)), {title}\n\n"
-            + (f"**{warning}**\n\n" if warning else "")
-            + markdown_table(summary.round(4))
-            + "\nPaper (arXiv 2405.20881, Fig. 13, MSRS): the full model's distribution lies further left (lower "
-              "entropy) than that of the 'w/o L_per' model. Maximum possible: ln(1000) = 6.9078.\n")
-    return [write_csv_atomic(out / "fig13_entropy.csv", entropies[["checkpoint", "image", "entropy"]]),
-            write_text_atomic(out / "fig13_entropy.md", text),
-            _plot_entropies(entropies, out / "fig13_entropy.png", title, warning, bins)]
+    text = (
+        f"### Fig. 13: entropy (nats) of softmax(ResNet50(fused)), {title}\n\n"
+        + (f"**{warning}**\n\n" if warning else "")
+        + markdown_table(summary.round(4))
+        + "\nPaper (arXiv 2405.20881, Fig. 13, MSRS): the full model's distribution lies further left (lower "
+        "entropy) than that of the 'w/o L_per' model. Maximum possible: ln(1000) = 6.9078.\n"
+    )
+    return [
+        write_csv_atomic(out / "fig13_entropy.csv", entropies[["checkpoint", "image", "entropy"]]),
+        write_text_atomic(out / "fig13_entropy.md", text),
+        _plot_entropies(entropies, out / "fig13_entropy.png", title, warning, bins),
+    ]
 
 
 def _plot_entropies(entropies: pd.DataFrame, path: Path, title: str, warning: str | None, bins: int) -> Path:
@@ -202,8 +244,17 @@ def _plot_entropies(entropies: pd.DataFrame, path: Path, title: str, warning: st
     ax.set_title(f"Fig. 13: {title}", fontsize=10)
     ax.legend(fontsize=8)
     if warning:
-        fig.text(0.5, 0.5, warning.replace(" - ", "\n"), color="red", fontsize=11, ha="center", va="center", wrap=True,
-                 bbox={"facecolor": "white", "edgecolor": "red", "alpha": 0.85})
+        fig.text(
+            0.5,
+            0.5,
+            warning.replace(" - ", "\n"),
+            color="red",
+            fontsize=11,
+            ha="center",
+            va="center",
+            wrap=True,
+            bbox={"facecolor": "white", "edgecolor": "red", "alpha": 0.85},
+        )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.png", dir=path.parent)

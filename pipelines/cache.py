@@ -4,6 +4,7 @@ A stage writes into a temporary sibling ``<folder>.tmp`` and, when complete, wri
 there and renames it into place: a folder with ``done.json`` is complete, anything else is
 discarded and redone. Imports data.io only.
 """
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """``python -m pipelines.run check_data``: validate a dataset folder and print a summary (exit code 2
 when the dataset has errors)."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, choices=DATASET_NAMES, help="dataset layout")
     parser.add_argument("--root", required=True, help="dataset folder")
     parser.add_argument("--split", default=None, help="train or test, for msrs and llvip roots holding both")
-    parser.add_argument("--class-names", default=None,
-                        help="comma-separated class names (YOLO-labelled datasets without classes.txt)")
+    parser.add_argument(
+        "--class-names",
+        default=None,
+        help="comma-separated class names (YOLO-labelled datasets without classes.txt)",
+    )
     parser.add_argument("--max-errors", type=int, default=50, help="errors to print (all are counted)")
 
 

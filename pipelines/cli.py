@@ -4,6 +4,7 @@ Error policy: a typed input error (data.errors.InputError and its subclasses: co
 image, checkpoint, run folder) is printed as one line on stderr, ``<command>: error: <message>``,
 and the command exits with code 2; any other exception is a bug and propagates with its traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,16 +18,23 @@ from data.errors import InputError
 
 
 def add_set_argument(parser: argparse.ArgumentParser, example: str) -> None:
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help=f"override a config key (repeatable; value as YAML, coerced to the key's type; "
-                             f"list items by index, e.g. data.train.0.root=PATH), e.g. --set {example}")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a config key (repeatable; value as YAML, coerced to the key's type; "
+        f"list items by index, e.g. data.train.0.root=PATH), e.g. --set {example}",
+    )
 
 
 def add_run_folder_arguments(parser: argparse.ArgumentParser) -> None:
     """``--runs-dir`` and ``--tracking-uri``, shared by the commands that own a run folder."""
     parser.add_argument("--runs-dir", default=None, help="run folder (default: runs/<config name>)")
-    parser.add_argument("--tracking-uri", default=None,
-                        help="MLflow tracking URI (default: sqlite:///<run folder>/mlflow.db)")
+    parser.add_argument(
+        "--tracking-uri", default=None, help="MLflow tracking URI (default: sqlite:///<run folder>/mlflow.db)"
+    )
 
 
 def run_folder_overrides(args: argparse.Namespace) -> list[str]:

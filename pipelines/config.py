@@ -6,6 +6,7 @@ hour of training; all problems are reported at once. A relative ``dataset.root``
 repository root (data.experiments.config_data_path), whatever the current directory; the other
 relative paths (``runs_dir``, method checkpoints and folders) to the current working directory.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,8 +28,15 @@ DEFAULT_CONFIG = EXPERIMENTS_DIR / "fuse_then_detect_demo.yaml"
 METHOD_KINDS = ("source", "baseline", "s4fusion", "precomputed")
 _METHOD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
-__all__ = ["ConfigError", "DatasetConfig", "MethodConfig", "PipelineConfig", "apply_overrides", "load_config",
-           "parse_config"]
+__all__ = [
+    "ConfigError",
+    "DatasetConfig",
+    "MethodConfig",
+    "PipelineConfig",
+    "apply_overrides",
+    "load_config",
+    "parse_config",
+]
 
 
 @dataclass
@@ -78,7 +86,9 @@ class MethodConfig:
 @dataclass
 class ReportConfig:
     sample_images: int = 4  # test images shown with detections for every method
-    fusion_metrics: list[str] = field(default_factory=lambda: ["EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf"])
+    fusion_metrics: list[str] = field(
+        default_factory=lambda: ["EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf"]
+    )
     metrics_convention: str = "mmif"
 
     def __post_init__(self) -> None:
@@ -146,11 +156,15 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> PipelineConfi
     detector = raw.get("detector")
     if not (isinstance(detector, dict) and "workers" in detector):
         return build(PipelineConfig, raw, source)
-    problems = [f"{source}: detector.workers was replaced by executor.cpus_per_job (the CPUs a job reserves: "
-                f"its training process + cpus_per_job - 1 dataloader workers, serial or Ray); remove "
-                f"detector.workers and set executor.cpus_per_job: <workers + 1>"]
+    problems = [
+        f"{source}: detector.workers was replaced by executor.cpus_per_job (the CPUs a job reserves: "
+        f"its training process + cpus_per_job - 1 dataloader workers, serial or Ray); remove "
+        f"detector.workers and set executor.cpus_per_job: <workers + 1>"
+    ]
     try:
-        build(PipelineConfig, {**raw, "detector": {k: v for k, v in detector.items() if k != "workers"}}, source)
+        build(
+            PipelineConfig, {**raw, "detector": {k: v for k, v in detector.items() if k != "workers"}}, source
+        )
     except ConfigError as exc:
         problems += exc.problems
     raise ConfigError(problems)
@@ -162,8 +176,11 @@ def validate(cfg: PipelineConfig) -> list[str]:
     methods = [(i, m) for i, m in enumerate(cfg.methods) if isinstance(m, MethodConfig)]
     problems = [p for i, m in methods for p in _method_problems(m, i)]
     names = [m.name for _, m in methods]
-    problems += [f"methods.{i} ({m.name!r}): duplicate method name" for k, (i, m) in enumerate(methods)
-                 if m.name in names[:k]]
+    problems += [
+        f"methods.{i} ({m.name!r}): duplicate method name"
+        for k, (i, m) in enumerate(methods)
+        if m.name in names[:k]
+    ]
     if not cfg.methods:
         problems.append("'methods' must be a non-empty list")
     return problems + _dataset_problems(cfg)
@@ -179,19 +196,27 @@ def _method_problems(m: MethodConfig, index: int) -> list[str]:
     if m.kind not in METHOD_KINDS:
         problems.append(f"{where}: unknown method kind {m.kind!r}; expected one of {list(METHOD_KINDS)}")
         return problems
-    allowed = {"source": {"source"}, "baseline": {"baseline"}, "s4fusion": {"checkpoint", "train"},
-               "precomputed": {"folder"}}[m.kind]
+    allowed = {
+        "source": {"source"},
+        "baseline": {"baseline"},
+        "s4fusion": {"checkpoint", "train"},
+        "precomputed": {"folder"},
+    }[m.kind]
     extra = sorted(k for k in m.identity() if k != "kind" and k not in allowed)
     if extra:
-        problems.append(f"{where}: key(s) {extra} do not apply to kind {m.kind!r} (allowed: {sorted(allowed)})")
+        problems.append(
+            f"{where}: key(s) {extra} do not apply to kind {m.kind!r} (allowed: {sorted(allowed)})"
+        )
     if m.kind == "source" and m.source not in ("ir", "vi"):
         problems.append(f"{where}: source must be 'ir' or 'vi', got {m.source!r}")
     if m.kind == "baseline" and m.baseline not in BASELINES:
         problems.append(f"{where}: unknown baseline {m.baseline!r}; available: {sorted(BASELINES)}")
     if m.kind == "s4fusion":
         if (m.checkpoint is None) == (m.train is None):
-            problems.append(f"{where}: give exactly one of 'checkpoint' (a trained model file) or "
-                            f"'train' (a train_fusion config, path or mapping)")
+            problems.append(
+                f"{where}: give exactly one of 'checkpoint' (a trained model file) or "
+                f"'train' (a train_fusion config, path or mapping)"
+            )
         elif m.checkpoint is not None and not resolve_checkpoint(m.checkpoint).is_file():
             problems.append(f"{where}: {missing_checkpoint_message(m.checkpoint)}")
         elif m.train is not None:
@@ -200,8 +225,10 @@ def _method_problems(m: MethodConfig, index: int) -> list[str]:
         if not m.folder:
             problems.append(f"{where}: 'folder' (the method's fused images) is required")
         elif not Path(m.folder).expanduser().is_dir():
-            problems.append(f"{where}: folder {m.folder} does not exist; put the method's fused images "
-                            f"there, one per dataset image, named by the dataset's file stems")
+            problems.append(
+                f"{where}: folder {m.folder} does not exist; put the method's fused images "
+                f"there, one per dataset image, named by the dataset's file stems"
+            )
     return problems
 
 
@@ -231,21 +258,27 @@ def _dataset_problems(cfg: PipelineConfig) -> list[str]:
             problems += exc.problems
     else:
         if not ds.root:
-            problems.append(f"dataset.root is required for dataset {ds.name!r} (only 'synthetic' is "
-                            f"generated)")
+            problems.append(
+                f"dataset.root is required for dataset {ds.name!r} (only 'synthetic' is generated)"
+            )
         elif not config_data_path(ds.root).is_dir():
-            problems.append(f"dataset.root {ds.root} does not exist (looked for {config_data_path(ds.root)}); download {ds.name} and point "
-                            f"dataset.root (or --set dataset.root=PATH) at it")
+            problems.append(
+                f"dataset.root {ds.root} does not exist (looked for {config_data_path(ds.root)}); download {ds.name} and point "
+                f"dataset.root (or --set dataset.root=PATH) at it"
+            )
     if len(ds.split_ratios) != 3 or any(r < 0 for r in ds.split_ratios) or ds.split_ratios[2] <= 0:
-        problems.append(f"dataset.split_ratios must be 3 non-negative train/val/test ratios with a "
-                        f"test share, got {ds.split_ratios}")
+        problems.append(
+            f"dataset.split_ratios must be 3 non-negative train/val/test ratios with a "
+            f"test share, got {ds.split_ratios}"
+        )
     if cfg.report.sample_images < 0:
         problems.append("report.sample_images must be >= 0")
     return problems
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
-                only_methods: list[str] | None = None) -> PipelineConfig:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, only_methods: list[str] | None = None
+) -> PipelineConfig:
     """Read a YAML config (default: the demo profile; a bare name is looked up in experiments/),
     apply ``--set`` overrides, keep ``only_methods`` (by name; the others are not validated), build
     and validate."""

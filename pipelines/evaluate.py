@@ -15,6 +15,7 @@ FLOPs and measured latency of learned methods, beside the paper's Table VII), al
 ``<out>/per_method/`` by content (checkpoint and fused-file sha256, the pairs' names/sizes/mtimes):
 a rerun only computes what changed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,41 +43,63 @@ LATENCY_SIZE = (480, 640)
 @dataclass
 class Method:
     name: str
-    kind: str              # "baseline" | "s4fusion" | "precomputed"
-    source: str            # baseline name, checkpoint path or folder
-    files: dict[str, Path] | None = None   # precomputed: stem -> file
-    missing: list[str] | None = None       # precomputed: dataset stems without a file
+    kind: str  # "baseline" | "s4fusion" | "precomputed"
+    source: str  # baseline name, checkpoint path or folder
+    files: dict[str, Path] | None = None  # precomputed: stem -> file
+    missing: list[str] | None = None  # precomputed: dataset stems without a file
 
     def identity(self, stems: list[str]) -> dict:
         """What determines this method's fused images, by content (cache key of the metric stage)."""
         if self.kind == "s4fusion":
             return {"kind": self.kind, "checkpoint_sha256": file_sha256(self.source)}
         if self.kind == "precomputed":
-            return {"kind": self.kind, "files": {s: file_sha256(f) for s, f in self.files.items() if s in stems}}
+            return {
+                "kind": self.kind,
+                "files": {s: file_sha256(f) for s, f in self.files.items() if s in stems},
+            }
         return {"kind": self.kind, "baseline": self.source}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, help="dataset adapter name (e.g. folder, tno, msrs, m3fd, llvip)")
+    parser.add_argument(
+        "--dataset", required=True, help="dataset adapter name (e.g. folder, tno, msrs, m3fd, llvip)"
+    )
     parser.add_argument("--root", required=True, help="dataset root folder")
     parser.add_argument("--split", default=None, help="dataset split, where the adapter has one")
-    parser.add_argument("--methods", nargs="+", required=True,
-                        help=f"baselines ({' '.join(BASELINES)}), 's4fusion', or folders of fused images (NAME=PATH)")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        required=True,
+        help=f"baselines ({' '.join(BASELINES)}), 's4fusion', or folders of fused images (NAME=PATH)",
+    )
     parser.add_argument("--convention", default="mmif", choices=sorted(CONVENTIONS), help="metric convention")
-    parser.add_argument("--metrics", nargs="+", default=None, help="metric subset (default: all the convention defines)")
+    parser.add_argument(
+        "--metrics", nargs="+", default=None, help="metric subset (default: all the convention defines)"
+    )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--checkpoint", default=None, help="S4Fusion checkpoint (needed for 's4fusion')")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default sqlite:///<out>/mlflow.db)")
+    parser.add_argument(
+        "--tracking-uri", default=None, help="MLflow tracking URI (default sqlite:///<out>/mlflow.db)"
+    )
     parser.add_argument("--experiment", default=None, help="MLflow experiment (default evaluate-<dataset>)")
-    parser.add_argument("--grid-images", nargs="*", default=None,
-                        help="image stems for the comparison grid (default: the first 3)")
-    parser.add_argument("--allow-missing", action="store_true",
-                        help="precomputed folders may lack images (listed, NaN rows) instead of failing")
+    parser.add_argument(
+        "--grid-images",
+        nargs="*",
+        default=None,
+        help="image stems for the comparison grid (default: the first 3)",
+    )
+    parser.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="precomputed folders may lack images (listed, NaN rows) instead of failing",
+    )
     parser.add_argument("--latency-runs", type=int, default=3, help="timed 480x640 runs per learned method")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
 
 
-def resolve_methods(specs: list[str], stems: list[str], checkpoint: str | None, allow_missing: bool) -> list[Method]:
+def resolve_methods(
+    specs: list[str], stems: list[str], checkpoint: str | None, allow_missing: bool
+) -> list[Method]:
     """Turn ``--methods`` entries into :class:`Method` s; every problem is reported before any work starts."""
     methods, errors = [], []
     for spec in specs:
@@ -97,13 +120,19 @@ def resolve_methods(specs: list[str], stems: list[str], checkpoint: str | None, 
             files = index_images_by_stem(folder)
             missing = [s for s in stems if s not in files]
             if missing and not allow_missing:
-                shown = ", ".join(missing[:20]) + (f" ... (+{len(missing) - 20})" if len(missing) > 20 else "")
-                errors.append(f"{folder}: {len(missing)} of {len(stems)} fused image(s) missing: {shown} "
-                              "(pass --allow-missing to evaluate the rest and count them as missing)")
+                shown = ", ".join(missing[:20]) + (
+                    f" ... (+{len(missing) - 20})" if len(missing) > 20 else ""
+                )
+                errors.append(
+                    f"{folder}: {len(missing)} of {len(stems)} fused image(s) missing: {shown} "
+                    "(pass --allow-missing to evaluate the rest and count them as missing)"
+                )
             methods.append(Method(name or folder.name, "precomputed", str(folder), files, missing))
         else:
-            errors.append(f"method {spec!r}: not a baseline ({', '.join(BASELINES)}), not 's4fusion' "
-                          "and not an existing folder")
+            errors.append(
+                f"method {spec!r}: not a baseline ({', '.join(BASELINES)}), not 's4fusion' "
+                "and not an existing folder"
+            )
     names = [m.name for m in methods]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -118,8 +147,10 @@ def _fuser(method: Method):
     if method.kind in ("baseline", "s4fusion"):
         from fusion.inference import make_fuser  # lazy: torch model code only when needed
 
-        return make_fuser(method.kind if method.kind == "s4fusion" else method.source,
-                          method.source if method.kind == "s4fusion" else None)
+        return make_fuser(
+            method.kind if method.kind == "s4fusion" else method.source,
+            method.source if method.kind == "s4fusion" else None,
+        )
     return None
 
 
@@ -136,22 +167,40 @@ def fused_images(method: Method, dataset: PairedImageDataset):
         fused = load_image(method.files[stem], f"{method.name} fused image")
         ir_shape = dataset[stem].ir.shape
         if fused.shape[:2] != ir_shape[:2]:
-            raise ConfigError(f"{method.files[stem]}: size {fused.shape[1]}x{fused.shape[0]} differs from the "
-                              f"source pair {stem} ({ir_shape[1]}x{ir_shape[0]})")
+            raise ConfigError(
+                f"{method.files[stem]}: size {fused.shape[1]}x{fused.shape[0]} differs from the "
+                f"source pair {stem} ({ir_shape[1]}x{ir_shape[0]})"
+            )
         return fused
+
     return get
 
 
-def evaluate_method(method: Method, dataset: PairedImageDataset, data_identity: dict, stems: list[str],
-                    convention: str, metrics: tuple[str, ...], cache_dir: Path) -> pd.DataFrame:
+def evaluate_method(
+    method: Method,
+    dataset: PairedImageDataset,
+    data_identity: dict,
+    stems: list[str],
+    convention: str,
+    metrics: tuple[str, ...],
+    cache_dir: Path,
+) -> pd.DataFrame:
     """Per-image metrics of one method (the shared content-keyed cached stage)."""
+
     def pair(stem: str):
         sample = dataset[stem]
         return sample.ir, sample.vi
 
-    return per_image_metrics(method.name, stems, pair, fused_images(method, dataset),
-                             {"method": method.identity(stems), "data": data_identity}, convention, metrics,
-                             cache_dir)
+    return per_image_metrics(
+        method.name,
+        stems,
+        pair,
+        fused_images(method, dataset),
+        {"method": method.identity(stems), "data": data_identity},
+        convention,
+        metrics,
+        cache_dir,
+    )
 
 
 def measure_learned(method: Method, runs: int) -> dict[str, float | int | str]:
@@ -214,28 +263,60 @@ def _grid(dataset: PairedImageDataset, methods: list[Method], grid_stems: list[s
     return comparison_grid(rows, out / "comparison_grid.png", title=title) if rows else None
 
 
-def _log_mlflow(args: argparse.Namespace, out: Path, methods: list[Method], metrics: tuple[str, ...],
-                stems: list[str], paths: dict[str, Path]) -> str:
+def _log_mlflow(
+    args: argparse.Namespace,
+    out: Path,
+    methods: list[Method],
+    metrics: tuple[str, ...],
+    stems: list[str],
+    paths: dict[str, Path],
+) -> str:
     from data.tracking import Tracker, default_tracking_uri
 
-    tracker = Tracker(args.tracking_uri or default_tracking_uri(out), args.experiment or f"evaluate-{args.dataset}",
-                      artifact_dir=out / "mlartifacts")
-    key = digest([str(out.resolve()), args.dataset, str(args.root), args.convention, [m.name for m in methods],
-                  list(metrics), stems], 16)
+    tracker = Tracker(
+        args.tracking_uri or default_tracking_uri(out),
+        args.experiment or f"evaluate-{args.dataset}",
+        artifact_dir=out / "mlartifacts",
+    )
+    key = digest(
+        [
+            str(out.resolve()),
+            args.dataset,
+            str(args.root),
+            args.convention,
+            [m.name for m in methods],
+            list(metrics),
+            stems,
+        ],
+        16,
+    )
     parent, _ = tracker.start_run(f"evaluate-{key}", f"evaluate {args.dataset}", "evaluate")
-    tracker.log_params(parent, {"dataset": args.dataset, "root": str(args.root), "convention": args.convention,
-                                "metrics": ",".join(metrics), "methods": ",".join(m.name for m in methods),
-                                "images": len(stems), **fusion_table_params(args.dataset),
-                                **(table7_params() if "table7_csv" in paths else {})})
+    tracker.log_params(
+        parent,
+        {
+            "dataset": args.dataset,
+            "root": str(args.root),
+            "convention": args.convention,
+            "metrics": ",".join(metrics),
+            "methods": ",".join(m.name for m in methods),
+            "images": len(stems),
+            **fusion_table_params(args.dataset),
+            **(table7_params() if "table7_csv" in paths else {}),
+        },
+    )
     summary = pd.read_csv(paths["csv"])
     for method in methods:
-        child, done = tracker.start_run(f"evaluate-{key}-{method.name}", method.name, "method", parent_id=parent)
+        child, done = tracker.start_run(
+            f"evaluate-{key}-{method.name}", method.name, "method", parent_id=parent
+        )
         if done:
             continue
         tracker.log_params(child, {"method": method.name, "kind": method.kind, "source": method.source})
         row = summary[summary["method"] == method.name].iloc[0]
-        tracker.log_metrics(child, {f"{m}{suffix}": float(row[f"{m}{suffix}"]) for m in metrics
-                                    for suffix in ("_mean", "_std")})
+        tracker.log_metrics(
+            child,
+            {f"{m}{suffix}": float(row[f"{m}{suffix}"]) for m in metrics for suffix in ("_mean", "_std")},
+        )
         tracker.finish(child)
     for path in paths.values():
         tracker.log_artifact(parent, path, "reports")
@@ -283,13 +364,23 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(f"--grid-images {unknown} are not among the evaluated images")
 
     data_identity = _data_identity(dataset, stems)
-    frames = [evaluate_method(m, dataset, data_identity, stems, args.convention, metrics, out / "per_method")
-              for m in methods]
+    frames = [
+        evaluate_method(m, dataset, data_identity, stems, args.convention, metrics, out / "per_method")
+        for m in methods
+    ]
     per_image = pd.concat(frames, ignore_index=True)
     paths = {"per_image": write_csv_atomic(out / "per_image_metrics.csv", per_image)}
     title = f"{args.dataset} ({len(stems)} images), convention {args.convention}"
-    paths.update(write_summary(per_image, out, "summary", metrics=list(metrics), title=title,
-                               unranked=[m.name for m in methods if is_source(m)]))
+    paths.update(
+        write_summary(
+            per_image,
+            out,
+            "summary",
+            metrics=list(metrics),
+            title=title,
+            unranked=[m.name for m in methods if is_source(m)],
+        )
+    )
     missing = {m.name: m.missing for m in methods if m.missing}
     if missing:
         report = "\n".join(f"{name}: {', '.join(stems_)}" for name, stems_ in missing.items())
@@ -305,8 +396,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         paths["table7_csv"] = write_csv_atomic(out / "table7.csv", table7)
         table7_paper, table7_paper_md = table7_vs_paper(table7)
         paths["table7_paper_csv"] = write_csv_atomic(out / "table7_vs_paper.csv", table7_paper)
-        paths["table7_md"] = write_text_atomic(out / "table7.md", "### Table VII: efficiency at 480x640\n\n"
-                                               + markdown_table(table7) + "\n" + table7_paper_md)
+        paths["table7_md"] = write_text_atomic(
+            out / "table7.md",
+            "### Table VII: efficiency at 480x640\n\n" + markdown_table(table7) + "\n" + table7_paper_md,
+        )
     uri = _log_mlflow(args, out, methods, metrics, stems, paths)
     print(f"{title}: mean per image (full table with ± std and best marked: {paths['markdown']})")
     print(summary_plain(pd.read_csv(paths["csv"])))

@@ -11,6 +11,7 @@ Every pair is checked before any fusion: bad pairs (unreadable, corrupt, size mi
 named in one error (the first 10, then a count), or skipped and listed at the end with ``--skip-bad``;
 so are files of ``--ir``/``--vi`` without a partner of the same stem.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data.adapters import DATASET_NAMES, DatasetError, DatasetLayout, PairedImageDataset, open_dataset, scan_pairs
+from data.adapters import (
+    DATASET_NAMES,
+    DatasetError,
+    DatasetLayout,
+    PairedImageDataset,
+    open_dataset,
+    scan_pairs,
+)
 from data.config import ConfigError
 from data.errors import RunFolderError, capped_list
 from data.io import file_sha256, write_png_atomic, write_text_atomic
@@ -38,18 +46,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--split", help="dataset split, where the layout has them (e.g. test)")
     src.add_argument("--ir", type=Path, help="folder of infrared images (with --vi)")
     src.add_argument("--vi", type=Path, help="folder of visible images matched to --ir by file stem")
-    parser.add_argument("--method", default="s4fusion", choices=["s4fusion", *BASELINES],
-                        help="s4fusion (needs --checkpoint) or a classical baseline (default: s4fusion)")
-    parser.add_argument("--checkpoint",
-                        help="S4Fusion weights: an s4fuse export, the official model.pkl / vmunet state dict, "
-                             "or 'demo' (the small CPU-trained model shipped in fusion/weights)")
+    parser.add_argument(
+        "--method",
+        default="s4fusion",
+        choices=["s4fusion", *BASELINES],
+        help="s4fusion (needs --checkpoint) or a classical baseline (default: s4fusion)",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        help="S4Fusion weights: an s4fuse export, the official model.pkl / vmunet state dict, "
+        "or 'demo' (the small CPU-trained model shipped in fusion/weights)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder for <stem>.png")
     parser.add_argument("--device", default="cpu", help="torch device for S4Fusion (cpu, cuda, cuda:1, ...)")
-    parser.add_argument("--scan-backend", default=None, help="selective-scan backend override (auto, cpu, mamba, reference)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="redo outputs that already exist (also those another method made)")
-    parser.add_argument("--skip-bad", action="store_true",
-                        help="fuse the good pairs and list the bad or unpaired files at the end (default: refuse them all)")
+    parser.add_argument(
+        "--scan-backend", default=None, help="selective-scan backend override (auto, cpu, mamba, reference)"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="redo outputs that already exist (also those another method made)",
+    )
+    parser.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="fuse the good pairs and list the bad or unpaired files at the end (default: refuse them all)",
+    )
 
 
 def _dataset(args: argparse.Namespace) -> tuple[PairedImageDataset, list[str]]:
@@ -61,14 +83,20 @@ def _dataset(args: argparse.Namespace) -> tuple[PairedImageDataset, list[str]]:
             if not folder.is_dir():
                 raise ConfigError(f"{folder} is not a folder")
         scan = scan_pairs(DatasetLayout("folder", args.ir, args.vi))
-        unpaired = [f"{path}: no partner of the same stem in the other folder" for path in scan.ir_only + scan.vi_only]
+        unpaired = [
+            f"{path}: no partner of the same stem in the other folder" for path in scan.ir_only + scan.vi_only
+        ]
         if not scan.pairs:
-            raise DatasetError(f"no IR/VIS pairs in {args.ir} / {args.vi}: no file has a partner of the same "
-                               f"stem in the other folder ({capped_list(scan.ir_only + scan.vi_only)})")
+            raise DatasetError(
+                f"no IR/VIS pairs in {args.ir} / {args.vi}: no file has a partner of the same "
+                f"stem in the other folder ({capped_list(scan.ir_only + scan.vi_only)})"
+            )
         if unpaired and not args.skip_bad:
-            raise DatasetError(f"{len(scan.pairs)} pairs in {args.ir} / {args.vi} and {len(unpaired)} unpaired "
-                               "file(s), nothing fused (fix them, or pass --skip-bad to fuse the pairs): "
-                               + capped_list(unpaired))
+            raise DatasetError(
+                f"{len(scan.pairs)} pairs in {args.ir} / {args.vi} and {len(unpaired)} unpaired "
+                "file(s), nothing fused (fix them, or pass --skip-bad to fuse the pairs): "
+                + capped_list(unpaired)
+            )
         return PairedImageDataset(scan.pairs, "folder"), unpaired
     if not (args.dataset and args.root):
         raise ConfigError("give --dataset NAME --root PATH (or --ir DIR --vi DIR)")
@@ -84,12 +112,16 @@ def _check_model_options(args: argparse.Namespace) -> None:
     if args.method != "s4fusion":
         return
     if args.checkpoint is None:
-        raise ConfigError("--method s4fusion needs --checkpoint (the official release's model.pkl, "
-                          "a model exported by `python -m pipelines.run train_fusion`, or 'demo')")
+        raise ConfigError(
+            "--method s4fusion needs --checkpoint (the official release's model.pkl, "
+            "a model exported by `python -m pipelines.run train_fusion`, or 'demo')"
+        )
     args.checkpoint = resolve_checkpoint(args.checkpoint)  # "demo": the shipped CPU-trained weights
     if args.checkpoint.name == "last.pt" and args.checkpoint.parent.name == "checkpoints":
-        raise ConfigError(f"{args.checkpoint} is a training checkpoint (for --resume), not a model; use the "
-                         f"exported {args.checkpoint.parent.parent / 's4fusion.pt'}")
+        raise ConfigError(
+            f"{args.checkpoint} is a training checkpoint (for --resume), not a model; use the "
+            f"exported {args.checkpoint.parent.parent / 's4fusion.pt'}"
+        )
     import torch
 
     from fusion.ops.selective_scan import check_backend
@@ -119,8 +151,10 @@ def _claim_output_folder(args: argparse.Namespace, provenance: dict) -> None:
         has_outputs = any(args.out.glob("*.png"))
         if (found is not None and found != provenance) or (found is None and has_outputs):
             made_by = json.dumps(found) if found else "an unknown method (no fuse.json)"
-            raise RunFolderError(f"--out {args.out} holds fused images made by {made_by}, not by "
-                                 f"{json.dumps(provenance)}; choose another --out or pass --overwrite")
+            raise RunFolderError(
+                f"--out {args.out} holds fused images made by {made_by}, not by "
+                f"{json.dumps(provenance)}; choose another --out or pass --overwrite"
+            )
     write_text_atomic(record, json.dumps(provenance, indent=2) + "\n")
 
 
@@ -132,17 +166,25 @@ def _fuse(args: argparse.Namespace) -> int:
     todo = [s for s in dataset.stems if args.overwrite or not (args.out / f"{s}.png").exists()]
     bad = bad_pairs([dataset.files(s) for s in todo], desc="checking pairs")
     if bad and not args.skip_bad:
-        raise DatasetError(f"{len(bad)} bad pair(s), nothing fused (fix them, or pass --skip-bad to fuse the "
-                           "others): " + capped_list(bad.values()))
+        raise DatasetError(
+            f"{len(bad)} bad pair(s), nothing fused (fix them, or pass --skip-bad to fuse the "
+            "others): " + capped_list(bad.values())
+        )
     _claim_output_folder(args, provenance)
     done = 0
     for stem in tqdm([s for s in todo if s not in bad], desc=f"fuse [{args.method}]", unit="pair"):
         sample = dataset[stem]
         write_png_atomic(args.out / f"{stem}.png", fuse_one(sample.ir, sample.vi))
         done += 1
-    print(f"fused {done} pair(s) with {args.method} into {args.out} ({len(dataset) - len(todo)} already there)")
-    counts = [f"{n} {what}" for n, what in ((len(bad), "bad pair(s)"), (len(unpaired), "unpaired file(s)")) if n]
+    print(
+        f"fused {done} pair(s) with {args.method} into {args.out} ({len(dataset) - len(todo)} already there)"
+    )
+    counts = [
+        f"{n} {what}" for n, what in ((len(bad), "bad pair(s)"), (len(unpaired), "unpaired file(s)")) if n
+    ]
     if counts:
-        print(f"skipped {' and '.join(counts)}:\n  " + capped_list([*bad.values(), *unpaired], sep="\n  "),
-              file=sys.stderr)
+        print(
+            f"skipped {' and '.join(counts)}:\n  " + capped_list([*bad.values(), *unpaired], sep="\n  "),
+            file=sys.stderr,
+        )
     return 0

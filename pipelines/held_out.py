@@ -15,6 +15,7 @@ paired t-test and Wilcoxon p, :func:`pipelines.statistics.paired_comparison`) an
 t-interval). Relative data roots in the configs are relative to the repository root, as in training
 (data.experiments.config_data_path), whatever the current directory.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,10 +55,19 @@ RESUME_HINT = "rerun the same command to start again (its outputs are written at
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runs", nargs="+", required=True, type=Path,
-                        help="train_fusion output folders (config.yaml + s4fusion.pt), e.g. the folds of a cross-validation")
-    parser.add_argument("--references", nargs="+", default=["average", "laplacian"],
-                        help=f"baselines to compare against ({' '.join(BASELINES)})")
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        required=True,
+        type=Path,
+        help="train_fusion output folders (config.yaml + s4fusion.pt), e.g. the folds of a cross-validation",
+    )
+    parser.add_argument(
+        "--references",
+        nargs="+",
+        default=["average", "laplacian"],
+        help=f"baselines to compare against ({' '.join(BASELINES)})",
+    )
     parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), help="fusion metrics")
     parser.add_argument("--convention", default="mmif", choices=sorted(CONVENTIONS), help="metric convention")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
@@ -83,7 +93,11 @@ def open_run(folder: Path) -> HeldOutRun:
     val, _ = resolve_sources(cfg.data.val, cfg.data.split_seed)
     train, _ = resolve_sources(cfg.data.train, cfg.data.split_seed)
     held_out = _pair_files(val)
-    bad = [problem for ds in val for problem in bad_pairs([ds.files(s) for s in ds.stems], progress=False).values()]
+    bad = [
+        problem
+        for ds in val
+        for problem in bad_pairs([ds.files(s) for s in ds.stems], progress=False).values()
+    ]
     if bad:
         raise ConfigError(f"{folder}: {len(bad)} bad held-out pair(s): " + "; ".join(bad))
     trained = set(_pair_files(train).values())
@@ -111,8 +125,11 @@ def open_runs(folders: list[Path]) -> list[HeldOutRun]:
         for name, ir in run.ir_files.items():
             if len(owners[ir]) > 1 and run.name == owners[ir][0]:
                 shared.setdefault(tuple(owners[ir]), []).append(name)
-    errors += [f"{len(names)} pair(s) held out by more than one run ({', '.join(who)}), they would count twice: "
-               f"{', '.join(names)}" for who, names in shared.items()]
+    errors += [
+        f"{len(names)} pair(s) held out by more than one run ({', '.join(who)}), they would count twice: "
+        f"{', '.join(names)}"
+        for who, names in shared.items()
+    ]
     if len({run.name for run in runs}) < len(runs):
         errors.append(f"run folder names must differ: {[run.name for run in runs]}")
     if errors:
@@ -120,8 +137,9 @@ def open_runs(folders: list[Path]) -> list[HeldOutRun]:
     return runs
 
 
-def per_pair_metrics(runs: list[HeldOutRun], references: list[str], metrics: list[str], convention: str
-                     ) -> pd.DataFrame:
+def per_pair_metrics(
+    runs: list[HeldOutRun], references: list[str], metrics: list[str], convention: str
+) -> pd.DataFrame:
     """One row per run, pair and method (``s4fusion`` and each reference)."""
     from fusion.inference import make_fuser
     from fusion.validation import load_pairs, model_fuser, pair_metrics
@@ -132,8 +150,14 @@ def per_pair_metrics(runs: list[HeldOutRun], references: list[str], metrics: lis
     for run in runs:
         for pair in load_pairs(run.datasets):
             for method, fuser in {"s4fusion": model_fuser(run.model), **baselines}.items():
-                rows.append({"run": run.name, "pair": pair.name, "method": method,
-                             **pair_metrics(fuser, pair, metrics, convention)})
+                rows.append(
+                    {
+                        "run": run.name,
+                        "pair": pair.name,
+                        "method": method,
+                        **pair_metrics(fuser, pair, metrics, convention),
+                    }
+                )
             bar.update()
     bar.close()
     return pd.DataFrame(rows, columns=["run", "pair", "method", *metrics])
@@ -150,21 +174,57 @@ def comparison_table(wide: pd.DataFrame, references: list[str], metrics: list[st
     for ref in references:
         for m in metrics:
             c = paired_comparison(wide[(m, "s4fusion")], wide[(m, ref)], METRIC_DIRECTIONS.get(m, 1))
-            rows.append({"reference": ref, "metric": m, "pairs": c.n, "s4fusion": c.mean_a, "reference_mean": c.mean_b,
-                         "difference": c.mean_difference, "difference_sd": c.sd_difference, "wins": c.wins,
-                         "t": c.t, "p_t": c.p_t, "p_wilcoxon": c.p_wilcoxon})
+            rows.append(
+                {
+                    "reference": ref,
+                    "metric": m,
+                    "pairs": c.n,
+                    "s4fusion": c.mean_a,
+                    "reference_mean": c.mean_b,
+                    "difference": c.mean_difference,
+                    "difference_sd": c.sd_difference,
+                    "wins": c.wins,
+                    "t": c.t,
+                    "p_t": c.p_t,
+                    "p_wilcoxon": c.p_wilcoxon,
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def comparison_markdown(table: pd.DataFrame, runs: list[HeldOutRun]) -> str:
-    header = ["reference", "metric", "pairs", "S4Fusion", "reference mean", "Δ mean ± sd", "S4Fusion better",
-              "paired t", "p (t)", "p (Wilcoxon)"]
-    rows = [[r.reference, r.metric, r.pairs, f"{r.s4fusion:.4g}", f"{r.reference_mean:.4g}",
-             f"{r.difference:+.4g} ± {r.difference_sd:.3g}", f"{r.wins}/{r.pairs}", f"{r.t:.2f}",
-             f"{r.p_t:.2g}", f"{r.p_wilcoxon:.2g}"] for r in table.itertuples()]
-    intro = (f"S4Fusion against baselines on the held-out pairs of {len(runs)} run(s) "
-             f"({', '.join(r.name for r in runs)}), each pair scored by the run that held it out. "
-             "Two-sided paired tests; Δ = S4Fusion − reference.\n\n")
+    header = [
+        "reference",
+        "metric",
+        "pairs",
+        "S4Fusion",
+        "reference mean",
+        "Δ mean ± sd",
+        "S4Fusion better",
+        "paired t",
+        "p (t)",
+        "p (Wilcoxon)",
+    ]
+    rows = [
+        [
+            r.reference,
+            r.metric,
+            r.pairs,
+            f"{r.s4fusion:.4g}",
+            f"{r.reference_mean:.4g}",
+            f"{r.difference:+.4g} ± {r.difference_sd:.3g}",
+            f"{r.wins}/{r.pairs}",
+            f"{r.t:.2f}",
+            f"{r.p_t:.2g}",
+            f"{r.p_wilcoxon:.2g}",
+        ]
+        for r in table.itertuples()
+    ]
+    intro = (
+        f"S4Fusion against baselines on the held-out pairs of {len(runs)} run(s) "
+        f"({', '.join(r.name for r in runs)}), each pair scored by the run that held it out. "
+        "Two-sided paired tests; Δ = S4Fusion − reference.\n\n"
+    )
     return intro + render_markdown(header, rows)
 
 
@@ -204,7 +264,9 @@ def _held_out(args: argparse.Namespace) -> int:
     metrics = resolve_metrics(args.convention, args.metrics)
     unknown = [r for r in args.references if r not in BASELINES]
     if unknown:
-        raise ConfigError(f"--references {unknown} are not baselines; expected names from {sorted(BASELINES)}")
+        raise ConfigError(
+            f"--references {unknown} are not baselines; expected names from {sorted(BASELINES)}"
+        )
     runs = open_runs(list(args.runs))
     per_pair = per_pair_metrics(runs, list(args.references), metrics, args.convention)
     wide = wide_table(per_pair, metrics)

@@ -1,5 +1,6 @@
 """A local ``mlflow server`` on a free loopback port, started and always stopped: what the UI test and
 the screenshot script (bench/ui_screenshots.py) look at."""
+
 from __future__ import annotations
 
 import os
@@ -28,9 +29,23 @@ def serve(tracking_uri: str, log_path: Path, start_timeout_s: float = 600) -> It
     port = free_port()
     mlflow_cli = Path(sys.executable).with_name("mlflow")
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([str(mlflow_cli), "server", "--backend-store-uri", tracking_uri,
-                                 "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                str(mlflow_cli),
+                "server",
+                "--backend-store-uri",
+                tracking_uri,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + start_timeout_s

@@ -4,6 +4,7 @@ Tables take a DataFrame of per-image rows (one row per method x image, one colum
 print ``mean ± std`` per method with ↑/↓ from the metric's direction, the best value in bold and
 the second best underlined, like Tables I-IV of fusion papers. Every file is written atomically.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,22 +32,36 @@ def _ranks(values: Sequence[float], direction: int) -> list[int | None]:
 
 def mark_best(values: Sequence[float], texts: Sequence[str], direction: int = 1) -> list[str]:
     """``texts`` with the best value's cell in **bold** and the second best <u>underlined</u>."""
-    return [f"**{t}**" if r == 0 else f"<u>{t}</u>" if r == 1 else t
-            for t, r in zip(texts, _ranks([float(v) for v in values], direction))]
+    return [
+        f"**{t}**" if r == 0 else f"<u>{t}</u>" if r == 1 else t
+        for t, r in zip(texts, _ranks([float(v) for v in values], direction))
+    ]
 
 
-def summary_table(per_image: pd.DataFrame, metrics: Sequence[str] | None = None, group_by: str = "method",
-                  directions: Mapping[str, int] | None = None) -> pd.DataFrame:
+def summary_table(
+    per_image: pd.DataFrame,
+    metrics: Sequence[str] | None = None,
+    group_by: str = "method",
+    directions: Mapping[str, int] | None = None,
+) -> pd.DataFrame:
     """Numeric summary: one row per ``group_by`` value (first-appearance order), columns
     ``<metric>_mean/_std/_n/_dropped`` for every metric column present in ``per_image``."""
     directions = {**METRIC_DIRECTIONS, **(directions or {})}
-    metrics = [m for m in (metrics or [c for c in per_image.columns if c in directions]) if m in per_image.columns]
+    metrics = [
+        m for m in (metrics or [c for c in per_image.columns if c in directions]) if m in per_image.columns
+    ]
     return summarize(per_image, group_by=group_by, metrics=metrics)
 
 
-def summary_markdown(per_image: pd.DataFrame, metrics: Sequence[str] | None = None, group_by: str = "method",
-                     directions: Mapping[str, int] | None = None, decimals: int = 3, title: str | None = None,
-                     unranked: Sequence[str] = ()) -> str:
+def summary_markdown(
+    per_image: pd.DataFrame,
+    metrics: Sequence[str] | None = None,
+    group_by: str = "method",
+    directions: Mapping[str, int] | None = None,
+    decimals: int = 3,
+    title: str | None = None,
+    unranked: Sequence[str] = (),
+) -> str:
     """Markdown table ``group | metric ↑/↓ ...`` with ``mean ± std`` cells, best **bold**, second <u>underlined</u>.
 
     Groups in ``unranked`` (the source images IR/VI: references, not competitors) are never marked.
@@ -61,7 +76,9 @@ def summary_markdown(per_image: pd.DataFrame, metrics: Sequence[str] | None = No
     for m in metrics:
         means = summary[f"{m}_mean"].astype(float).tolist()
         ranks = _ranks([v if r else math.nan for v, r in zip(means, ranked)], directions.get(m, 1))
-        for row, mean, sd, rank, dropped in zip(cells, means, summary[f"{m}_std"], ranks, summary[f"{m}_dropped"]):
+        for row, mean, sd, rank, dropped in zip(
+            cells, means, summary[f"{m}_std"], ranks, summary[f"{m}_dropped"]
+        ):
             text = f"{_format_number(mean, decimals)} ± {_format_number(float(sd), decimals)}"
             text = f"**{text}**" if rank == 0 else f"<u>{text}</u>" if rank == 1 else text
             if dropped:
@@ -72,41 +89,57 @@ def summary_markdown(per_image: pd.DataFrame, metrics: Sequence[str] | None = No
             notes.append(f"{m}: {total_dropped} value(s) undefined (NaN) or missing, left out of the means")
     lines = [f"### {title}", ""] if title else []
     lines += [render_markdown(header, cells, ["---"] + [":---:"] * len(metrics)).rstrip("\n")]
-    lines += ["", "mean ± std over images; ↑ higher is better, ↓ lower is better; best in **bold**, "
-              "second <u>underlined</u>" + (f" ({', '.join(unranked)}: sources, not ranked)." if unranked else ".")]
+    lines += [
+        "",
+        "mean ± std over images; ↑ higher is better, ↓ lower is better; best in **bold**, "
+        "second <u>underlined</u>" + (f" ({', '.join(unranked)}: sources, not ranked)." if unranked else "."),
+    ]
     lines += [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
 
 
-def write_summary(per_image: pd.DataFrame, out_dir: str | os.PathLike, stem: str = "summary",
-                  metrics: Sequence[str] | None = None, group_by: str = "method",
-                  directions: Mapping[str, int] | None = None, decimals: int = 3,
-                  title: str | None = None, unranked: Sequence[str] = ()) -> dict[str, Path]:
+def write_summary(
+    per_image: pd.DataFrame,
+    out_dir: str | os.PathLike,
+    stem: str = "summary",
+    metrics: Sequence[str] | None = None,
+    group_by: str = "method",
+    directions: Mapping[str, int] | None = None,
+    decimals: int = 3,
+    title: str | None = None,
+    unranked: Sequence[str] = (),
+) -> dict[str, Path]:
     """Write ``<stem>.md`` (formatted table) and ``<stem>.csv`` (numeric mean/std/n/dropped) into ``out_dir``."""
     out_dir = Path(out_dir)
     markdown = summary_markdown(per_image, metrics, group_by, directions, decimals, title, unranked)
     table = summary_table(per_image, metrics, group_by, directions)
-    return {"markdown": write_text_atomic(out_dir / f"{stem}.md", markdown),
-            "csv": write_csv_atomic(out_dir / f"{stem}.csv", table)}
+    return {
+        "markdown": write_text_atomic(out_dir / f"{stem}.md", markdown),
+        "csv": write_csv_atomic(out_dir / f"{stem}.csv", table),
+    }
 
 
 def summary_plain(summary: pd.DataFrame, group_by: str = "method", digits: int = 3) -> str:
     """A compact plain-text table for the terminal: one row per group, the metric means only."""
     metrics = [c[: -len("_mean")] for c in summary.columns if c.endswith("_mean")]
     columns = [[str(v) for v in summary[group_by]]] + [
-        [f"{float(v):.{digits}g}" for v in summary[f"{m}_mean"]] for m in metrics]
+        [f"{float(v):.{digits}g}" for v in summary[f"{m}_mean"]] for m in metrics
+    ]
     header = [group_by, *metrics]
     # each column as wide as its widest cell (e.g. VIFB's 1.13e+03), two spaces between columns
     widths = [max(len(h), *(len(v) for v in col)) for h, col in zip(header, columns)]
     lines = [header[0].ljust(widths[0]) + "".join(f"  {h:>{w}}" for h, w in zip(header[1:], widths[1:]))]
     for i in range(len(summary)):
-        lines.append(columns[0][i].ljust(widths[0]) + "".join(
-            f"  {col[i]:>{w}}" for col, w in zip(columns[1:], widths[1:])))
+        lines.append(
+            columns[0][i].ljust(widths[0])
+            + "".join(f"  {col[i]:>{w}}" for col, w in zip(columns[1:], widths[1:]))
+        )
     return "\n".join(lines)
 
 
-def render_markdown(header: Sequence[str], rows: Sequence[Sequence[object]],
-                    rules: Sequence[str] | None = None) -> str:
+def render_markdown(
+    header: Sequence[str], rows: Sequence[Sequence[object]], rules: Sequence[str] | None = None
+) -> str:
     """The one Markdown table renderer: a header, alignment rules (default ``---``) and rows."""
     rules = list(rules) if rules is not None else ["---"] * len(header)
     lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "|".join(rules) + "|"]
@@ -119,8 +152,12 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return render_markdown(list(frame.columns), list(frame.itertuples(index=False)))
 
 
-def comparison_grid(rows: Mapping[str, Mapping[str, np.ndarray]], path: str | os.PathLike,
-                    cell_width: float = 2.4, title: str | None = None) -> Path:
+def comparison_grid(
+    rows: Mapping[str, Mapping[str, np.ndarray]],
+    path: str | os.PathLike,
+    cell_width: float = 2.4,
+    title: str | None = None,
+) -> Path:
     """Save a grid PNG: one row per image (``rows`` key), one column per label (sources, methods...).
 
     Every row must name the same columns; images are uint8 (H, W) gray or (H, W, 3) RGB.
@@ -137,8 +174,12 @@ def comparison_grid(rows: Mapping[str, Mapping[str, np.ndarray]], path: str | os
         if list(row) != columns:
             raise ValueError(f"comparison_grid: row {name!r} has columns {list(row)}, expected {columns}")
     aspect = max(img.shape[0] / img.shape[1] for row in rows.values() for img in row.values())
-    fig, axes = plt.subplots(len(rows), len(columns), squeeze=False,
-                             figsize=(cell_width * len(columns), cell_width * aspect * len(rows) + 0.6))
+    fig, axes = plt.subplots(
+        len(rows),
+        len(columns),
+        squeeze=False,
+        figsize=(cell_width * len(columns), cell_width * aspect * len(rows) + 0.6),
+    )
     for r, (name, row) in enumerate(rows.items()):
         for c, (label, img) in enumerate(row.items()):
             ax = axes[r][c]

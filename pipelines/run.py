@@ -4,6 +4,7 @@ Each command lives in its own module of this package (``fuse_then_detect``: its 
 exposing ``add_arguments(parser)`` and ``main(args) -> int``; modules are imported lazily so
 ``--help`` and light commands stay fast. Input errors exit with code 2 (pipelines.cli).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,10 +22,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check_data": ("check_data", "validate a dataset folder and print a summary"),
     "train_fusion": ("train_fusion", "train S4Fusion from a YAML config"),
     "evaluate": ("evaluate", "fusion metrics, Tables I-IV/VII style reports"),
-    "held_out": ("held_out", "trained runs (e.g. cross-validation folds) against baselines on their held-out pairs, pair by pair"),
-    "analyze": ("analyze", "Table VIII (delta per CMSA layer) and Fig. 13 (ResNet50 entropy) of trained models"),
-    "ablate": ("ablate.cli", "Table V: train every ablation variant the same way, fuse, measure, compare to the paper"),
-    "fuse_then_detect": ("fuse_then_detect.cli", "fuse a detection dataset per method, train YOLO on each, compare mAP"),
+    "held_out": (
+        "held_out",
+        "trained runs (e.g. cross-validation folds) against baselines on their held-out pairs, pair by pair",
+    ),
+    "analyze": (
+        "analyze",
+        "Table VIII (delta per CMSA layer) and Fig. 13 (ResNet50 entropy) of trained models",
+    ),
+    "ablate": (
+        "ablate.cli",
+        "Table V: train every ablation variant the same way, fuse, measure, compare to the paper",
+    ),
+    "fuse_then_detect": (
+        "fuse_then_detect.cli",
+        "fuse a detection dataset per method, train YOLO on each, compare mAP",
+    ),
 }
 
 
@@ -40,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         module = None
         try:
             module = importlib.import_module(f"pipelines.{COMMANDS[argv[0]][0]}")
-            parser = argparse.ArgumentParser(prog=f"python -m pipelines.run {argv[0]}",
-                                             description=COMMANDS[argv[0]][1])
+            parser = argparse.ArgumentParser(
+                prog=f"python -m pipelines.run {argv[0]}", description=COMMANDS[argv[0]][1]
+            )
             module.add_arguments(parser)
             args = parser.parse_args(argv[1:])
             return int(module.main(args) or 0)

@@ -11,6 +11,7 @@ image's detections and ground truth by how often the image was drawn. Pure numpy
 are any objects with ``image``, ``box`` (xyxy pixels), ``score`` and ``cls`` (e.g.
 detection.yolo.Prediction), ground truth as from detection.coco_eval.ground_truth_from_yolo.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -53,7 +54,9 @@ def paired_comparison(a: Sequence[float], b: Sequence[float], direction: int = 1
 
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"paired_comparison needs two equal-length 1-D sequences, got {a.shape} and {b.shape}")
+        raise ValueError(
+            f"paired_comparison needs two equal-length 1-D sequences, got {a.shape} and {b.shape}"
+        )
     keep = np.isfinite(a) & np.isfinite(b)
     a, b = a[keep], b[keep]
     diff = a - b
@@ -62,8 +65,17 @@ def paired_comparison(a: Sequence[float], b: Sequence[float], direction: int = 1
         t, p_t = (float(v) for v in stats.ttest_rel(a, b))
         p_w = float(stats.wilcoxon(a, b).pvalue)
     mean_difference, sd_difference = mean_std(diff)
-    return PairedComparison(int(diff.size), mean_std(a)[0], mean_std(b)[0], mean_difference, sd_difference,
-                            int(np.sum(diff * direction > 0)), t, p_t, p_w)
+    return PairedComparison(
+        int(diff.size),
+        mean_std(a)[0],
+        mean_std(b)[0],
+        mean_difference,
+        sd_difference,
+        int(np.sum(diff * direction > 0)),
+        t,
+        p_t,
+        p_w,
+    )
 
 
 @dataclass(frozen=True)
@@ -87,14 +99,20 @@ def _iou(det: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """IoU of (D,4) against (G,4) xyxy boxes, computed like pycocotools (from x, y, w, h)."""
     dw, dh = det[:, 2] - det[:, 0], det[:, 3] - det[:, 1]
     gw, gh = gt[:, 2] - gt[:, 0], gt[:, 3] - gt[:, 1]
-    iw = np.minimum((det[:, 0] + dw)[:, None], (gt[:, 0] + gw)[None]) - np.maximum(det[:, 0, None], gt[None, :, 0])
-    ih = np.minimum((det[:, 1] + dh)[:, None], (gt[:, 1] + gh)[None]) - np.maximum(det[:, 1, None], gt[None, :, 1])
+    iw = np.minimum((det[:, 0] + dw)[:, None], (gt[:, 0] + gw)[None]) - np.maximum(
+        det[:, 0, None], gt[None, :, 0]
+    )
+    ih = np.minimum((det[:, 1] + dh)[:, None], (gt[:, 1] + gh)[None]) - np.maximum(
+        det[:, 1, None], gt[None, :, 1]
+    )
     inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
     union = (dw * dh)[:, None] + (gw * gh)[None] - inter
     return inter / union
 
 
-def _match_image(boxes: np.ndarray, scores: np.ndarray, gt: np.ndarray, max_dets: int) -> tuple[np.ndarray, np.ndarray]:
+def _match_image(
+    boxes: np.ndarray, scores: np.ndarray, gt: np.ndarray, max_dets: int
+) -> tuple[np.ndarray, np.ndarray]:
     """pycocotools' greedy matching of one image and class: (kept detection indices by rank, is_tp)."""
     keep = np.argsort(-scores, kind="mergesort")[:max_dets]
     tp = np.zeros(keep.size, dtype=bool)
@@ -104,7 +122,9 @@ def _match_image(boxes: np.ndarray, scores: np.ndarray, gt: np.ndarray, max_dets
         for d in range(keep.size):
             candidates = np.where(~taken & (ious[d] >= 0.5))[0]
             if candidates.size:
-                best = candidates[len(candidates) - 1 - np.argmax(ious[d, candidates][::-1])]  # last of equal best
+                best = candidates[
+                    len(candidates) - 1 - np.argmax(ious[d, candidates][::-1])
+                ]  # last of equal best
                 taken[best], tp[d] = True, True
     return keep, tp
 
@@ -113,8 +133,12 @@ def _as_arrays(boxes, classes) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(classes).reshape(-1).astype(np.int64)
 
 
-def match_detections(ground_truth: Mapping[str, tuple[np.ndarray, np.ndarray]], predictions: Iterable,
-                     n_classes: int, max_dets: int = 300) -> MatchedDetections:
+def match_detections(
+    ground_truth: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    predictions: Iterable,
+    n_classes: int,
+    max_dets: int = 300,
+) -> MatchedDetections:
     """Match ``predictions`` to ``ground_truth`` once (see :class:`MatchedDetections`).
 
     ``max_dets`` as in detection.coco_eval.coco_map (pycocotools keeps that many per image and class).
@@ -131,18 +155,23 @@ def match_detections(ground_truth: Mapping[str, tuple[np.ndarray, np.ndarray]], 
             raise ValueError(f"prediction box {tuple(p.box)} in image '{p.image}' is not x1 <= x2, y1 <= y2")
         rows.setdefault((index[p.image], int(p.cls)), []).append((*p.box, p.score))
     gt_boxes = [_as_arrays(*ground_truth[name]) for name in images]
-    gt_counts = np.array([np.bincount(classes, minlength=n_classes)[:n_classes] for _, classes in gt_boxes],
-                         dtype=np.int64).reshape(len(images), n_classes)
+    gt_counts = np.array(
+        [np.bincount(classes, minlength=n_classes)[:n_classes] for _, classes in gt_boxes], dtype=np.int64
+    ).reshape(len(images), n_classes)
     parts: list[tuple[np.ndarray, ...]] = []  # (image, class, score, tp) per image and class, in image order
     for (i, k), dets in sorted(rows.items()):
         dets = np.asarray(dets, dtype=np.float64)
         boxes, classes = gt_boxes[i]
         keep, tp = _match_image(dets[:, :4], dets[:, 4], boxes[classes == k], max_dets)
         parts.append((np.full(keep.size, i), np.full(keep.size, k), dets[keep, 4], tp))
-    det_image, det_class, det_score, det_tp = [np.concatenate(c) for c in zip(*parts)] if parts else [np.zeros(0)] * 4
+    det_image, det_class, det_score, det_tp = (
+        [np.concatenate(c) for c in zip(*parts)] if parts else [np.zeros(0)] * 4
+    )
     det_image, det_class, det_tp = det_image.astype(np.int64), det_class.astype(np.int64), det_tp.astype(bool)
-    order = tuple(np.flatnonzero(det_class == k)[np.argsort(-det_score[det_class == k], kind="mergesort")]
-                  for k in range(n_classes))
+    order = tuple(
+        np.flatnonzero(det_class == k)[np.argsort(-det_score[det_class == k], kind="mergesort")]
+        for k in range(n_classes)
+    )
     return MatchedDetections(images, det_image, det_tp, order, gt_counts)
 
 
@@ -178,9 +207,12 @@ def ap50_per_class(matched: MatchedDetections, weights: np.ndarray | None = None
         tp = matched.det_tp[order]
         if not tp.any() or not has_gt.any():
             continue
-        order, tp = order[:np.flatnonzero(tp)[-1] + 1], tp[:np.flatnonzero(tp)[-1] + 1]  # the tail adds no recall
+        order, tp = (
+            order[: np.flatnonzero(tp)[-1] + 1],
+            tp[: np.flatnonzero(tp)[-1] + 1],
+        )  # the tail adds no recall
         for start in range(0, w.shape[0], _CHUNK):
-            rows = np.arange(start, min(start + _CHUNK, w.shape[0]))[has_gt[start:start + _CHUNK]]
+            rows = np.arange(start, min(start + _CHUNK, w.shape[0]))[has_gt[start : start + _CHUNK]]
             ap[rows, k] = _interpolated_ap(w[np.ix_(rows, matched.det_image[order])], tp, n_gt[rows, k])
     return ap
 
@@ -214,11 +246,18 @@ def image_resamples(n_images: int, n_resamples: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n_images, size=(n_resamples, n_images))
     offsets = (np.arange(n_resamples) * n_images)[:, None]
-    return np.bincount((draws + offsets).ravel(), minlength=n_resamples * n_images).reshape(n_resamples, n_images)
+    return np.bincount((draws + offsets).ravel(), minlength=n_resamples * n_images).reshape(
+        n_resamples, n_images
+    )
 
 
-def paired_bootstrap(method_a: Sequence[MatchedDetections], method_b: Sequence[MatchedDetections],
-                     n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> BootstrapDifference:
+def paired_bootstrap(
+    method_a: Sequence[MatchedDetections],
+    method_b: Sequence[MatchedDetections],
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> BootstrapDifference:
     """Paired bootstrap interval of mAP@50(A) − mAP@50(B) over test images.
 
     ``method_a``/``method_b``: one :class:`MatchedDetections` per detector seed. A resample draws
@@ -229,12 +268,17 @@ def paired_bootstrap(method_a: Sequence[MatchedDetections], method_b: Sequence[M
     runs = [*method_a, *method_b]
     if not method_a or not method_b:
         raise ValueError("paired_bootstrap needs at least one seed's detections per method")
-    stems = [tuple(name.rsplit(".", 1)[0] for name in m.images) for m in runs]  # methods may save .png or .jpg
+    stems = [
+        tuple(name.rsplit(".", 1)[0] for name in m.images) for m in runs
+    ]  # methods may save .png or .jpg
     if any(s != stems[0] for s in stems):
-        raise ValueError("paired_bootstrap: both methods and all seeds must be evaluated on the same test images")
+        raise ValueError(
+            "paired_bootstrap: both methods and all seeds must be evaluated on the same test images"
+        )
     if not 0 < confidence < 1 or n_resamples < 1:
-        raise ValueError(f"paired_bootstrap: need 0 < confidence < 1 and n_resamples >= 1, "
-                         f"got {confidence}, {n_resamples}")
+        raise ValueError(
+            f"paired_bootstrap: need 0 < confidence < 1 and n_resamples >= 1, got {confidence}, {n_resamples}"
+        )
     weights = image_resamples(len(runs[0].images), n_resamples, seed)
 
     def mean_map(method: Sequence[MatchedDetections], w: np.ndarray | None) -> np.ndarray:

@@ -5,6 +5,7 @@ train_fusion ...`` (same arguments). Overrides use dotted keys with YAML values 
 field's type, list items by index: ``--set max_steps=100 --set optim.lr_peak=1e-3
 --set data.train.0.root=/data/MSRS``. The older positional ``key=value`` form is still accepted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,18 +16,29 @@ from pipelines.cli import add_set_argument, configure_logging, run_cli
 
 
 # Ctrl-C (pipelines.run)
-RESUME_HINT = "rerun the same command with --resume to continue from the last checkpoint (<out>/checkpoints/last.pt)"
+RESUME_HINT = (
+    "rerun the same command with --resume to continue from the last checkpoint (<out>/checkpoints/last.pt)"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, type=Path,
-                        help="training YAML (see experiments/train_s4fusion_*.yaml; a bare name is looked up there)")
-    parser.add_argument("--out", type=Path, default=None, help="run directory (default: runs/train_fusion/<name>)")
+    parser.add_argument(
+        "--config",
+        required=True,
+        type=Path,
+        help="training YAML (see experiments/train_s4fusion_*.yaml; a bare name is looked up there)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="run directory (default: runs/train_fusion/<name>)"
+    )
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pt")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: sqlite:///<out>/mlflow.db)")
+    parser.add_argument(
+        "--tracking-uri", default=None, help="MLflow tracking URI (default: sqlite:///<out>/mlflow.db)"
+    )
     add_set_argument(parser, "optim.lr_peak=1e-3")
-    parser.add_argument("positional_overrides", nargs="*", metavar="key=value",
-                        help="deprecated spelling of --set key=value")
+    parser.add_argument(
+        "positional_overrides", nargs="*", metavar="key=value", help="deprecated spelling of --set key=value"
+    )
 
 
 def _train(args: argparse.Namespace) -> int:

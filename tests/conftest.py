@@ -1,4 +1,5 @@
 """Shared fixtures: the read-only ``../shared/data`` beside the checkout (CI has it there too)."""
+
 from __future__ import annotations
 
 import os
@@ -39,8 +40,10 @@ def _same_random_state_per_test() -> None:
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED_DATA / "README.md").is_file():
-        pytest.fail(f"shared test data not found at {SHARED_DATA}: it must sit beside the checkout "
-                    "(../shared/data) or be named by S4FUSE_SHARED_DATA")
+        pytest.fail(
+            f"shared test data not found at {SHARED_DATA}: it must sit beside the checkout "
+            "(../shared/data) or be named by S4FUSE_SHARED_DATA"
+        )
     return SHARED_DATA
 
 

@@ -1,5 +1,6 @@
 """Paper values as data (fusion.paper), Table VIII / Fig. 13 measurements (fusion.analysis) and the
 ``analyze`` command, on a tiny random model."""
+
 from __future__ import annotations
 
 import math
@@ -19,7 +20,9 @@ from fusion.modules.cmsa import CrossSS2D
 from fusion.ops.cross_scan import interleave_modalities
 from pipelines.run import main as run_main
 
-TINY = dict(dims=(8, 16, 32), depths=(1, 1, 1), depths_decoder=(1, 1, 1), num_cmsa=2, d_state=4, d_state_fusion=4)
+TINY = dict(
+    dims=(8, 16, 32), depths=(1, 1, 1), depths_decoder=(1, 1, 1), num_cmsa=2, d_state=4, d_state_fusion=4
+)
 PAPER_MD = Path(__file__).resolve().parents[1].parent / "shared" / "paper" / "s4fusion_tables.md"
 
 
@@ -32,14 +35,20 @@ def _section(text: str, heading: str) -> list[list[str]]:
     """Table rows (cells) of the section whose heading starts with ``heading``; header and rule dropped."""
     block = re.split(r"^## ", text, flags=re.M)
     body = next(b for b in block if b.startswith(heading + " ") or b.startswith(heading + "\n"))
-    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in body.splitlines() if line.startswith("|")]
+    rows = [
+        [c.strip() for c in line.strip().strip("|").split("|")]
+        for line in body.splitlines()
+        if line.startswith("|")
+    ]
     return [rows[0]] + rows[2:]  # header, then data rows
 
 
 @pytest.fixture(scope="module")
 def paper_md() -> str:
     if not PAPER_MD.is_file():
-        pytest.fail(f"paper reference sheet not found at {PAPER_MD} (it sits beside the checkout in ../shared/paper)")
+        pytest.fail(
+            f"paper reference sheet not found at {PAPER_MD} (it sits beside the checkout in ../shared/paper)"
+        )
     return PAPER_MD.read_text(encoding="utf-8")
 
 
@@ -51,7 +60,12 @@ def test_tables_1_to_4_match_the_sheet(paper_md):
         expected = {row[0]: dict(zip(columns, map(float, row[col].split()), strict=True)) for row in rows}
         assert ours == expected
         assert list(ours) == [row[0] for row in rows]  # paper order
-    assert [paper.fusion_table_number(d) for d in ("MSRS", "roadscene", "tno", "m3fd")] == ["I", "II", "III", "IV"]
+    assert [paper.fusion_table_number(d) for d in ("MSRS", "roadscene", "tno", "m3fd")] == [
+        "I",
+        "II",
+        "III",
+        "IV",
+    ]
 
 
 def test_table_5_matches_the_sheet(paper_md):
@@ -76,8 +90,9 @@ def test_tables_6_7_8_and_lists_match_the_sheet(paper_md):
     assert {m: e.gflops for m, e in ours.items()} == dict(zip(header[1:], map(_number, gflops[1:])))
     assert {m: e.params_m for m, e in ours.items()} == dict(zip(header[1:], map(_number, params[1:])))
     header, *rows = _section(paper_md, "Table VIII")
-    assert {k: (v.delta_ir, v.delta_vis) for k, v in paper.table8_deltas().items()} == \
-        {int(r[0]): (float(r[1]), float(r[2])) for r in rows}
+    assert {k: (v.delta_ir, v.delta_vis) for k, v in paper.table8_deltas().items()} == {
+        int(r[0]): (float(r[1]), float(r[2])) for r in rows
+    }
     listed = re.search(r"Competing methods \(Sec\. IV-A1\): ([^.]+)\.", paper_md.replace("\n", " ")).group(1)
     assert paper.competing_methods() == [m.strip() for m in listed.split(",")]
     assert "2405.20881" in paper.citation()
@@ -94,7 +109,7 @@ def _delta_reference(block: CrossSS2D, x: torch.Tensor, x_proj: torch.Tensor) ->
     """Delta (before bias/softplus) of one modality from the block's input, written out from the parameters."""
     feats = block.in_proj(x)[..., : block.d_inner].permute(0, 3, 1, 2)
     feats = F.silu(F.conv2d(feats, block.conv2d.weight, block.conv2d.bias, padding=1, groups=block.d_inner))
-    seq = _cross_scan_reference(feats)                                         # (B, 4, D, L)
+    seq = _cross_scan_reference(feats)  # (B, 4, D, L)
     low_rank = torch.einsum("kcd,bkdl->bkcl", x_proj[:, : block.dt_rank], seq)  # (B, 4, R, L)
     return torch.einsum("kdr,bkrl->bkdl", block.dt_projs_weight, low_rank)
 
@@ -111,11 +126,15 @@ def tiny64() -> S4Fusion:
 
 def test_hooked_delta_means_equal_an_independent_recomputation(tiny64):
     gen = torch.Generator().manual_seed(1)
-    ir, vi = torch.rand(2, 1, 30, 40, generator=gen, dtype=torch.float64), torch.rand(2, 1, 30, 40, generator=gen,
-                                                                                        dtype=torch.float64)
+    ir, vi = (
+        torch.rand(2, 1, 30, 40, generator=gen, dtype=torch.float64),
+        torch.rand(2, 1, 30, 40, generator=gen, dtype=torch.float64),
+    )
     inputs = {}
-    handles = [block.register_forward_pre_hook(lambda m, args, key=key: inputs.__setitem__(key, args))
-               for key, block in _blocks(tiny64)]
+    handles = [
+        block.register_forward_pre_hook(lambda m, args, key=key: inputs.__setitem__(key, args))
+        for key, block in _blocks(tiny64)
+    ]
     try:
         _, recorded = fuse_and_record_deltas(tiny64, ir, vi)
     finally:
@@ -128,8 +147,10 @@ def test_hooked_delta_means_equal_an_independent_recomputation(tiny64):
             d_ir = _delta_reference(block, x_ir, block.x_proj_weight_ir)
             d_vis = _delta_reference(block, x_vis, block.x_proj_weight_vis)
         bias = block.dt_projs_bias.detach().view(1, 4, -1, 1)
-        expected = torch.stack([d.mean(dim=(1, 2, 3)) for d in
-                                (d_ir, d_vis, F.softplus(d_ir + bias), F.softplus(d_vis + bias))], dim=1)
+        expected = torch.stack(
+            [d.mean(dim=(1, 2, 3)) for d in (d_ir, d_vis, F.softplus(d_ir + bias), F.softplus(d_vis + bias))],
+            dim=1,
+        )
         assert recorded[key].shape == (2, len(DELTA_COLUMNS))
         assert (recorded[key] - expected).abs().max().item() <= 1e-10, key
         # the modalities' deltas do differ, so a swapped split would be caught above
@@ -165,7 +186,9 @@ def test_entropy_of_a_constant_logit_model_is_log_1000():
     assert entropies.shape == (3,)
     # equal logits, so float32 log_softmax is exactly -log(1000) rounded; the entropy is a float32 sum of
     # 1000 equal terms: <= (1000 + 4) u log(1000) = 4.1e-4 off in any summation order (measured 8e-7)
-    assert entropies.tolist() == pytest.approx([math.log(1000)] * 3, abs=(1000 + 4) * 2.0 ** -24 * math.log(1000))
+    assert entropies.tolist() == pytest.approx(
+        [math.log(1000)] * 3, abs=(1000 + 4) * 2.0**-24 * math.log(1000)
+    )
 
 
 # ---- the analyze command --------------------------------------------------------------------------
@@ -177,7 +200,9 @@ def small_tno(shared_data, tmp_path_factory) -> Path:
         for folder in ("ir", "vi"):
             img = read_image(shared_data / "samples" / "TNO" / folder / f"{stem}.png", "unchanged")
             h, w = img.shape[:2]
-            write_png_atomic(root / folder / f"{stem}.png", img[h // 2 - 30: h // 2 + 31, w // 2 - 36: w // 2 + 37])
+            write_png_atomic(
+                root / folder / f"{stem}.png", img[h // 2 - 30 : h // 2 + 31, w // 2 - 36 : w // 2 + 37]
+            )
     return root
 
 
@@ -191,8 +216,25 @@ def checkpoints(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def _analyze(out: Path, root: Path, full: Path, compare: Path) -> int:
-    return run_main(["analyze", "--checkpoint", f"full={full}", "--compare", f"wo_lper={compare}", "--dataset", "tno",
-                     "--root", str(root), "--out", str(out), "--resnet-weights", "random", "--bins", "5"])
+    return run_main(
+        [
+            "analyze",
+            "--checkpoint",
+            f"full={full}",
+            "--compare",
+            f"wo_lper={compare}",
+            "--dataset",
+            "tno",
+            "--root",
+            str(root),
+            "--out",
+            str(out),
+            "--resnet-weights",
+            "random",
+            "--bins",
+            "5",
+        ]
+    )
 
 
 def test_analyze_cli_end_to_end(small_tno, checkpoints, tmp_path):
@@ -224,49 +266,141 @@ def test_analyze_cli_end_to_end(small_tno, checkpoints, tmp_path):
 
 def test_analyze_bad_input_is_one_line_and_exit_2(small_tno, checkpoints, tmp_path, capsys):
     full, _ = checkpoints
-    code = run_main(["analyze", "--checkpoint", str(tmp_path / "nope.pt"), "--dataset", "tno", "--root",
-                     str(small_tno), "--out", str(tmp_path / "o"), "--resnet-weights", "random"])
+    code = run_main(
+        [
+            "analyze",
+            "--checkpoint",
+            str(tmp_path / "nope.pt"),
+            "--dataset",
+            "tno",
+            "--root",
+            str(small_tno),
+            "--out",
+            str(tmp_path / "o"),
+            "--resnet-weights",
+            "random",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert len(err.splitlines()) == 1 and "nope.pt does not exist" in err and "Traceback" not in err
-    code = run_main(["analyze", "--checkpoint", str(full), "--dataset", "tno", "--root", str(tmp_path / "no_root"),
-                     "--out", str(tmp_path / "o"), "--resnet-weights", "random"])
+    code = run_main(
+        [
+            "analyze",
+            "--checkpoint",
+            str(full),
+            "--dataset",
+            "tno",
+            "--root",
+            str(tmp_path / "no_root"),
+            "--out",
+            str(tmp_path / "o"),
+            "--resnet-weights",
+            "random",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "no_root does not exist" in err
     assert not (tmp_path / "o").exists()  # nothing written
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
-    code = run_main(["analyze", "--checkpoint", str(garbage), "--dataset", "tno", "--root", str(small_tno),
-                     "--out", str(tmp_path / "o"), "--resnet-weights", "random"])
+    code = run_main(
+        [
+            "analyze",
+            "--checkpoint",
+            str(garbage),
+            "--dataset",
+            "tno",
+            "--root",
+            str(small_tno),
+            "--out",
+            str(tmp_path / "o"),
+            "--resnet-weights",
+            "random",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "cannot read S4Fusion checkpoint" in err
     assert not (tmp_path / "o").exists()
 
 
-def test_analyze_missing_imagenet_weights_is_a_clear_error(small_tno, checkpoints, tmp_path, capsys, monkeypatch):
+def test_analyze_missing_imagenet_weights_is_a_clear_error(
+    small_tno, checkpoints, tmp_path, capsys, monkeypatch
+):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
     full, _ = checkpoints
-    code = run_main(["analyze", "--checkpoint", str(full), "--dataset", "tno", "--root", str(small_tno),
-                     "--out", str(tmp_path / "o")])
+    code = run_main(
+        [
+            "analyze",
+            "--checkpoint",
+            str(full),
+            "--dataset",
+            "tno",
+            "--root",
+            str(small_tno),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "ImageNet ResNet50 weights not found" in err and "--resnet-weights random" in err
 
 
-def test_analyze_reads_the_official_format_and_skips_table8_without_cmsa(small_tno, shared_data, tmp_path, capsys):
+def test_analyze_reads_the_official_format_and_skips_table8_without_cmsa(
+    small_tno, shared_data, tmp_path, capsys
+):
     case = torch.load(shared_data / "reference" / "s4fusion_case1.pt", weights_only=True)
     official = tmp_path / "model.pkl"
     torch.save({"model": case["state_dict"]}, official)  # the release's wrapper around vmunet.* keys
     add = S4Fusion(S4FusionConfig(**{**TINY, "interaction": "add"})).save_exported(tmp_path / "add.pt")
     out = tmp_path / "o"
     with pytest.warns(UserWarning, match="UNTRAINED"):
-        assert run_main(["analyze", "--checkpoint", str(official), "--dataset", "tno", "--root", str(small_tno),
-                         "--out", str(out), "--limit", "1", "--resnet-weights", "random"]) == 0
+        assert (
+            run_main(
+                [
+                    "analyze",
+                    "--checkpoint",
+                    str(official),
+                    "--dataset",
+                    "tno",
+                    "--root",
+                    str(small_tno),
+                    "--out",
+                    str(out),
+                    "--limit",
+                    "1",
+                    "--resnet-weights",
+                    "random",
+                ]
+            )
+            == 0
+        )
     per_image = pd.read_csv(out / "table8_per_image.csv")
-    assert sorted(set(zip(per_image["level"], per_image["block"]))) == [(lv, b) for lv in range(3) for b in range(3)]
+    assert sorted(set(zip(per_image["level"], per_image["block"]))) == [
+        (lv, b) for lv in range(3) for b in range(3)
+    ]
     with pytest.warns(UserWarning, match="UNTRAINED"):
-        assert run_main(["analyze", "--checkpoint", str(add), "--dataset", "tno", "--root", str(small_tno),
-                         "--out", str(tmp_path / "add"), "--limit", "1", "--resnet-weights", "random"]) == 0
+        assert (
+            run_main(
+                [
+                    "analyze",
+                    "--checkpoint",
+                    str(add),
+                    "--dataset",
+                    "tno",
+                    "--root",
+                    str(small_tno),
+                    "--out",
+                    str(tmp_path / "add"),
+                    "--limit",
+                    "1",
+                    "--resnet-weights",
+                    "random",
+                ]
+            )
+            == 0
+        )
     assert "Table VIII skipped" in capsys.readouterr().err
     assert not (tmp_path / "add" / "table8.csv").exists()
     assert len(pd.read_csv(tmp_path / "add" / "fig13_entropy.csv")) == 1

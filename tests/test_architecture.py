@@ -1,5 +1,6 @@
 """The layout's bounds, checked on the source (ast): import floors, no cycles, module/function size,
 the torch-free metrics import and the shared command-line options."""
+
 from __future__ import annotations
 
 import ast
@@ -60,9 +61,13 @@ GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
 
 
 def test_no_upward_import_between_floors():
-    upward = [f"{a} imports {b}" for a, deps in GRAPH.items() for b in deps
-              if FLOOR[b.split(".")[0]] > FLOOR[a.split(".")[0]]
-              or (FLOOR[b.split(".")[0]] == FLOOR[a.split(".")[0]] and b.split(".")[0] != a.split(".")[0])]
+    upward = [
+        f"{a} imports {b}"
+        for a, deps in GRAPH.items()
+        for b in deps
+        if FLOOR[b.split(".")[0]] > FLOOR[a.split(".")[0]]
+        or (FLOOR[b.split(".")[0]] == FLOOR[a.split(".")[0]] and b.split(".")[0] != a.split(".")[0])
+    ]
     assert not upward, upward
 
 
@@ -109,36 +114,60 @@ def _code_lines(source: str) -> int:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
             first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
                 doc_lines.update(range(first.lineno, first.end_lineno + 1))
-    return sum(1 for i, line in enumerate(source.splitlines(), 1)
-               if line.strip() and not line.strip().startswith("#") and i not in doc_lines)
+    return sum(
+        1
+        for i, line in enumerate(source.splitlines(), 1)
+        if line.strip() and not line.strip().startswith("#") and i not in doc_lines
+    )
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_module_and_function_size(name):
     source = MODULES[name].read_text(encoding="utf-8")
     assert _code_lines(source) <= MAX_CODE_LINES, f"{name}: {_code_lines(source)} code lines"
-    long = [f"{n.name} ({n.end_lineno - n.lineno + 1} lines)" for n in ast.walk(ast.parse(source))
-            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > MAX_FUNCTION_LINES]
+    long = [
+        f"{n.name} ({n.end_lineno - n.lineno + 1} lines)"
+        for n in ast.walk(ast.parse(source))
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and n.end_lineno - n.lineno + 1 > MAX_FUNCTION_LINES
+    ]
     assert not long, f"{name}: {long}"
 
 
 def _run(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-                          env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"},
+    )
 
 
 def test_metrics_baselines_and_checkpoint_names_import_without_torch():
-    proc = _run("import sys, fusion.metrics, fusion.baselines, fusion.checkpoints; print('torch' in sys.modules)")
+    proc = _run(
+        "import sys, fusion.metrics, fusion.baselines, fusion.checkpoints; print('torch' in sys.modules)"
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
 
 
 def test_train_fusion_help_lists_set():
-    proc = subprocess.run([sys.executable, "-m", "pipelines.run", "train_fusion", "--help"], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=300, env={"PYTHONPATH": str(REPO_ROOT),
-                                                                             "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.run", "train_fusion", "--help"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "--set KEY=VALUE" in proc.stdout
 
@@ -165,17 +194,44 @@ def test_make_bench_runs_a_module_that_exists():
 def test_experiments_are_found_in_a_non_editable_install(tmp_path):
     """Build the wheel, install it into a bare folder, resolve a profile from there (not the checkout)."""
     wheel_dir, target = tmp_path / "wheel", tmp_path / "site"
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(wheel_dir), str(REPO_ROOT)], capture_output=True, text=True, timeout=600)
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheel_dir),
+            str(REPO_ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert build.returncode == 0, build.stderr[-2000:]
     (wheel,) = wheel_dir.glob("s4fuse-*.whl")
-    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
-                              str(wheel)], capture_output=True, text=True, timeout=600)
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert install.returncode == 0, install.stderr[-2000:]
-    code = ("from data.experiments import experiments_dir, resolve_experiment; "
-            "print(experiments_dir()); print(resolve_experiment('fuse_then_detect_demo.yaml'))")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                          env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
+    code = (
+        "from data.experiments import experiments_dir, resolve_experiment; "
+        "print(experiments_dir()); print(resolve_experiment('fuse_then_detect_demo.yaml'))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 0, proc.stderr
     folder, profile = proc.stdout.split()
     assert folder.startswith(str(target)) and profile.startswith(str(target)), proc.stdout

@@ -2,6 +2,7 @@
 its problem, exit code 2, no traceback, nothing written for the bad items; unwritable or full
 output folders give a clear error and leave earlier complete outputs intact; fused outputs carry
 their provenance; outputs follow the umask."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,7 +20,9 @@ from data.io import write_atomic
 from fusion import S4Fusion, S4FusionConfig
 from pipelines.run import main
 
-TINY = dict(dims=(8, 16, 32), depths=(1, 1, 1), depths_decoder=(1, 1, 1), num_cmsa=1, d_state=4, d_state_fusion=4)
+TINY = dict(
+    dims=(8, 16, 32), depths=(1, 1, 1), depths_decoder=(1, 1, 1), num_cmsa=1, d_state=4, d_state_fusion=4
+)
 
 
 def one_error_line(capsys, command: str) -> str:
@@ -136,17 +139,40 @@ def test_outputs_follow_the_umask(tmp_path, umask):
 
 def test_evaluate_refuses_bad_pairs_before_work(pairs, tmp_path, capsys):
     out = tmp_path / "eval"
-    assert main(["evaluate", "--dataset", "folder", "--root", str(pairs), "--methods", "average",
-                 "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--dataset",
+                "folder",
+                "--root",
+                str(pairs),
+                "--methods",
+                "average",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     err = one_error_line(capsys, "evaluate")
     assert "02.png: size" in err and "03.png: unreadable or corrupt" in err and not out.exists()
 
 
 def test_train_fusion_refuses_bad_pairs_before_training(pairs, tmp_path, capsys):
     cfg = tmp_path / "train.yaml"
-    cfg.write_text(json.dumps({"name": "bad", "model": {"size": "tiny"}, "batch_size": 1, "max_steps": 1,
-                               "loss": {"perception": {"enabled": False}},
-                               "data": {"train": [{"dataset": "folder", "root": str(pairs)}], "crop_size": 25}}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "name": "bad",
+                "model": {"size": "tiny"},
+                "batch_size": 1,
+                "max_steps": 1,
+                "loss": {"perception": {"enabled": False}},
+                "data": {"train": [{"dataset": "folder", "root": str(pairs)}], "crop_size": 25},
+            }
+        )
+    )
     assert main(["train_fusion", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 2
     err = one_error_line(capsys, "train_fusion")
     assert "02.png: size" in err and "03.png: unreadable or corrupt" in err
@@ -163,9 +189,14 @@ def _synthetic_check_args(tmp_path, root, *extra):
 
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
-    dataset = {"name": "synthetic", "root": str(root), "synthetic": {"n_images": 10, "width": 64, "height": 64}}
-    return cli, parser.parse_args(["--runs-dir", str(tmp_path / "run"), "--check", "--set",
-                                   f"dataset={json.dumps(dataset)}", *extra])
+    dataset = {
+        "name": "synthetic",
+        "root": str(root),
+        "synthetic": {"n_images": 10, "width": 64, "height": 64},
+    }
+    return cli, parser.parse_args(
+        ["--runs-dir", str(tmp_path / "run"), "--check", "--set", f"dataset={json.dumps(dataset)}", *extra]
+    )
 
 
 def test_fuse_then_detect_check_validates_only(tmp_path, capsys):
@@ -180,8 +211,14 @@ def test_fuse_then_detect_check_validates_only(tmp_path, capsys):
     bad = root / "Vis" / "00003.png"
     bad.write_bytes(bad.read_bytes()[:100])
     # a broken method left out by --methods is not checked; the dataset's pairs always are
-    cli, args = _synthetic_check_args(tmp_path, root, "--methods", "IR,VI", "--set",
-                                      "methods.2={name: Broken, kind: precomputed, folder: /no/such/folder}")
+    cli, args = _synthetic_check_args(
+        tmp_path,
+        root,
+        "--methods",
+        "IR,VI",
+        "--set",
+        "methods.2={name: Broken, kind: precomputed, folder: /no/such/folder}",
+    )
     assert cli.main(args) == 2
     err = one_error_line(capsys, "fuse_then_detect")
     assert "00003.png: unreadable or corrupt" in err and "Broken" not in err

@@ -1,4 +1,5 @@
 """Classical baselines on the shared samples: shape, range, determinism, self-fusion, color policy."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,10 +34,10 @@ def test_gray_contract(name, tno):
     out = BASELINES[name](ir, vi)
     assert out.dtype == np.float32 and out.shape == ir.shape
     assert out.min() >= 0.0 and out.max() <= 1.0
-    np.testing.assert_array_equal(out, BASELINES[name](ir, vi))           # deterministic
+    np.testing.assert_array_equal(out, BASELINES[name](ir, vi))  # deterministic
     # fusing an image with itself: float64 inside (filters of values <= 1: ~1e-15), float32 out (2^-25)
     np.testing.assert_allclose(BASELINES[name](vi, vi), vi, atol=1e-6)
-    odd = BASELINES[name](ir[:37, :51], vi[:37, :51])                     # odd sides survive
+    odd = BASELINES[name](ir[:37, :51], vi[:37, :51])  # odd sides survive
     assert odd.shape == (37, 51)
     with pytest.raises(ValueError, match="one shape"):
         BASELINES[name](ir, vi[:-1])
@@ -60,7 +61,9 @@ def test_multiscale_methods_keep_both_sources(tno):
     ir, vi = tno
     for name in ("dwt", "laplacian", "gff", "msvd"):
         out = BASELINES[name](ir, vi)
-        assert np.abs(out - ir).mean() > 0.01 and np.abs(out - vi).mean() > 0.01, name  # not a copy of a source
+        assert np.abs(out - ir).mean() > 0.01 and np.abs(out - vi).mean() > 0.01, (
+            name
+        )  # not a copy of a source
     for name in ("dwt", "laplacian", "msvd"):  # low band averaged: the global mean is the average's
         assert abs(BASELINES[name](ir, vi).mean() - (ir.mean() + vi.mean()) / 2) < 0.02, name
 

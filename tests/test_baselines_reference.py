@@ -1,6 +1,7 @@
 """Classical baselines against independent references (docs/metrics.md "Baselines against
 independent references"): GFF against VIFB's own GFF outputs, the Laplacian pyramid against one
 written here on OpenCV's pyrDown / pyrUp."""
+
 from __future__ import annotations
 
 import cv2
@@ -19,7 +20,7 @@ GFF_UNEXPLAINED = {"manWalking", "running", "walking2", "walkingnight"}
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(10 * np.log10(255.0 ** 2 / np.mean((a - b) ** 2)))
+    return float(10 * np.log10(255.0**2 / np.mean((a - b) ** 2)))
 
 
 def test_gff_agrees_with_vifbs_gff_outputs(shared_data):
@@ -51,7 +52,7 @@ def test_gff_agrees_with_vifbs_gff_outputs(shared_data):
 # border: the two EXPANDs differ on the outermost 2 pixels of each level (measured: distance 0 and 1
 # only; beyond, 6.7e-16). A level-k difference reaches 2 * 2^k pixels at full resolution, so fused
 # images are compared 2 * 2^PYRAMID_LEVELS = 32 pixels in from the border.
-BORDER = 2 * 2 ** PYRAMID_LEVELS
+BORDER = 2 * 2**PYRAMID_LEVELS
 
 
 def _cv_pyramid(img: np.ndarray) -> list[np.ndarray]:
@@ -80,8 +81,10 @@ def _distance_to_border(shape: tuple[int, int]) -> np.ndarray:
 @pytest.fixture(scope="module")
 def tno_pairs(shared_data):
     folder = shared_data / "samples" / "TNO"
-    return [tuple(read_image(folder / side / p.name, "gray") / 255.0 for side in ("ir", "vi"))
-            for p in sorted((folder / "ir").glob("*.png"))]
+    return [
+        tuple(read_image(folder / side / p.name, "gray") / 255.0 for side in ("ir", "vi"))
+        for p in sorted((folder / "ir").glob("*.png"))
+    ]
 
 
 def test_laplacian_pyramid_equals_opencvs_away_from_the_border(tno_pairs):
@@ -92,7 +95,9 @@ def test_laplacian_pyramid_equals_opencvs_away_from_the_border(tno_pairs):
                 assert ours.shape == theirs.shape, level
                 interior = _distance_to_border(ours.shape) >= 2
                 # float64 sums of 5-25 dyadic weights: a few ulp of values <= 1 (measured 6.7e-16)
-                np.testing.assert_allclose(ours[interior], theirs[interior], rtol=0, atol=1e-12, err_msg=str(level))
+                np.testing.assert_allclose(
+                    ours[interior], theirs[interior], rtol=0, atol=1e-12, err_msg=str(level)
+                )
 
 
 def test_laplacian_fusion_equals_opencvs_away_from_the_border(tno_pairs):

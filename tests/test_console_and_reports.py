@@ -1,4 +1,5 @@
 """What a person reads: the verdict, bold cells, the terminal table, figures' labels, console noise."""
+
 import logging
 import sys
 
@@ -34,8 +35,9 @@ def test_only_the_best_cells_are_bold():
 
 
 def test_source_rows_are_never_marked_best():
-    frame = pd.DataFrame({"method": ["ir", "vi", "gff", "avg"], "Nabf": [0.0, 0.0, 0.2, 0.1],
-                          "SF": [9.0, 1.0, 3.0, 2.0]})
+    frame = pd.DataFrame(
+        {"method": ["ir", "vi", "gff", "avg"], "Nabf": [0.0, 0.0, 0.2, 0.1], "SF": [9.0, 1.0, 3.0, 2.0]}
+    )
     md = summary_markdown(frame, decimals=1, unranked=["ir", "vi"])
     rows = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
     assert "**" not in rows["ir"] and "<u>" not in rows["ir"] and "**" not in rows["vi"]
@@ -82,13 +84,21 @@ def test_validation_grid_has_a_header_row_naming_the_columns():
     header, body = grid[:16], grid[16:]
     assert body.shape[0] == 64 and header.min() < 128 < header.max()  # dark text on white
     for column in range(3):  # each of the three columns has its own label
-        assert header[:, column * 64:(column + 1) * 64].min() < 128
+        assert header[:, column * 64 : (column + 1) * 64].min() < 128
 
 
 def test_table6_figures_title_and_one_colour_per_method(tmp_path):
-    df = pd.DataFrame({"method": ["IR", "VI", "Avg"], "kind": ["source", "source", "baseline"], "seeds": [1] * 3,
-                       "mAP50": [0.0, 0.0, 0.0], "mAP50_std": [0.0] * 3, "AP50/Car": [0.0, 0.0, 0.0],
-                       "AP50/Lamp": [np.nan, 0.0, 0.0]})
+    df = pd.DataFrame(
+        {
+            "method": ["IR", "VI", "Avg"],
+            "kind": ["source", "source", "baseline"],
+            "seeds": [1] * 3,
+            "mAP50": [0.0, 0.0, 0.0],
+            "mAP50_std": [0.0] * 3,
+            "AP50/Car": [0.0, 0.0, 0.0],
+            "AP50/Lamp": [np.nan, 0.0, 0.0],
+        }
+    )
     path = bar_chart(df, ["Car", "Lamp"], tmp_path / "bar.png", "demo: dataset synthetic")
     assert path.stat().st_size > 5_000
     assert heatmap(df, ["Car", "Lamp"], tmp_path / "heat.png", "demo").stat().st_size > 5_000
@@ -109,10 +119,19 @@ def test_cli_logging_keeps_library_info_off_the_console():
 
 def test_terminal_columns_never_run_together():
     # VIFB-convention magnitudes side by side (evaluate --convention vifb printed "0.6291.13e+03")
-    frame = pd.DataFrame({"method": ["average", "gff"], "Qabf": [0.6291, 0.7], "CE": [1130.4, 0.0123],
-                          "PSNR": [57.98, 61.2], "Nabf": [-1.0e-05, 123456.0]})
+    frame = pd.DataFrame(
+        {
+            "method": ["average", "gff"],
+            "Qabf": [0.6291, 0.7],
+            "CE": [1130.4, 0.0123],
+            "PSNR": [57.98, 61.2],
+            "Nabf": [-1.0e-05, 123456.0],
+        }
+    )
     lines = summary_plain(summary_table(frame)).splitlines()
-    assert [line.split() for line in lines] == [["method", "Qabf", "CE", "PSNR", "Nabf"],
-                                                ["average", "0.629", "1.13e+03", "58", "-1e-05"],
-                                                ["gff", "0.7", "0.0123", "61.2", "1.23e+05"]]
+    assert [line.split() for line in lines] == [
+        ["method", "Qabf", "CE", "PSNR", "Nabf"],
+        ["average", "0.629", "1.13e+03", "58", "-1e-05"],
+        ["gff", "0.7", "0.0123", "61.2", "1.23e+05"],
+    ]
     assert len({len(line) for line in lines}) == 1  # right-aligned columns of one width each

@@ -1,10 +1,17 @@
 """Cross-scan directions and modality interleaving: exact inverses and the documented orders."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from fusion.ops.cross_scan import cross_merge, cross_scan, cross_unscan, interleave_modalities, recover_modalities
+from fusion.ops.cross_scan import (
+    cross_merge,
+    cross_scan,
+    cross_unscan,
+    interleave_modalities,
+    recover_modalities,
+)
 
 
 @pytest.mark.parametrize("h,w", [(1, 1), (2, 3), (5, 6), (7, 4)])

@@ -1,4 +1,5 @@
 """Dataset adapters on small fixtures in each real layout (from the shared samples and synthetic data)."""
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,9 @@ from data.yolo_export import yolo_label_lines
 
 @pytest.fixture(scope="module")
 def synthetic_root(tmp_path_factory) -> Path:
-    return generate_synthetic_dataset(tmp_path_factory.mktemp("syn"), SyntheticConfig(n_images=8, seed=5), progress=False)
+    return generate_synthetic_dataset(
+        tmp_path_factory.mktemp("syn"), SyntheticConfig(n_images=8, seed=5), progress=False
+    )
 
 
 def _tno_crops(shared_data: Path, n: int, size: int = 48) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -95,7 +98,11 @@ def test_msrs_layout_with_yolo_detection_labels(shared_data, tmp_path):
 @pytest.mark.parametrize("repack", [False, True])
 def test_roadscene_layouts(shared_data, tmp_path, repack):
     src = shared_data / "samples" / "RoadScene"
-    ir_dir, vi_dir = (tmp_path / "ir", tmp_path / "vi") if repack else (tmp_path / "cropinfrared", tmp_path / "crop_HR_visible")
+    ir_dir, vi_dir = (
+        (tmp_path / "ir", tmp_path / "vi")
+        if repack
+        else (tmp_path / "cropinfrared", tmp_path / "crop_HR_visible")
+    )
     shutil.copytree(src / "ir", ir_dir)
     shutil.copytree(src / "vi", vi_dir)
     ds = open_dataset("roadscene", tmp_path)
@@ -121,7 +128,14 @@ def test_llvip_layout_with_person_xml(shared_data, tmp_path):
             for sub, img in (("infrared", ir), ("visible", vi)):
                 (tmp_path / sub / split).mkdir(parents=True, exist_ok=True)
                 Image.fromarray(img).save(tmp_path / sub / split / f"{stem}.jpg", quality=95)
-            write_voc(tmp_path / "Annotations" / f"{stem}.xml", f"{stem}.jpg", 48, 48, ["person"], np.array([[3, 4, 20, 44]]))
+            write_voc(
+                tmp_path / "Annotations" / f"{stem}.xml",
+                f"{stem}.jpg",
+                48,
+                48,
+                ["person"],
+                np.array([[3, 4, 20, 44]]),
+            )
     with pytest.raises(DatasetError, match="split"):
         open_dataset("llvip", tmp_path)
     ds = open_dataset("llvip", tmp_path, split="train")

@@ -1,4 +1,5 @@
 """data.color and data.io: BT.601 conversions, image reading conventions, atomic writes."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,7 +36,9 @@ def test_to_gray():
     gray = np.arange(12, dtype=np.uint8).reshape(3, 4)
     np.testing.assert_array_equal(to_gray(gray), gray.astype(np.float32))
     rgb = np.stack([gray] * 3, -1)
-    np.testing.assert_allclose(to_gray(rgb), gray, atol=1e-3)  # Y row sums to 1 (+-1 u64), stored float32: < 1e-5
+    np.testing.assert_allclose(
+        to_gray(rgb), gray, atol=1e-3
+    )  # Y row sums to 1 (+-1 u64), stored float32: < 1e-5
 
 
 def test_class_ids_are_frozen_by_name():
@@ -80,7 +83,9 @@ def test_read_errors_name_the_file(tmp_path):
     (tmp_path / "junk.png").write_bytes(b"not an image at all")
     with pytest.raises(ImageReadError, match="junk.png.*unreadable or corrupt"):
         read_image(tmp_path / "junk.png")
-    Image.fromarray(np.random.default_rng(3).integers(0, 256, (64, 64), dtype=np.uint8)).save(tmp_path / "t.png")
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (64, 64), dtype=np.uint8)).save(
+        tmp_path / "t.png"
+    )
     data = (tmp_path / "t.png").read_bytes()
     (tmp_path / "t.png").write_bytes(data[: len(data) // 2])  # truncated
     with pytest.raises(ImageReadError, match="t.png"):

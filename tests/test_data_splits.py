@@ -1,10 +1,18 @@
 """Seeded splits: determinism, ratios, consecutive-frame grouping, split files with hashes."""
+
 from __future__ import annotations
 
 import pytest
 
-from data.splits import (SplitMismatchError, build_fusion_mix, load_split, paper_fusion_mix, split_hash,
-                         split_stems, write_split)
+from data.splits import (
+    SplitMismatchError,
+    build_fusion_mix,
+    load_split,
+    paper_fusion_mix,
+    split_hash,
+    split_stems,
+    write_split,
+)
 
 M3FD_STEMS = [f"{i:05d}" for i in range(4200)]
 
@@ -30,7 +38,7 @@ def test_group_consecutive_keeps_neighbours_together():
     split = split_stems(M3FD_STEMS, seed=0, group_consecutive=k)
     part_of = {s: p for p, stems in split.items() for s in stems}
     for start in range(0, len(M3FD_STEMS), k):
-        assert len({part_of[s] for s in M3FD_STEMS[start:start + k]}) == 1
+        assert len({part_of[s] for s in M3FD_STEMS[start : start + k]}) == 1
     # sizes still follow the ratios to within one group
     for part, ratio in zip(("train", "val", "test"), (0.7, 0.1, 0.2)):
         assert abs(len(split[part]) - ratio * len(M3FD_STEMS)) <= k

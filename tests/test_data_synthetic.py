@@ -1,4 +1,5 @@
 """Synthetic IR/VIS data: determinism, idempotence, layout, object sizes, and that fusion matters."""
+
 from __future__ import annotations
 
 import hashlib
@@ -16,7 +17,11 @@ from data.synthetic import SyntheticConfig, generate_synthetic_dataset, render_p
 
 
 def _digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_same_seed_same_bytes_other_seed_differs(tmp_path):
@@ -24,7 +29,9 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     a = _digest(generate_synthetic_dataset(tmp_path / "a", cfg, progress=False))
     b = _digest(generate_synthetic_dataset(tmp_path / "b", cfg, progress=False))
     assert a == b
-    c = _digest(generate_synthetic_dataset(tmp_path / "c", SyntheticConfig(n_images=5, seed=12), progress=False))
+    c = _digest(
+        generate_synthetic_dataset(tmp_path / "c", SyntheticConfig(n_images=5, seed=12), progress=False)
+    )
     assert a["Ir/00000.png"] != c["Ir/00000.png"]
     # pair i does not depend on how many pairs are generated
     ir, vi, _ = render_pair(SyntheticConfig(n_images=500, seed=11), 3)
@@ -33,13 +40,19 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
 
 
 def test_m3fd_layout_names_and_classes(tmp_path):
-    root = generate_synthetic_dataset(tmp_path, SyntheticConfig(n_images=4, width=192, height=96), progress=False)
+    root = generate_synthetic_dataset(
+        tmp_path, SyntheticConfig(n_images=4, width=192, height=96), progress=False
+    )
     for sub, ext in (("Ir", ".png"), ("Vis", ".png"), ("Annotation", ".xml")):
         assert sorted(p.name for p in (root / sub).iterdir()) == [f"{i:05d}{ext}" for i in range(4)]
     xml = ET.parse(root / "Annotation" / "00000.xml").getroot()
     assert xml.findtext("filename") == "00000.png"
     assert (xml.findtext("size/width"), xml.findtext("size/height")) == ("192", "96")
-    names = {o.findtext("name") for p in (root / "Annotation").iterdir() for o in ET.parse(p).getroot().iter("object")}
+    names = {
+        o.findtext("name")
+        for p in (root / "Annotation").iterdir()
+        for o in ET.parse(p).getroot().iter("object")
+    }
     assert names and names <= set(M3FD_CLASSES)
     meta = json.loads((root / "synthetic.json").read_text())
     assert meta["config"]["width"] == 192 and meta["classes"] == list(M3FD_CLASSES)
@@ -68,7 +81,7 @@ def _contrast(img: np.ndarray, box, ring: int = 3) -> float:
     ox0, oy0, ox1, oy1 = max(x0 - ring, 0), max(y0 - ring, 0), min(x1 + ring, w), min(y1 + ring, h)
     outer = img[oy0:oy1, ox0:ox1].astype(np.float64)
     mask = np.ones(outer.shape, bool)
-    mask[y0 - oy0:y1 - oy0, x0 - ox0:x1 - ox0] = False
+    mask[y0 - oy0 : y1 - oy0, x0 - ox0 : x1 - ox0] = False
     return float(np.mean(np.abs(img[y0:y1, x0:x1] - np.median(outer[mask]))))
 
 

@@ -1,4 +1,5 @@
 """PairedAugment: identical geometry for IR and VIS (pixel-exact), boxes follow, padding, seeding."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,8 +16,11 @@ def _pair(h: int, w: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def _occurs_in(window: np.ndarray, image: np.ndarray) -> bool:
     h, w = window.shape
-    return any(np.array_equal(image[y:y + h, x:x + w], window)
-               for y in range(image.shape[0] - h + 1) for x in range(image.shape[1] - w + 1))
+    return any(
+        np.array_equal(image[y : y + h, x : x + w], window)
+        for y in range(image.shape[0] - h + 1)
+        for x in range(image.shape[1] - w + 1)
+    )
 
 
 def test_ir_and_vis_get_identical_geometry():
@@ -58,7 +62,9 @@ def test_boxes_follow_the_pixels():
 
 def test_smaller_images_are_zero_padded_to_the_crop():
     ir, vi = _pair(100, 120, seed=2)
-    out = PairedAugment(seed=0)(ir, vi, np.array([[10, 10, 30, 40]]), np.array([1]))  # default crop 229 = 12*19+1
+    out = PairedAugment(seed=0)(
+        ir, vi, np.array([[10, 10, 30, 40]]), np.array([1])
+    )  # default crop 229 = 12*19+1
     assert out.ir.shape == (229, 229) and out.vi.shape == (229, 229, 3)
     assert np.count_nonzero(out.ir) == ir.size  # source has no zeros: everything else is padding
     np.testing.assert_array_equal(out.vi[..., 0], out.ir)

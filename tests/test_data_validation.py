@@ -1,4 +1,5 @@
 """check_data: every error case names the offending file; the CLI exits non-zero; nothing is modified."""
+
 from __future__ import annotations
 
 import hashlib
@@ -18,7 +19,9 @@ from pipelines.run import main as run_main
 
 @pytest.fixture(scope="module")
 def clean_root(tmp_path_factory) -> Path:
-    return generate_synthetic_dataset(tmp_path_factory.mktemp("clean"), SyntheticConfig(n_images=6, seed=1), progress=False)
+    return generate_synthetic_dataset(
+        tmp_path_factory.mktemp("clean"), SyntheticConfig(n_images=6, seed=1), progress=False
+    )
 
 
 @pytest.fixture
@@ -106,7 +109,11 @@ def _break_box_outside(root: Path) -> str:
 
 def _break_degenerate_box(root: Path) -> str:
     path = root / "Annotation" / "00005.xml"
-    _edit_xml(path, f"<ymax>{_first_tag_value(path, 'ymax')}</ymax>", f"<ymax>{_first_tag_value(path, 'ymin')}</ymax>")
+    _edit_xml(
+        path,
+        f"<ymax>{_first_tag_value(path, 'ymax')}</ymax>",
+        f"<ymax>{_first_tag_value(path, 'ymin')}</ymax>",
+    )
     return r"Annotation/00005\.xml: object #0 .* is degenerate"
 
 
@@ -118,13 +125,27 @@ def _break_empty_folders(root: Path) -> str:
 
 
 BREAKERS: list[Callable[[Path], str]] = [
-    _break_ir_without_vis, _break_vis_without_ir, _break_size_mismatch, _break_corrupt_image,
-    _break_truncated_image, _break_truncated_xml, _break_malformed_xml, _break_missing_annotation,
-    _break_unknown_class, _break_box_outside, _break_degenerate_box, _break_empty_folders]
+    _break_ir_without_vis,
+    _break_vis_without_ir,
+    _break_size_mismatch,
+    _break_corrupt_image,
+    _break_truncated_image,
+    _break_truncated_xml,
+    _break_malformed_xml,
+    _break_missing_annotation,
+    _break_unknown_class,
+    _break_box_outside,
+    _break_degenerate_box,
+    _break_empty_folders,
+]
 
 
 def _tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.mark.parametrize("breaker", BREAKERS, ids=lambda f: f.__name__.removeprefix("_break_"))

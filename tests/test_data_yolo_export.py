@@ -1,4 +1,5 @@
 """YOLO export: labels round-trip to boxes, one tree per method, data YAML with absolute paths."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,17 +17,27 @@ from data.yolo_export import export_yolo, read_yolo_labels, yolo_label_lines
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    root = generate_synthetic_dataset(tmp_path_factory.mktemp("syn"), SyntheticConfig(n_images=10, seed=2), progress=False)
+    root = generate_synthetic_dataset(
+        tmp_path_factory.mktemp("syn"), SyntheticConfig(n_images=10, seed=2), progress=False
+    )
     return open_dataset("synthetic", root)
 
 
 def test_round_trip_from_files_and_arrays(dataset, tmp_path):
     split = split_stems(dataset.stems, seed=0)
     # method "ir": image files (linked/copied); method "avg": fused arrays written as PNG
-    yaml_ir = export_yolo(tmp_path / "ir", split, lambda s: dataset.files(s).ir, dataset.boxes, M3FD_CLASSES, progress=False)
-    avg = {s: ((dataset[s].ir.astype(np.uint16) + dataset[s].vi.mean(-1).astype(np.uint16)) // 2).astype(np.uint8)
-           for s in dataset.stems}
-    yaml_avg = export_yolo(tmp_path / "avg", split, avg.__getitem__, dataset.boxes, M3FD_CLASSES, progress=False)
+    yaml_ir = export_yolo(
+        tmp_path / "ir", split, lambda s: dataset.files(s).ir, dataset.boxes, M3FD_CLASSES, progress=False
+    )
+    avg = {
+        s: ((dataset[s].ir.astype(np.uint16) + dataset[s].vi.mean(-1).astype(np.uint16)) // 2).astype(
+            np.uint8
+        )
+        for s in dataset.stems
+    }
+    yaml_avg = export_yolo(
+        tmp_path / "avg", split, avg.__getitem__, dataset.boxes, M3FD_CLASSES, progress=False
+    )
     for out, ext in ((tmp_path / "ir", ".png"), (tmp_path / "avg", ".png")):
         for part, stems in split.items():
             assert sorted(p.stem for p in (out / "images" / part).iterdir()) == stems
@@ -38,7 +49,9 @@ def test_round_trip_from_files_and_arrays(dataset, tmp_path):
                 np.testing.assert_array_equal(classes, exp_classes)
     stem = split["test"][0]
     np.testing.assert_array_equal(read_image(tmp_path / "avg" / "images" / "test" / f"{stem}.png"), avg[stem])
-    np.testing.assert_array_equal(read_image(tmp_path / "ir" / "images" / "test" / f"{stem}.png"), dataset[stem].ir)
+    np.testing.assert_array_equal(
+        read_image(tmp_path / "ir" / "images" / "test" / f"{stem}.png"), dataset[stem].ir
+    )
     for path, root in ((yaml_ir, tmp_path / "ir"), (yaml_avg, tmp_path / "avg")):
         cfg = yaml.safe_load(path.read_text())
         assert "download" not in cfg
@@ -60,7 +73,9 @@ def test_reexport_removes_stale_files_and_caches(dataset, tmp_path):
 
 
 def test_label_lines_clip_and_drop():
-    lines = yolo_label_lines(np.array([[-5, 10, 50, 60], [100, 100, 100, 120], [190, 0, 250, 20]]), [2, 0, 1], 200, 100)
+    lines = yolo_label_lines(
+        np.array([[-5, 10, 50, 60], [100, 100, 100, 120], [190, 0, 250, 20]]), [2, 0, 1], 200, 100
+    )
     assert lines == ["2 0.125000 0.350000 0.250000 0.500000", "1 0.975000 0.100000 0.050000 0.200000"]
 
 

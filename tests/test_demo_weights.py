@@ -1,5 +1,6 @@
 """The shipped demo weights (fusion/weights/s4fusion_demo.*): they load by name, and the numbers of their
 model card are what the weights give on the held-out pairs (recomputed here)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -43,11 +44,16 @@ def test_demo_weights_resolve_and_load():
     assert hashlib.sha256(WEIGHTS.read_bytes()).hexdigest() == SIDECAR["sha256"]
     assert WEIGHTS.stat().st_size < 4_500_000  # small enough to ship in the package: float16 storage
     stored = torch.load(WEIGHTS, weights_only=True)["state_dict"]
-    assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16} == {
-        getattr(torch, SIDECAR["storage_dtype"])}
+    assert (
+        {v.dtype for v in stored.values() if v.is_floating_point()}
+        == {torch.float16}
+        == {getattr(torch, SIDECAR["storage_dtype"])}
+    )
     model = S4Fusion.load(WEIGHTS)
     assert next(model.parameters()).dtype == torch.float32  # loaded back as float32
-    assert model.cfg == TrainConfig.from_dict(SIDECAR["config"]).model_config()  # the recipe's model, as built
+    assert (
+        model.cfg == TrainConfig.from_dict(SIDECAR["config"]).model_config()
+    )  # the recipe's model, as built
     assert not load_model("demo").training
 
 
@@ -58,35 +64,49 @@ def test_sidecar_is_the_current_recipe_and_held_out_pairs_are_unseen():
     assert recipe_cfg.model_config() == shipped_cfg.model_config()
     recipe, shipped = recipe_cfg.to_dict(), shipped_cfg.to_dict()
     ignored = ("tracking", "ckpt_every", "log_every", "val_every", "max_steps", "model")
-    assert {k: v for k, v in recipe.items() if k not in ignored} == {k: v for k, v in shipped.items() if k not in ignored}
+    assert {k: v for k, v in recipe.items() if k not in ignored} == {
+        k: v for k, v in shipped.items() if k not in ignored
+    }
     trained = {(s["dataset"], stem) for s in SIDECAR["config"]["data"]["train"] for stem in s["stems"]}
     held = {tuple(name.split("/")) for name in SIDECAR["held_out_pairs"]}
     assert len(held) == len(SIDECAR["held_out_pairs"]) >= 10 and not trained & held
 
 
 def test_card_table_matches_the_sidecar():
-    rows = {m.group(1): [float(v) for v in m.group(2).split("|")]
-            for m in re.finditer(r"^\| (\w+) \| ([-\d.| ]+) \|$", CARD, flags=re.M)}
+    rows = {
+        m.group(1): [float(v) for v in m.group(2).split("|")]
+        for m in re.finditer(r"^\| (\w+) \| ([-\d.| ]+) \|$", CARD, flags=re.M)
+    }
     assert set(rows) == set(SIDECAR["metrics"]) and "s4fusion_demo" in rows and "average" in rows
     for method, values in rows.items():
         assert values == [round(SIDECAR["metrics"][method][k], 4) for k in METRICS], method
     assert f"{SIDECAR['steps']} steps" in CARD
     cost = SIDECAR["train_cost"]  # measured by the run (train_cost.json), never typed in
-    assert f"{cost['cpu_s'] / 60:.0f} CPU minutes over {cost['processes']} processes" in CARD and cost["cpu_model"] in CARD
+    assert (
+        f"{cost['cpu_s'] / 60:.0f} CPU minutes over {cost['processes']} processes" in CARD
+        and cost["cpu_model"] in CARD
+    )
     # the cross-validation the card quotes is the sidecar's (from the recipe's held_out report)
     if SIDECAR["crossval"] is None:
         assert "No cross-validation of this recipe is recorded." in CARD
     for ref, by_metric in (SIDECAR["crossval"] or {}).items():
         for metric, c in by_metric.items():
             if ref in ("average", "laplacian") and metric in ("Qabf", "VIF"):
-                assert f"{metric} {c['ours']:.3f} vs {c['reference']:.3f}, better on {c['wins']} of {c['pairs']}" in CARD
+                assert (
+                    f"{metric} {c['ours']:.3f} vs {c['reference']:.3f}, better on {c['wins']} of {c['pairs']}"
+                    in CARD
+                )
     # every ordering the card states is one of the sidecar's, decided by more than the margin
     from bench.demo_weights import CARD_MARGIN, verdict_sentences
+
     assert verdict_sentences(SIDECAR) in CARD
     for ref, by_metric in SIDECAR["comparisons"].items():
         for metric, c in by_metric.items():
             ref_mean = SIDECAR["metrics"][ref][metric]
-            assert (c["ordering"] == "level") == (abs(c["difference"]) <= CARD_MARGIN * abs(ref_mean)), (ref, metric)
+            assert (c["ordering"] == "level") == (abs(c["difference"]) <= CARD_MARGIN * abs(ref_mean)), (
+                ref,
+                metric,
+            )
 
 
 def test_card_states_a_stopped_schedule(monkeypatch, tmp_path):
@@ -106,7 +126,9 @@ def test_shipped_weights_reproduce_the_card_numbers_and_orderings(held_out):
     recomputed = {"s4fusion_demo": fuser_metrics(model_fuser(load_model("demo")), held_out, METRICS)}
     for k in METRICS:
         # the same weights on another CPU/thread count may round a few fused pixels differently
-        assert recomputed["s4fusion_demo"][k] == pytest.approx(SIDECAR["metrics"]["s4fusion_demo"][k], rel=2e-3), k
+        assert recomputed["s4fusion_demo"][k] == pytest.approx(
+            SIDECAR["metrics"]["s4fusion_demo"][k], rel=2e-3
+        ), k
     for baseline in set(SIDECAR["metrics"]) - {"s4fusion_demo"}:
         recomputed[baseline] = fuser_metrics(make_fuser(baseline), held_out, METRICS)
         assert recomputed[baseline] == pytest.approx(SIDECAR["metrics"][baseline], rel=1e-9), baseline
@@ -123,10 +145,16 @@ def test_fuse_command_accepts_demo(shared_data, tmp_path):
 
     out = tmp_path / "fused"
     root = shared_data / "samples" / "RoadScene"
-    assert main(["fuse", "--dataset", "roadscene", "--root", str(root), "--checkpoint", "demo", "--out", str(out)]) == 0
+    assert (
+        main(
+            ["fuse", "--dataset", "roadscene", "--root", str(root), "--checkpoint", "demo", "--out", str(out)]
+        )
+        == 0
+    )
     fused = sorted(out.glob("*.png"))
     assert len(fused) == 10
     from data.io import read_image
+
     img = read_image(fused[0], "unchanged")
     assert img.ndim == 3 and img.dtype == np.uint8  # color VIS -> color result
 
@@ -136,8 +164,13 @@ def test_fuse_then_detect_and_evaluate_accept_demo(tmp_path):
     from pipelines.evaluate import resolve_methods
     from pipelines.fuse_then_detect.stages import s4fusion_checkpoint
 
-    pipeline = parse_config({"name": "t", "methods": [{"name": "S4", "kind": "s4fusion", "checkpoint": "demo"}],
-                             "detector": {"model": "yolov8n.yaml", "imgsz": 64, "epochs": 1}})  # validates
+    pipeline = parse_config(
+        {
+            "name": "t",
+            "methods": [{"name": "S4", "kind": "s4fusion", "checkpoint": "demo"}],
+            "detector": {"model": "yolov8n.yaml", "imgsz": 64, "epochs": 1},
+        }
+    )  # validates
     assert s4fusion_checkpoint(pipeline.methods[0], None, tmp_path) == WEIGHTS.resolve()
     (method,) = resolve_methods(["s4fusion"], [], "demo", allow_missing=False)
     assert method.kind == "s4fusion" and Path(method.source) == WEIGHTS.resolve()
@@ -148,8 +181,10 @@ def test_crossval_curves_pool_the_folds_as_one_mean_over_all_pairs(tmp_path, sha
     held-out pairs, give the mean over all pairs; steps a fold has not reached are left out."""
     from bench.demo_weights import crossval_curves, held_out_pair_count, pool_fold_histories, report_means
 
-    folds = [[{"step": 10, "val/VIF": 0.2}, {"step": 20, "val/VIF": 0.4}, {"step": 30, "val/VIF": 0.5}],
-             [{"step": 10, "val/VIF": 0.6}, {"step": 20, "val/VIF": 0.7}]]
+    folds = [
+        [{"step": 10, "val/VIF": 0.2}, {"step": 20, "val/VIF": 0.4}, {"step": 30, "val/VIF": 0.5}],
+        [{"step": 10, "val/VIF": 0.6}, {"step": 20, "val/VIF": 0.7}],
+    ]
     pooled = pool_fold_histories(folds, [3, 1])
     assert [r["step"] for r in pooled] == [10, 20]
     assert pooled[0]["val/VIF"] == pytest.approx((3 * 0.2 + 0.6) / 4)
@@ -160,18 +195,27 @@ def test_crossval_curves_pool_the_folds_as_one_mean_over_all_pairs(tmp_path, sha
     for k in range(3):
         run = tmp_path / f"fold{k}"
         (run / "val").mkdir(parents=True)
-        (run / "config.yaml").write_text((REPO_ROOT / f"experiments/crossval/train_demo_fold{k}.yaml").read_text())
-        records = [{"step": s, **{f"{p}/{m}": s / 100 + k for p in ("val", "val_average") for m in METRICS}}
-                   for s in (900, 1800)]
+        (run / "config.yaml").write_text(
+            (REPO_ROOT / f"experiments/crossval/train_demo_fold{k}.yaml").read_text()
+        )
+        records = [
+            {"step": s, **{f"{p}/{m}": s / 100 + k for p in ("val", "val_average") for m in METRICS}}
+            for s in (900, 1800)
+        ]
         (run / "val" / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
         runs.append(run)
     assert [held_out_pair_count(r) for r in runs] == [15, 15, 13]
     report = tmp_path / "report"  # a held_out report's per-pair table: S4Fusion rows are averaged, others not
     report.mkdir()
-    (report / "per_pair.csv").write_text("run,pair,method," + ",".join(METRICS) + "\n"
-                                         + "".join(f"fold0,tno/0{i},{m}," + ",".join([str(v)] * 4) + "\n"
-                                                   for i, (m, v) in enumerate([("s4fusion", 1), ("s4fusion", 2),
-                                                                               ("average", 9)])))
+    (report / "per_pair.csv").write_text(
+        "run,pair,method,"
+        + ",".join(METRICS)
+        + "\n"
+        + "".join(
+            f"fold0,tno/0{i},{m}," + ",".join([str(v)] * 4) + "\n"
+            for i, (m, v) in enumerate([("s4fusion", 1), ("s4fusion", 2), ("average", 9)])
+        )
+    )
     assert report_means(report) == {m: 1.5 for m in METRICS}
     out = tmp_path / "curves.png"
     crossval_curves([("long", runs)], [("short", 1800, report)], out)
@@ -199,16 +243,37 @@ def test_card_ships_a_run_with_its_measured_cost(tmp_path, monkeypatch, shared_d
     from fusion.train import train
 
     roadscene = shared_data / "samples" / "RoadScene"
-    cfg = TrainConfig.from_dict({
-        "name": "tiny", "seed": 0,
-        "model": {"dims": [8, 16, 32], "depths": [1, 1, 1], "depths_decoder": [1, 1, 1], "num_cmsa": 1,
-                  "d_state": 4, "d_state_fusion": 4},
-        "data": {"train": [{"dataset": "roadscene", "root": str(roadscene), "stems": ["FLIR_00211", "FLIR_04269"]}],
-                 "val": [{"dataset": "roadscene", "root": str(roadscene), "stems": ["FLIR_04688", "FLIR_04722"]}],
-                 "crop_size": 25},
-        "loss": {"perception": {"enabled": False, "weights": "random"}, "omega_features": "image"},
-        "optim": {"warmup_epochs": 0}, "batch_size": 2, "epochs": 2, "device": "cpu", "val_every": 1000,
-        "tracking": {"enabled": False}, "validation": {"metrics": list(METRICS), "references": ["average"]}})
+    cfg = TrainConfig.from_dict(
+        {
+            "name": "tiny",
+            "seed": 0,
+            "model": {
+                "dims": [8, 16, 32],
+                "depths": [1, 1, 1],
+                "depths_decoder": [1, 1, 1],
+                "num_cmsa": 1,
+                "d_state": 4,
+                "d_state_fusion": 4,
+            },
+            "data": {
+                "train": [
+                    {"dataset": "roadscene", "root": str(roadscene), "stems": ["FLIR_00211", "FLIR_04269"]}
+                ],
+                "val": [
+                    {"dataset": "roadscene", "root": str(roadscene), "stems": ["FLIR_04688", "FLIR_04722"]}
+                ],
+                "crop_size": 25,
+            },
+            "loss": {"perception": {"enabled": False, "weights": "random"}, "omega_features": "image"},
+            "optim": {"warmup_epochs": 0},
+            "batch_size": 2,
+            "epochs": 2,
+            "device": "cpu",
+            "val_every": 1000,
+            "tracking": {"enabled": False},
+            "validation": {"metrics": list(METRICS), "references": ["average"]},
+        }
+    )
     run = tmp_path / "run"
     train(cfg, run)
     for name in ("WEIGHTS", "SIDECAR", "CARD"):

@@ -1,4 +1,5 @@
 """pycocotools cross-check on hand-made cases whose AP is worked out by hand."""
+
 import math
 
 import numpy as np
@@ -21,9 +22,11 @@ def test_ap50_with_one_false_positive_between_two_hits():
     # PR points: (R=.5, P=1), (R=.5, P=.5), (R=1, P=2/3). COCO's precision envelope over its 101
     # recall points: r in [0, .50] -> 1 (51 points), r in (.50, 1] -> 2/3 (50 points).
     gt = {"a.png": _gt(([10, 10, 50, 50], 0), ([100, 100, 140, 150], 0))}
-    preds = [Prediction("a.png", (10, 10, 50, 50), 0.9, 0),
-             Prediction("a.png", (200, 10, 240, 50), 0.8, 0),
-             Prediction("a.png", (100, 100, 140, 150), 0.7, 0)]
+    preds = [
+        Prediction("a.png", (10, 10, 50, 50), 0.9, 0),
+        Prediction("a.png", (200, 10, 240, 50), 0.8, 0),
+        Prediction("a.png", (100, 100, 140, 150), 0.7, 0),
+    ]
     m = coco_map(gt, preds, NAMES)
     expected = (51 * 1.0 + 50 * (2 / 3)) / 101
     assert m.ap50_per_class["People"] == pytest.approx(expected, abs=1e-9)

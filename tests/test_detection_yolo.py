@@ -1,4 +1,5 @@
 """The ultralytics wrapper: strictly offline, deterministic, identical augmentation for every method."""
+
 import json
 import os
 import subprocess
@@ -29,12 +30,17 @@ def make_yolo_dataset(root: Path, sizes=(("train", 8), ("val", 2), ("test", 3)))
                 c = k % 2
                 w = int(rng.integers(12, 24))
                 x, y = (int(v) for v in rng.integers(0, 64 - w, 2))
-                img[y:y + w, x:x + w] = (230, 40, 40) if c == 0 else (40, 40, 230)
+                img[y : y + w, x : x + w] = (230, 40, 40) if c == 0 else (40, 40, 230)
                 lines.append(f"{c} {(x + w / 2) / 64:.6f} {(y + w / 2) / 64:.6f} {w / 64:.6f} {w / 64:.6f}")
             Image.fromarray(img).save(root / "images" / part / f"{part}{i:02d}.png")
             (root / "labels" / part / f"{part}{i:02d}.txt").write_text("\n".join(lines) + "\n")
-    data = {"path": str(root), "train": str(root / "images/train"), "val": str(root / "images/val"),
-            "test": str(root / "images/test"), "names": {0: "red", 1: "blue"}}
+    data = {
+        "path": str(root),
+        "train": str(root / "images/train"),
+        "val": str(root / "images/val"),
+        "test": str(root / "images/test"),
+        "names": {0: "red", 1: "blue"},
+    }
     (root / "data.yaml").write_text(json.dumps(data))  # JSON is valid YAML
     return root / "data.yaml"
 
@@ -81,18 +87,30 @@ def smoke(tmp_path_factory):
     data_yaml = make_yolo_dataset(tmp / "data")
     env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp / "ulcfg"), "PYTHONPATH": str(REPO)}
     env.pop("YOLO_OFFLINE", None)  # the wrapper must set it itself
-    proc = subprocess.run([sys.executable, "-c", _SMOKE, str(data_yaml), str(tmp / "out")], env=env, cwd=tmp,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", _SMOKE, str(data_yaml), str(tmp / "out")],
+        env=env,
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):]), tmp
+    return json.loads(line[len("RESULT ") :]), tmp
 
 
 def test_training_never_touches_the_network(smoke):
     info, tmp = smoke
     assert info["attempts"] == []
     assert info["online"] is False
-    assert info["settings"] == {"sync": False, "mlflow": False, "wandb": False, "comet": False, "clearml": False}
+    assert info["settings"] == {
+        "sync": False,
+        "mlflow": False,
+        "wandb": False,
+        "comet": False,
+        "clearml": False,
+    }
     assert info["font"] and info["config_dir"].startswith(str(tmp / "ulcfg"))
     assert info["amp_check"] == "_offline_check_amp"
 
@@ -148,8 +166,13 @@ def test_albumentations_extras_are_off_for_every_method(tmp_path):
 
     data_yaml = make_yolo_dataset(tmp_path / "data", sizes=(("train", 2),))
     hyp = get_cfg(overrides={"augmentations": [], "imgsz": 64})
-    dataset = YOLODataset(img_path=str(tmp_path / "data/images/train"), imgsz=64, augment=False,
-                          data={"names": {0: "red", 1: "blue"}, "channels": 3}, hyp=hyp)
+    dataset = YOLODataset(
+        img_path=str(tmp_path / "data/images/train"),
+        imgsz=64,
+        augment=False,
+        data={"names": {0: "red", 1: "blue"}, "channels": 3},
+        hyp=hyp,
+    )
     transforms = v8_transforms(dataset, 64, hyp)
     albu = [t for t in transforms.transforms if isinstance(t, Albumentations)]
     assert len(albu) == 1

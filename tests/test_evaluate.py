@@ -1,4 +1,5 @@
 """End-to-end `evaluate` on the shared TNO samples: per-image CSV, summary tables, grid, MLflow, resume."""
+
 from __future__ import annotations
 
 import argparse
@@ -38,23 +39,36 @@ def test_evaluate_end_to_end(tno_subset, tmp_path, capsys, monkeypatch):
 
     grid_columns = []
     draw = evaluate.comparison_grid
-    monkeypatch.setattr(evaluate, "comparison_grid",
-                        lambda rows, *a, **k: grid_columns.append(list(next(iter(rows.values())))) or draw(rows, *a, **k))
+    monkeypatch.setattr(
+        evaluate,
+        "comparison_grid",
+        lambda rows, *a, **k: grid_columns.append(list(next(iter(rows.values())))) or draw(rows, *a, **k),
+    )
 
     pre = tmp_path / "precomputed_avg"
     for stem in ("01", "02"):  # "03" is missing on purpose
-        write_png_atomic(pre / f"{stem}.png", fuse_baseline("average", read_image(tno_subset / "ir" / f"{stem}.png"),
-                                                            read_image(tno_subset / "vi" / f"{stem}.png")))
+        write_png_atomic(
+            pre / f"{stem}.png",
+            fuse_baseline(
+                "average",
+                read_image(tno_subset / "ir" / f"{stem}.png"),
+                read_image(tno_subset / "vi" / f"{stem}.png"),
+            ),
+        )
     out = tmp_path / "out"
     metrics = ["EN", "SF", "Qabf", "SCD"]
     common = dict(dataset="folder", root=tno_subset, out=out, metrics=metrics, grid_images=["01", "03"])
     assert evaluate.main(_args(methods=["average", str(pre)], **common)) == 2
     assert "03" in capsys.readouterr().err  # the missing file is named, not skipped
-    assert evaluate.main(_args(methods=["average", "ir", f"avgfolder={pre}"], allow_missing=True, **common)) == 0
+    assert (
+        evaluate.main(_args(methods=["average", "ir", f"avgfolder={pre}"], allow_missing=True, **common)) == 0
+    )
     terminal = capsys.readouterr().out
     # the terminal gets a compact plain table (Markdown only in files) and where the full one is
     assert "**" not in terminal and "<u>" not in terminal and "| " not in terminal
-    assert str(out / "summary.md") in terminal and any(line.split()[:1] == ["ir"] for line in terminal.splitlines())
+    assert str(out / "summary.md") in terminal and any(
+        line.split()[:1] == ["ir"] for line in terminal.splitlines()
+    )
     assert grid_columns == [["IR", "VIS", "average", "avgfolder"]]  # the source "ir" is not drawn twice
 
     per_image = pd.read_csv(out / "per_image_metrics.csv", dtype={"image": str})
@@ -83,7 +97,9 @@ def test_evaluate_end_to_end(tno_subset, tmp_path, capsys, monkeypatch):
     assert row["metrics.EN_mean"] == pytest.approx(summary.loc["average", "EN_mean"])
 
     # rerun: per-method caches are reused and no MLflow run is duplicated
-    assert evaluate.main(_args(methods=["average", "ir", f"avgfolder={pre}"], allow_missing=True, **common)) == 0
+    assert (
+        evaluate.main(_args(methods=["average", "ir", f"avgfolder={pre}"], allow_missing=True, **common)) == 0
+    )
     runs2 = mlflow.search_runs(experiment_names=["evaluate-folder"])
     assert len(runs2) == len(runs)
 
@@ -91,7 +107,9 @@ def test_evaluate_end_to_end(tno_subset, tmp_path, capsys, monkeypatch):
 def test_bad_methods_fail_before_work(tno_subset, tmp_path, capsys):
     assert evaluate.main(_args(dataset="folder", root=tno_subset, out=tmp_path, methods=["s4fusion"])) == 2
     assert "needs --checkpoint" in capsys.readouterr().err
-    assert evaluate.main(_args(dataset="folder", root=tno_subset, out=tmp_path, methods=["nosuchmethod"])) == 2
+    assert (
+        evaluate.main(_args(dataset="folder", root=tno_subset, out=tmp_path, methods=["nosuchmethod"])) == 2
+    )
     assert "not a baseline" in capsys.readouterr().err
     assert not (tmp_path / "per_method").exists()  # nothing computed
 

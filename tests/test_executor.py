@@ -4,6 +4,7 @@ The Ray tests share one local instance with 2 CPUs (Ray starts in ~10 s); jobs r
 instance declares one GPU that does not exist (Ray only counts it), so GPU reservation and
 ``CUDA_VISIBLE_DEVICES`` pinning are exercised on a CPU machine; no job here touches CUDA.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,15 @@ from pathlib import Path
 import pytest
 
 from data.config import ConfigError
-from pipelines.executor import (ExecutorConfig, Job, JobContext, JobFailure, SerialExecutor, SharedStorageError,
-                                make_executor)
+from pipelines.executor import (
+    ExecutorConfig,
+    Job,
+    JobContext,
+    JobFailure,
+    SerialExecutor,
+    SharedStorageError,
+    make_executor,
+)
 from pipelines.executor.jobs import check_jobs
 from pipelines.executor.ray_executor import PROBE_DIR_ENV, gpus_per_job_on, job_slots
 
@@ -35,8 +43,13 @@ def detect_job(ctx: JobContext, method: str, seed: int, out: str) -> dict:
     if not fused.is_file():  # the driver must keep the order: fusion before its detectors
         raise RuntimeError(f"{fused} missing: detector started before its fusion job")
     (Path(out) / f"detect-{method}-{seed}").write_text("done")
-    return {"method": method, "seed": seed, "map50": (len(method) * 7 + seed * 3) % 10 / 10,
-            "workers": ctx.workers, "fused": fused.name}
+    return {
+        "method": method,
+        "seed": seed,
+        "map50": (len(method) * 7 + seed * 3) % 10 / 10,
+        "workers": ctx.workers,
+        "fused": fused.name,
+    }
 
 
 def flaky_job(ctx: JobContext, marker: str, crash: bool = False) -> str:
@@ -62,14 +75,23 @@ def bad_config_job(ctx: JobContext, attempts: str) -> str:
 
 
 def where_job(ctx: JobContext) -> dict:
-    return {"device": ctx.device, "workers": ctx.workers, "resolved": ctx.resolve_device("auto"),
-            "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES") if ctx.device == "0" else None}
+    return {
+        "device": ctx.device,
+        "workers": ctx.workers,
+        "resolved": ctx.resolve_device("auto"),
+        "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES") if ctx.device == "0" else None,
+    }
 
 
 def toy_dag(out: Path) -> list[Job]:
-    jobs = [Job(("fuse", m), fuse_job, {"method": m, "out": str(out)}, uses_gpu=(m == "avg")) for m in METHODS]
-    jobs += [Job(("detect", m, s), detect_job, {"method": m, "seed": s, "out": str(out)}, after=(("fuse", m),))
-             for m in METHODS for s in SEEDS]
+    jobs = [
+        Job(("fuse", m), fuse_job, {"method": m, "out": str(out)}, uses_gpu=(m == "avg")) for m in METHODS
+    ]
+    jobs += [
+        Job(("detect", m, s), detect_job, {"method": m, "seed": s, "out": str(out)}, after=(("fuse", m),))
+        for m in METHODS
+        for s in SEEDS
+    ]
     return jobs[::-1]  # detectors listed first: the executor, not the list order, must keep the order
 
 
@@ -128,15 +150,23 @@ def test_serial_runs_the_dag_in_dependency_order(tmp_path):
         assert all(ended.index(("fuse", m)) < ended.index(("detect", m, s)) for s in SEEDS)
         assert results[("detect", m, 1)]["workers"] == 3
     assert list(results) == [j.key for j in toy_dag(tmp_path)]
-    assert make_executor(ExecutorConfig()).run([Job(("w",), where_job)], progress=False)[("w",)] == \
-        {"device": None, "workers": 2, "resolved": "auto", "cuda_visible": None}  # serial does not pin devices
+    assert make_executor(ExecutorConfig()).run([Job(("w",), where_job)], progress=False)[("w",)] == {
+        "device": None,
+        "workers": 2,
+        "resolved": "auto",
+        "cuda_visible": None,
+    }  # serial does not pin devices
 
 
 def test_ready_jobs_start_highest_priority_first(tmp_path):
     """The long chain (priority 1: a training and its detector) goes first, and its dependant jumps the
     queue as soon as it is ready; equal priorities keep the list order."""
-    jobs = [Job(("a",), where_job), Job(("train",), where_job, priority=1),
-            Job(("detect",), where_job, after=(("train",),), priority=1), Job(("b",), where_job)]
+    jobs = [
+        Job(("a",), where_job),
+        Job(("train",), where_job, priority=1),
+        Job(("detect",), where_job, after=(("train",),), priority=1),
+        Job(("b",), where_job),
+    ]
     ended = []
     SerialExecutor(ExecutorConfig()).run(jobs, progress=False, on_job_end=lambda k, o: ended.append(k))
     assert ended == [("train",), ("detect",), ("a",), ("b",)]
@@ -170,8 +200,10 @@ def assert_failed_once_permanently(results: dict, attempts: Path) -> None:
 
 
 def test_serial_never_retries_a_config_error(tmp_path):
-    jobs = [Job(("config",), bad_config_job, {"attempts": str(tmp_path / "attempts")}),
-            Job(("flaky",), flaky_job, {"marker": str(tmp_path / "m")})]
+    jobs = [
+        Job(("config",), bad_config_job, {"attempts": str(tmp_path / "attempts")}),
+        Job(("flaky",), flaky_job, {"marker": str(tmp_path / "m")}),
+    ]
     results = SerialExecutor(ExecutorConfig(max_retries=2)).run(jobs, progress=False)
     assert_failed_once_permanently(results, tmp_path / "attempts")
 
@@ -186,13 +218,16 @@ def test_progress_bar_counts_running_waiting_done_failed(tmp_path, capsys):
 def test_ray_gives_the_serial_results(ray_instance, tmp_path):
     serial_out, ray_out = tmp_path / "serial", tmp_path / "ray"
     serial_out.mkdir(), ray_out.mkdir()
-    serial = SerialExecutor(ExecutorConfig(cpus_per_job=1, max_retries=0)).run(toy_dag(serial_out), progress=False)
+    serial = SerialExecutor(ExecutorConfig(cpus_per_job=1, max_retries=0)).run(
+        toy_dag(serial_out), progress=False
+    )
     with make_executor(ray_cfg(max_retries=0)) as executor:
         ray = executor.run(toy_dag(ray_out), progress=False)
         node = ray_instance.get_runtime_context().get_node_id()
     assert not [r for r in ray.values() if isinstance(r, JobFailure)], ray
-    assert executor.placement == {job.key: f"{ray_instance.util.get_node_ip_address()} ray node {node}"
-                                  for job in toy_dag(ray_out)}  # where each job ran (one node here)
+    assert executor.placement == {
+        job.key: f"{ray_instance.util.get_node_ip_address()} ray node {node}" for job in toy_dag(ray_out)
+    }  # where each job ran (one node here)
     assert ray == serial and list(ray) == list(serial)
     assert sorted(p.name for p in ray_out.iterdir()) == sorted(p.name for p in serial_out.iterdir())
 
@@ -214,16 +249,20 @@ def test_gpus_per_job_applies_only_on_a_cluster_with_gpus():
 
 
 def test_ray_retries_a_raising_job_and_a_dead_worker(ray_instance, tmp_path):
-    jobs = [Job(("raises",), flaky_job, {"marker": str(tmp_path / "raise")}),
-            Job(("dies",), flaky_job, {"marker": str(tmp_path / "die"), "crash": True})]
+    jobs = [
+        Job(("raises",), flaky_job, {"marker": str(tmp_path / "raise")}),
+        Job(("dies",), flaky_job, {"marker": str(tmp_path / "die"), "crash": True}),
+    ]
     with make_executor(ray_cfg(max_retries=1)) as executor:
         results = executor.run(jobs, progress=False)
     assert results == {("raises",): "recovered", ("dies",): "recovered"}
 
 
 def test_ray_never_retries_a_config_error(ray_instance, tmp_path):
-    jobs = [Job(("config",), bad_config_job, {"attempts": str(tmp_path / "attempts")}),
-            Job(("flaky",), flaky_job, {"marker": str(tmp_path / "m")})]
+    jobs = [
+        Job(("config",), bad_config_job, {"attempts": str(tmp_path / "attempts")}),
+        Job(("flaky",), flaky_job, {"marker": str(tmp_path / "m")}),
+    ]
     with make_executor(ray_cfg(max_retries=2)) as executor:
         results = executor.run(jobs, progress=False)
     assert_failed_once_permanently(results, tmp_path / "attempts")
@@ -236,7 +275,10 @@ def test_ray_reports_a_failing_job_by_key_while_the_others_finish(ray_instance, 
     assert isinstance(failure, JobFailure) and failure.key == ("fuse", "VI")
     assert failure.error == "ValueError: bad weights for VI"
     assert "bad weights for VI" in str(failure)
-    assert {k for k, r in results.items() if isinstance(r, JobFailure)} == {("fuse", "VI"), *(("detect", "VI", s) for s in SEEDS)}
+    assert {k for k, r in results.items() if isinstance(r, JobFailure)} == {
+        ("fuse", "VI"),
+        *(("detect", "VI", s) for s in SEEDS),
+    }
     assert all(results[("detect", m, s)]["seed"] == s for m in ("IR", "avg") for s in SEEDS)
 
 

@@ -1,6 +1,7 @@
 """The parts of ``python -m bench.gpu_check`` that need no GPU: the scan shapes it times (recorded from the
 model on the meta device), the speed table with its ratios, the latency verdicts, and its refusal without
 CUDA. The GPU measurements themselves have never run (no GPU lent to this project yet)."""
+
 from __future__ import annotations
 
 import pytest
@@ -35,20 +36,28 @@ def test_timing_problems_time_fuse_forward_and_training_forward_backward():
 
 
 def test_speed_table_gives_triton_ratios_and_dashes_for_missing_backends():
-    timings = {("scan A", "fwd"): {"triton": 1.0, "chunked": 8.0},
-               ("scan A", "fwd+bwd"): {"triton": 3.0, "chunked": 12.0, "mamba": 2.0},
-               ("scan B", "fwd"): {"chunked": 5.0}}
+    timings = {
+        ("scan A", "fwd"): {"triton": 1.0, "chunked": 8.0},
+        ("scan A", "fwd+bwd"): {"triton": 3.0, "chunked": 12.0, "mamba": 2.0},
+        ("scan B", "fwd"): {"chunked": 5.0},
+    }
     header, rule, *rows = gpu_check_scan.speed_table(timings)
-    assert header == "| problem | pass | triton ms | chunked ms | mamba ms | triton / chunked | triton / mamba |"
+    assert (
+        header == "| problem | pass | triton ms | chunked ms | mamba ms | triton / chunked | triton / mamba |"
+    )
     assert rule.count("---") == 7
-    assert rows == ["| scan A | fwd | 1.000 | 8.000 | - | 0.12 | - |",
-                    "| scan A | fwd+bwd | 3.000 | 12.000 | 2.000 | 0.25 | 1.50 |",
-                    "| scan B | fwd | - | 5.000 | - | - | - |"]
+    assert rows == [
+        "| scan A | fwd | 1.000 | 8.000 | - | 0.12 | - |",
+        "| scan A | fwd+bwd | 3.000 | 12.000 | 2.000 | 0.25 | 1.50 |",
+        "| scan B | fwd | - | 5.000 | - | - | - |",
+    ]
 
 
 def test_fuse_goal_rows_judge_each_backend_and_precision():
-    timings = {("whole fuse 640x480 (goal <= 15 ms)", "fp32"): {"triton": 14.0, "chunked": 90.0},
-               ("fuse 640x480, 3x per image: (b, D, L, N, G) = (1, 2, 3, 4, 5)", "fwd"): {"triton": 1.0}}
+    timings = {
+        ("whole fuse 640x480 (goal <= 15 ms)", "fp32"): {"triton": 14.0, "chunked": 90.0},
+        ("fuse 640x480, 3x per image: (b, D, L, N, G) = (1, 2, 3, 4, 5)", "fwd"): {"triton": 1.0},
+    }
     verdicts = {(row[1], row[4]) for row in gpu_check.fuse_goal_rows(timings)}
     assert verdicts == {("triton", "ok"), ("chunked", "MISSED")}
 

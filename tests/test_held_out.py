@@ -1,4 +1,5 @@
 """``held_out``: trained runs against baselines on their held-out pairs, pooled (cross-validation)."""
+
 from __future__ import annotations
 
 import shutil
@@ -16,7 +17,9 @@ from fusion.inference import fuse_image_arrays, load_model
 from fusion.metrics import compute_metrics
 from pipelines.run import main
 
-TINY = dict(dims=(8, 16, 32), depths=(1, 1, 1), depths_decoder=(1, 1, 1), num_cmsa=1, d_state=4, d_state_fusion=4)
+TINY = dict(
+    dims=(8, 16, 32), depths=(1, 1, 1), depths_decoder=(1, 1, 1), num_cmsa=1, d_state=4, d_state_fusion=4
+)
 METRICS = ["SF", "Qabf"]
 
 
@@ -35,9 +38,14 @@ def pairs(shared_data, tmp_path):
 def make_run(folder, root, train, val, checkpoint=None):
     """A train_fusion output folder: its config (folder dataset, these stems) and a model."""
     folder.mkdir(parents=True)
-    cfg = {"name": folder.name, "model": {"size": "tiny"},
-           "data": {"train": [{"dataset": "folder", "root": str(root), "stems": train}],
-                    "val": [{"dataset": "folder", "root": str(root), "stems": val}]}}
+    cfg = {
+        "name": folder.name,
+        "model": {"size": "tiny"},
+        "data": {
+            "train": [{"dataset": "folder", "root": str(root), "stems": train}],
+            "val": [{"dataset": "folder", "root": str(root), "stems": val}],
+        },
+    }
     (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
     if checkpoint is None:
         torch.manual_seed(len(val))
@@ -53,8 +61,23 @@ def test_pooled_folds_score_each_pair_with_the_model_that_held_it_out(pairs, tmp
     fold_a = make_run(tmp_path / "fold_a", pairs, ["03", "04"], ["01", "02"], resolve_checkpoint("demo"))
     fold_b = make_run(tmp_path / "fold_b", pairs, ["01", "02"], ["03", "04"])
     out = tmp_path / "report"
-    assert main(["held_out", "--runs", str(fold_a), str(fold_b), "--references", "average",
-                 "--metrics", *METRICS, "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "held_out",
+                "--runs",
+                str(fold_a),
+                str(fold_b),
+                "--references",
+                "average",
+                "--metrics",
+                *METRICS,
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     per_pair = pd.read_csv(out / "per_pair.csv", dtype={"pair": str})
     assert len(per_pair) == 8 and set(per_pair.method) == {"s4fusion", "average"}
 
@@ -64,12 +87,19 @@ def test_pooled_folds_score_each_pair_with_the_model_that_held_it_out(pairs, tmp
         stem = row.pair.split("/")[1]
         ir = np.asarray(Image.open(pairs / "ir" / f"{stem}.png").convert("L"))
         vi = np.asarray(Image.open(pairs / "vi" / f"{stem}.png"))
-        fused = (fuse_image_arrays(models[row.run], ir, vi) if row.method == "s4fusion"
-                 else fuse_baseline("average", ir, vi))
+        fused = (
+            fuse_image_arrays(models[row.run], ir, vi)
+            if row.method == "s4fusion"
+            else fuse_baseline("average", ir, vi)
+        )
         expected = compute_metrics(ir, vi, fused, metrics=METRICS)
         assert {m: getattr(row, m) for m in METRICS} == pytest.approx(expected, rel=1e-9), row
-    assert set(zip(per_pair.run, per_pair.pair)) == {("fold_a", "folder/01"), ("fold_a", "folder/02"),
-                                                      ("fold_b", "folder/03"), ("fold_b", "folder/04")}
+    assert set(zip(per_pair.run, per_pair.pair)) == {
+        ("fold_a", "folder/01"),
+        ("fold_a", "folder/02"),
+        ("fold_b", "folder/03"),
+        ("fold_b", "folder/04"),
+    }
 
     # the comparison from the per-pair values, by hand: mean difference, wins, t = mean / (sd / sqrt(n))
     table = pd.read_csv(out / "comparison.csv")
@@ -95,13 +125,28 @@ def test_bad_runs_are_all_named_before_any_work(pairs, tmp_path, capsys):
     corrupt = make_run(tmp_path / "corrupt", pairs, ["02"], ["01"])
     (corrupt / "s4fusion.pt").write_bytes(b"not a checkpoint")
     out = tmp_path / "report"
-    assert main(["held_out", "--runs", *map(str, (leaky, overlap, other, unfinished, corrupt)),
-                 "--references", "average", "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "held_out",
+                "--runs",
+                *map(str, (leaky, overlap, other, unfinished, corrupt)),
+                "--references",
+                "average",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "held_out: error:" in err and "Traceback" not in err
     assert "leaky: held-out pair(s) also in its training pairs: ['folder/02']" in err
     assert "held out by more than one run (overlap, other)" in err and "folder/04" in err
-    assert "unfinished: no s4fusion.pt" in err and "corrupt/s4fusion.pt: corrupt, or not a file of tensors" in err
+    assert (
+        "unfinished: no s4fusion.pt" in err
+        and "corrupt/s4fusion.pt: corrupt, or not a file of tensors" in err
+    )
     assert len([ln for ln in err.splitlines() if ln.strip()]) == 6  # the header line and one line per problem
     assert not out.exists()
 

@@ -1,4 +1,5 @@
 """Inference: padding to 12k+1 and cropping back, color policy, files."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,10 +13,14 @@ from data.io import read_image
 from fusion import S4Fusion, S4FusionConfig
 from fusion.inference import fuse, fuse_files, fuse_image_arrays, make_fuser, padding_for
 
-TINY = dict(dims=(8, 16, 32), depths=(1, 1, 1), depths_decoder=(1, 1, 1), num_cmsa=1, d_state=4, d_state_fusion=4)
+TINY = dict(
+    dims=(8, 16, 32), depths=(1, 1, 1), depths_decoder=(1, 1, 1), num_cmsa=1, d_state=4, d_state_fusion=4
+)
 
 
-@pytest.mark.parametrize("size,expected", [(13, (0, 0)), (12, (0, 1)), (14, (5, 6)), (301, (0, 0)), (496, (4, 5)), (1, (6, 6))])
+@pytest.mark.parametrize(
+    "size,expected", [(13, (0, 0)), (12, (0, 1)), (14, (5, 6)), (301, (0, 0)), (496, (4, 5)), (1, (6, 6))]
+)
 def test_padding_for(size, expected):
     before, after = padding_for(size)
     assert (before, after) == expected
@@ -51,10 +56,15 @@ def tiny_model():
 
 
 def test_roadscene_odd_sizes_color_round_trip(shared_data, tiny_model, tmp_path):
-    ir_dir, vi_dir = shared_data / "samples" / "RoadScene" / "ir", shared_data / "samples" / "RoadScene" / "vi"
+    ir_dir, vi_dir = (
+        shared_data / "samples" / "RoadScene" / "ir",
+        shared_data / "samples" / "RoadScene" / "vi",
+    )
     name = "FLIR_00211.jpg"
     ir, vi = read_image(ir_dir / name, "gray"), read_image(vi_dir / name, "unchanged")
-    assert vi.ndim == 3 and (ir.shape[1] - 1) % 12 and ir.shape[:2] == vi.shape[:2]  # 301x496: width needs padding
+    assert (
+        vi.ndim == 3 and (ir.shape[1] - 1) % 12 and ir.shape[:2] == vi.shape[:2]
+    )  # 301x496: width needs padding
     fused = fuse_image_arrays(tiny_model, ir, vi)
     assert fused.shape == vi.shape and fused.dtype == np.uint8
     # chroma comes from VIS: Cb/Cr of the output equal VIS Cb/Cr up to 8-bit rounding

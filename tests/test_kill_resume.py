@@ -9,6 +9,7 @@ in turn in one run folder (every rerun resumes from the previous kill's leftover
 the end. Each command runs in a child process, as a user would run it; the uninterrupted reference
 run is shared per module.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,23 +29,46 @@ from conftest import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 
-TRAIN_SETS = ["model={dims: [8, 16, 32], depths: [1, 1, 1], depths_decoder: [1, 1, 1], num_cmsa: 1, d_state: 4, "
-              "d_state_fusion: 4}", "data.crop_size=25", "batch_size=2", "max_steps=4", "ckpt_every=2",
-              "log_every=1", "val_every=1000", 'data.train.0.stems=["01", "07"]', "data.train.1.stems=[FLIR_04269]",
-              "validation.metrics=[]", "data.val_pairs=1"]  # the end-of-run validation: one grid pair, no metrics
+TRAIN_SETS = [
+    "model={dims: [8, 16, 32], depths: [1, 1, 1], depths_decoder: [1, 1, 1], num_cmsa: 1, d_state: 4, "
+    "d_state_fusion: 4}",
+    "data.crop_size=25",
+    "batch_size=2",
+    "max_steps=4",
+    "ckpt_every=2",
+    "log_every=1",
+    "val_every=1000",
+    'data.train.0.stems=["01", "07"]',
+    "data.train.1.stems=[FLIR_04269]",
+    "validation.metrics=[]",
+    "data.val_pairs=1",
+]  # the end-of-run validation: one grid pair, no metrics
 PIPELINE_SETS = ["methods.3.train.max_steps=4", "methods.3.train.ckpt_every=2"]
 
 
 def run_command(args: list[str], kill_at: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false",
-           "MPLBACKEND": "Agg"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        "YOLO_OFFLINE": "1",
+        "YOLO_AUTOINSTALL": "false",
+        "MPLBACKEND": "Agg",
+    }
     env.pop("S4FUSE_TEST_KILL_AT", None)
     if kill_at:
         env["S4FUSE_TEST_KILL_AT"] = kill_at
-    proc = subprocess.run([sys.executable, "-m", "pipelines.run", *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.run", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     expected = -signal.SIGKILL if kill_at else 0
-    assert proc.returncode == expected, f"{args} (kill at {kill_at}): rc {proc.returncode}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == expected, (
+        f"{args} (kill at {kill_at}): rc {proc.returncode}\n{proc.stderr[-3000:]}"
+    )
     return proc
 
 
@@ -95,8 +119,15 @@ def test_train_fusion_killed_and_rerun_equals_uninterrupted(train_reference, tmp
 
 # ---- fuse_then_detect --------------------------------------------------------------------------
 def pipeline_args(run_dir: Path) -> list[str]:
-    args = ["fuse_then_detect", "--config", "fuse_then_detect_tiny.yaml", "--runs-dir", str(run_dir),
-            "--methods", "S4Fusion"]
+    args = [
+        "fuse_then_detect",
+        "--config",
+        "fuse_then_detect_tiny.yaml",
+        "--runs-dir",
+        str(run_dir),
+        "--methods",
+        "S4Fusion",
+    ]
     return args + [a for s in PIPELINE_SETS for a in ("--set", s)]
 
 
@@ -118,7 +149,9 @@ def pipeline_reference(tmp_path_factory) -> Path:
 PIPELINE_KILL_POINTS = ["train.step@3", "fuse.image@5", "yolo.export", "detector.batch@2"]
 
 
-def test_fuse_then_detect_killed_at_each_point_in_turn_and_rerun_equals_uninterrupted(pipeline_reference, tmp_path):
+def test_fuse_then_detect_killed_at_each_point_in_turn_and_rerun_equals_uninterrupted(
+    pipeline_reference, tmp_path
+):
     """One run folder, killed by SIGKILL during in-run S4Fusion training (after step 3, past the step-2
     checkpoint), then mid-fusion, then with the YOLO tree written but not committed, then inside
     ultralytics' training loop; the last rerun must give exactly the uninterrupted run."""
@@ -128,7 +161,9 @@ def test_fuse_then_detect_killed_at_each_point_in_turn_and_rerun_equals_uninterr
     ref_table, ref_images = pipeline_outputs(pipeline_reference)
     table, images = pipeline_outputs(tmp_path)
     pd.testing.assert_frame_equal(table, ref_table)  # the exact uninterrupted numbers
-    assert images.keys() == ref_images.keys() and all(np.array_equal(images[k], ref_images[k]) for k in images)
+    assert images.keys() == ref_images.keys() and all(
+        np.array_equal(images[k], ref_images[k]) for k in images
+    )
     runs = all_runs(tmp_path / "mlflow.db")
     # one parent, one method run, one (method, seed) run: reused, not duplicated
     assert sorted(runs["tags.s4fuse.kind"]) == ["detector", "method", "pipeline"]

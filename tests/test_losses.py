@@ -1,4 +1,5 @@
 """S4Fusion loss terms on hand-made inputs with known answers."""
+
 from __future__ import annotations
 
 import math
@@ -9,12 +10,25 @@ import torch
 
 from pytorch_msssim.ssim import _fspecial_gauss_1d
 
-from fusion.losses import (SSIM_SIGMA, SSIM_WINDOW, LossConfig, PerceptionConfig, PerceptionNet, S4FusionLoss, dssim,
-                           dssim_map, feature_gradient_energy, local_source_weights, prediction_entropy,
-                           resolve_resnet50_weights, sobel_magnitude, source_weights)
+from fusion.losses import (
+    SSIM_SIGMA,
+    SSIM_WINDOW,
+    LossConfig,
+    PerceptionConfig,
+    PerceptionNet,
+    S4FusionLoss,
+    dssim,
+    dssim_map,
+    feature_gradient_energy,
+    local_source_weights,
+    prediction_entropy,
+    resolve_resnet50_weights,
+    sobel_magnitude,
+    source_weights,
+)
 
-C1 = 0.01 ** 2  # SSIM constants for data range 1
-C2 = 0.03 ** 2
+C1 = 0.01**2  # SSIM constants for data range 1
+C2 = 0.03**2
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +67,11 @@ def test_sobel_is_per_channel():
 
 def test_source_weights_softmax_with_temperature():
     c = 5.0
-    w = source_weights(torch.tensor([2.0, 1.0 + c * math.log(3.0)], dtype=torch.float64),
-                       torch.tensor([2.0, 1.0], dtype=torch.float64), temperature=c)
+    w = source_weights(
+        torch.tensor([2.0, 1.0 + c * math.log(3.0)], dtype=torch.float64),
+        torch.tensor([2.0, 1.0], dtype=torch.float64),
+        temperature=c,
+    )
     # float64: a 2-way softmax is within a few u64; assert_close's float64 default (rtol 1e-7) has room
     torch.testing.assert_close(w, torch.tensor([[0.5, 0.5], [0.75, 0.25]], dtype=torch.float64))
 
@@ -64,13 +81,15 @@ def test_feature_gradient_energy_known_maps():
     f1 = torch.full((1, 2, 3, 3), 2.0, dtype=torch.float64)
     f2 = torch.ones(1, 5, 1, 1, dtype=torch.float64)
     expected = (4.0 * 208.0 / 9.0 + 0.0) / 2
-    torch.testing.assert_close(feature_gradient_energy([f1, f2]), torch.tensor([expected], dtype=torch.float64))
+    torch.testing.assert_close(
+        feature_gradient_energy([f1, f2]), torch.tensor([expected], dtype=torch.float64)
+    )
 
 
 # A float32 sum of n positive terms is within (n - 1) u of its value whatever the summation order, i.e.
 # on any CPU (Higham's gamma_n); log_softmax and exp add a few u: the float32 entropy's bound.
 def _float32_sum_bound(n: int) -> float:
-    return (n + 4) * 2.0 ** -24
+    return (n + 4) * 2.0**-24
 
 
 def test_entropy_uniform_two_class_and_one_hot():
@@ -81,8 +100,12 @@ def test_entropy_uniform_two_class_and_one_hot():
     assert prediction_entropy(two).item() == pytest.approx(math.log(2.0), rel=1e-12)
     # float32 (what the loss uses) within the rounding bound, 6e-5 (measured: torch 1.2e-7, a plain
     # sequential float32 sum of the same terms 8.0e-6)
-    assert prediction_entropy(uniform.float()).item() == pytest.approx(math.log(1000.0), rel=_float32_sum_bound(1000))
-    assert prediction_entropy(two.float()).item() == pytest.approx(math.log(2.0), rel=_float32_sum_bound(1000))
+    assert prediction_entropy(uniform.float()).item() == pytest.approx(
+        math.log(1000.0), rel=_float32_sum_bound(1000)
+    )
+    assert prediction_entropy(two.float()).item() == pytest.approx(
+        math.log(2.0), rel=_float32_sum_bound(1000)
+    )
     one_hot = torch.zeros(2, 1000)
     one_hot[:, 7] = 100.0
     # the other 999 classes have p = e^-100 (a float32 subnormal, or 0 under flush-to-zero): < 1e-38 in all
@@ -104,11 +127,11 @@ def _float32_dssim_bound(a: float, b: float, taps: int) -> float:
     the summation order, i.e. on any CPU's conv kernel) and mu^2 doubles mu's error: the errors of
     sigma_a^2, sigma_b^2 and 2 sigma_ab add up to <= (3 taps + 1) u (a + b)^2. The contrast term moves
     by that over C2 (its numerator and denominator are ~C2), DSSIM by luminance / 2 <= 1/2 times it."""
-    return 0.5 * (3 * taps + 1) * 2.0 ** -24 * (a + b) ** 2 / C2
+    return 0.5 * (3 * taps + 1) * 2.0**-24 * (a + b) ** 2 / C2
 
 
 SEPARABLE_TAPS = 2 * SSIM_WINDOW  # pytorch_msssim (dssim): two 1-D passes of 11 taps
-FULL_WINDOW_TAPS = SSIM_WINDOW ** 2  # torchmetrics (dssim_map): one 11 x 11 convolution
+FULL_WINDOW_TAPS = SSIM_WINDOW**2  # torchmetrics (dssim_map): one 11 x 11 convolution
 
 
 def test_dssim_identity_and_constant_images():
@@ -121,7 +144,9 @@ def test_dssim_identity_and_constant_images():
     # 2-D window's mass is m = (sum g)^2 = 1 - 6.1e-8, not 1; E[x^2] - mu^2 cancels to (m - m^2) a^2 and
     # the contrast term moves by ~ (a - b)^2 (1 - m) / C2 = 2.5e-5: the closed form takes m into account.
     mass = float(_fspecial_gauss_1d(SSIM_WINDOW, SSIM_SIGMA).double().sum()) ** 2
-    d64 = dssim(torch.full((1, 1, 16, 16), a, dtype=torch.float64), torch.full((1, 1, 16, 16), b, dtype=torch.float64))
+    d64 = dssim(
+        torch.full((1, 1, 16, 16), a, dtype=torch.float64), torch.full((1, 1, 16, 16), b, dtype=torch.float64)
+    )
     # float64 rounding: each of sigma^2, sigma_ab carries <= ~70 u64 (a + b)^2 ~ 1e-14, over C2 -> rel ~ 1e-11
     assert d64.item() == pytest.approx(_constant_pair_dssim(a, b, mass), rel=1e-9)
     assert _constant_pair_dssim(a, b, mass) == pytest.approx(_constant_pair_dssim(a, b), rel=3e-5)  # 2.2e-5
@@ -129,7 +154,10 @@ def test_dssim_identity_and_constant_images():
     # 5.7e-6, the AMD report 2.3e-5, 32 emulated summation orders of the window taps (explicit float32
     # sums in random orders) at most 4.1e-5: the float32 value is CPU-dependent at the 1e-4 level.
     d32 = dssim(torch.full((1, 1, 16, 16), a), torch.full((1, 1, 16, 16), b))
-    assert abs(d32.item() - d64.item()) <= _float32_dssim_bound(a, b, SEPARABLE_TAPS), (d32.item(), d64.item())
+    assert abs(d32.item() - d64.item()) <= _float32_dssim_bound(a, b, SEPARABLE_TAPS), (
+        d32.item(),
+        d64.item(),
+    )
 
 
 def test_equal_sources_get_equal_weights_and_known_terms(perception):
@@ -159,19 +187,24 @@ def test_fused_equal_to_a_source(perception):
     ir = torch.rand(2, 1, 25, 25, generator=g)
     vi = torch.rand(2, 1, 25, 25, generator=g) * 0.5
     _, terms = S4FusionLoss(LossConfig(), perception)(ir, vi, ir)
-    w_vi = 1.0 - source_weights(*feature_gradient_energy(perception.stage_features(torch.cat([ir, vi]))).chunk(2),
-                                temperature=5.0)[:, 0]
+    w_vi = (
+        1.0
+        - source_weights(
+            *feature_gradient_energy(perception.stage_features(torch.cat([ir, vi]))).chunk(2), temperature=5.0
+        )[:, 0]
+    )
     # The same float32 operations as the loss, but for w_vi = 1 - omega_ir (the loss uses omega_vi: <= 1 u
     # apart) and the loss's added exact 0 of the IR term: <= ~3 u relative. abs: with random ResNet50
     # features w_vi can be ~1e-9, below float32 resolution of the sum
-    assert terms["l1"].item() == pytest.approx((w_vi * (vi - ir).abs().mean(dim=(1, 2, 3))).mean().item(),
-                                               rel=1e-5, abs=1e-7)
+    assert terms["l1"].item() == pytest.approx(
+        (w_vi * (vi - ir).abs().mean(dim=(1, 2, 3))).mean().item(), rel=1e-5, abs=1e-7
+    )
     assert terms["ssim"].item() == pytest.approx((w_vi * dssim(vi, ir)).mean().item(), rel=1e-5, abs=1e-7)
 
 
-
-PIXEL_OMEGA = LossConfig(omega_features="image", omega_scope="pixel", temperature=0.25,
-                         perception=PerceptionConfig(enabled=False))
+PIXEL_OMEGA = LossConfig(
+    omega_features="image", omega_scope="pixel", temperature=0.25, perception=PerceptionConfig(enabled=False)
+)
 
 
 def test_pixel_omega_with_equal_sources_gives_the_closed_form():
@@ -222,7 +255,9 @@ def test_pixel_omega_prefers_the_region_wise_choice_over_the_average():
     ir, vi = _half_textured_pair()
     chosen = torch.cat([ir[..., :48], vi[..., 48:]], dim=-1)
     average = (ir + vi) / 2
-    sample_cfg = LossConfig(omega_features="image", temperature=0.25, perception=PerceptionConfig(enabled=False))
+    sample_cfg = LossConfig(
+        omega_features="image", temperature=0.25, perception=PerceptionConfig(enabled=False)
+    )
     for cfg in (PIXEL_OMEGA, sample_cfg):
         loss = S4FusionLoss(cfg)
         _, t_chosen = loss(ir, vi, chosen)
@@ -235,10 +270,13 @@ def test_pixel_omega_prefers_the_region_wise_choice_over_the_average():
             assert t_chosen["l1"].item() == pytest.approx(t_average["l1"].item(), rel=1e-3), pixel_terms
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"omega_scope": "region"}, "loss.omega_scope must be 'sample' or 'pixel'"),
-    ({"omega_scope": "pixel"}, "set loss.omega_features=image"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"omega_scope": "region"}, "loss.omega_scope must be 'sample' or 'pixel'"),
+        ({"omega_scope": "pixel"}, "set loss.omega_features=image"),
+    ],
+)
 def test_omega_scope_is_checked(changes, message):
     with pytest.raises(ValueError, match=message):
         LossConfig(**changes)
@@ -247,7 +285,8 @@ def test_omega_scope_is_checked(changes, message):
 def test_gradient_term_zero_when_fused_has_the_stronger_source_gradient(perception):
     ir = torch.rand(1, 1, 25, 25, generator=torch.Generator().manual_seed(4))
     _, terms = S4FusionLoss(LossConfig(perception=PerceptionConfig(enabled=False)), perception)(
-        ir, torch.zeros_like(ir), ir)
+        ir, torch.zeros_like(ir), ir
+    )
     assert terms["grad"].item() == 0.0
 
 
@@ -258,7 +297,9 @@ def test_without_perception_term_drops_it(perception):
     total, terms = S4FusionLoss(cfg, perception)(ir, vi, f)
     assert "per" not in terms
     # three positive float32 scalars weighted and added, in the loss's order or ours: <= 3 u apart
-    assert total.item() == pytest.approx((terms["l1"] + 2 * terms["ssim"] + 3 * terms["grad"]).item(), rel=1e-6)
+    assert total.item() == pytest.approx(
+        (terms["l1"] + 2 * terms["ssim"] + 3 * terms["grad"]).item(), rel=1e-6
+    )
 
 
 def test_gradient_reaches_the_fused_image_only(perception):
@@ -321,7 +362,9 @@ def test_demo_loss_ranks_edge_preserving_fusions_below_averaging(shared_data):
         for method in ("average", "max", "laplacian", "gff"):
             fused = torch.from_numpy(BASELINES[method](ir, vi))[None, None]
             totals[method] = totals.get(method, 0.0) + float(loss_fn(t_ir, t_vi, fused)[0])
-    assert totals["gff"] < totals["laplacian"] < totals["average"] and totals["max"] < totals["average"], totals
+    assert totals["gff"] < totals["laplacian"] < totals["average"] and totals["max"] < totals["average"], (
+        totals
+    )
 
 
 def test_image_omega_needs_a_temperature_on_the_scale_of_image_sobel_energy(shared_data):

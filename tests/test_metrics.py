@@ -1,4 +1,5 @@
 """convention="mmif": definitions checked against independent implementations and hand computations."""
+
 from __future__ import annotations
 
 import math
@@ -7,8 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from fusion.metrics import (ALL_METRICS, CONVENTIONS, DEFAULT_METRICS, METRIC_DIRECTIONS, compute_metrics, core,
-                            summarize)
+from fusion.metrics import (
+    ALL_METRICS,
+    CONVENTIONS,
+    DEFAULT_METRICS,
+    METRIC_DIRECTIONS,
+    compute_metrics,
+    core,
+    summarize,
+)
 from fusion.metrics.mmif import to_gray_levels
 
 
@@ -58,11 +66,11 @@ def test_color_inputs_use_rounded_bt601_luma():
 
 def test_hand_computed_small_cases():
     img = np.array([[0, 0, 255, 255]] * 4, np.float64)
-    assert core.entropy(img) == pytest.approx(1.0)                      # two equiprobable levels -> 1 bit
+    assert core.entropy(img) == pytest.approx(1.0)  # two equiprobable levels -> 1 bit
     assert core.std(img) == pytest.approx(127.5)
     # row differences: one step of 255 per row out of 3 -> mean 255^2/3; no vertical change
     assert core.spatial_frequency_mean(img) == pytest.approx(255 / math.sqrt(3))
-    gx = np.array([0, 127.5, 127.5, 0])                                 # np.gradient of [0, 0, 255, 255]
+    gx = np.array([0, 127.5, 127.5, 0])  # np.gradient of [0, 0, 255, 255]
     assert core.average_gradient_mean(img) == pytest.approx(np.mean(np.abs(gx) / math.sqrt(2)))
     a = np.array([[0, 0, 255, 255]], np.float64)
     assert core.mutual_information(a, a) == pytest.approx(math.log(2))  # nats
@@ -90,8 +98,9 @@ def test_ssim_matches_pytorch_msssim_and_skimage():
     # both float64, but pytorch_msssim builds its Gaussian window in float32 (mass 1 - 6.1e-8, each tap
     # within 2^-24): that moves SSIM by ~1e-6 at most on these images, hence abs 1e-5 only
     assert ours == pytest.approx(float(ssim(t(ir), t(fused), data_range=255.0)), abs=1e-5)
-    sk = structural_similarity(ir, fused, data_range=255.0, gaussian_weights=True, sigma=1.5,
-                               use_sample_covariance=False)
+    sk = structural_similarity(
+        ir, fused, data_range=255.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+    )
     assert ours == pytest.approx(sk, abs=1e-6)
     out = compute_metrics(*_pair(3), metrics=["SSIM"])
     assert out["SSIM"] == pytest.approx(ours + core.ssim_gaussian(vi, fused))
@@ -123,7 +132,7 @@ def test_psnr_rmse_cc_scd_by_definition():
     ir, vi, fused = (x.astype(np.float64) for x in _pair(6))
     mse = (np.mean((ir - fused) ** 2) + np.mean((vi - fused) ** 2)) / 2
     out = compute_metrics(*_pair(6), metrics=["PSNR", "RMSE", "CC", "SCD"])
-    assert out["PSNR"] == pytest.approx(10 * math.log10(255 ** 2 / mse))
+    assert out["PSNR"] == pytest.approx(10 * math.log10(255**2 / mse))
     assert out["RMSE"] == pytest.approx(math.sqrt(mse))
     r = lambda a, b: np.corrcoef(a.ravel(), b.ravel())[0, 1]  # noqa: E731
     assert out["CC"] == pytest.approx((r(ir, fused) + r(vi, fused)) / 2)
@@ -149,9 +158,11 @@ def _nabf_case(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ir = 20 + 4 * j + 60 * ((i // 10 + j // 13) % 2) + texture // 2
     vi = 230 - 3 * i - 2 * j + 50 * (((i - 20) ** 2 + (j - 26) ** 2) < 120) + (i * j * 7) % 11 - 5
     ir[:, :8], vi[:, :8] = 50, 90
-    fused = {"average_plus_texture": (ir + vi) // 2 + texture,
-             "maximum": np.maximum(ir, vi),
-             "maximum_minus_pattern": np.maximum(ir, vi) - (i * 5 + j * 3) % 7 * 4}[name]
+    fused = {
+        "average_plus_texture": (ir + vi) // 2 + texture,
+        "maximum": np.maximum(ir, vi),
+        "maximum_minus_pattern": np.maximum(ir, vi) - (i * 5 + j * 3) % 7 * 4,
+    }[name]
     return tuple(np.clip(x, 0, 255).astype(np.uint8) for x in (ir, vi, fused))
 
 
@@ -170,15 +181,17 @@ KUMAR_NABF = {
 @pytest.mark.parametrize("name", sorted(KUMAR_NABF))
 def test_nabf_matches_kumar_matlab_reference(name):
     ir, vi, fused = _nabf_case(name)
-    assert compute_metrics(ir, vi, fused, metrics=["Nabf"])["Nabf"] == pytest.approx(KUMAR_NABF[name], rel=1e-12)
+    assert compute_metrics(ir, vi, fused, metrics=["Nabf"])["Nabf"] == pytest.approx(
+        KUMAR_NABF[name], rel=1e-12
+    )
 
 
 def test_degenerate_inputs_never_crash():
     ir, vi, fused = _pair(8)
     flat = np.full_like(ir, 128)
-    out = compute_metrics(ir, vi, ir)                      # F equal to a source
+    out = compute_metrics(ir, vi, ir)  # F equal to a source
     assert math.isnan(out["SCD"])
-    out = compute_metrics(flat, flat, flat)                # constant everything
+    out = compute_metrics(flat, flat, flat)  # constant everything
     assert out["EN"] == 0.0 and out["SD"] == 0.0 and out["SF"] == 0.0
     assert math.isnan(out["CC"]) and math.isnan(out["PSNR"]) and out["MI"] == 0.0 and out["RMSE"] == 0.0
     tiny = compute_metrics(ir[:8, :8], vi[:8, :8], fused[:8, :8])  # smaller than every window
@@ -188,7 +201,9 @@ def test_degenerate_inputs_never_crash():
     assert math.isnan(flat_vifb["PSNR"]) and math.isnan(flat_vifb["Qcb"]) and math.isnan(flat_vifb["Qcv"])
     row = [np.asarray(x[:1, :5]) for x in (ir, vi, fused)]
     one_row = compute_metrics(*row, convention="vifb")
-    assert math.isnan(one_row["SF"]) and math.isnan(one_row["AG"]) and math.isnan(one_row["SSIM"])  # no 2-D support
+    assert (
+        math.isnan(one_row["SF"]) and math.isnan(one_row["AG"]) and math.isnan(one_row["SSIM"])
+    )  # no 2-D support
     _, counts = np.unique(row[2], return_counts=True)
     p = counts / counts.sum()
     assert one_row["EN"] == pytest.approx(-(p * np.log2(p)).sum())  # EN needs no neighbourhood

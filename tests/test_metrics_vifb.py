@@ -4,6 +4,7 @@ to the printed precision (5 significant digits).
 ../shared/data/vifb/unexplained/ holds two more methods (YDTR, SwinFusion) whose stored values we do
 not reproduce; the tests at the end record why (the stored values were not computed from these JPEGs,
 docs/metrics.md "VIFB's YDTR and SwinFusion values") without pretending either way."""
+
 from __future__ import annotations
 
 import math
@@ -86,8 +87,9 @@ def test_vifb_full_grid(vifb):
     root, table = vifb
     methods, images = sorted(table.method.unique()), sorted(table.image.unique())
     # one method per task on every core (the metrics are single-threaded numpy): ~6 min -> ~3 on 2 cores
-    with ProcessPoolExecutor(max_workers=min(len(methods), os.cpu_count() or 1),
-                             mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(
+        max_workers=min(len(methods), os.cpu_count() or 1), mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
         per_method = pool.map(_check, *zip(*((root, table, [m], images, METRICS) for m in methods)))
         failures = [f for method_failures in per_method for f in method_failures]
     assert not failures, f"{len(failures)} mismatches:\n" + "\n".join(failures[:50])
@@ -108,7 +110,9 @@ def test_unexplained_jpegs_take_the_reproduced_decoding_path(vifb):
     decoder path our values and VIFB's imread take is one already validated on 252 reproduced images."""
     root, _ = vifb
     reproduced = {_jpeg_format(p) for p in (root / "fused").glob("*.jpg")}
-    unexplained = {_jpeg_format(p) for m in UNEXPLAINED for p in (root / "unexplained" / "fused").glob(f"*_{m}.jpg")}
+    unexplained = {
+        _jpeg_format(p) for m in UNEXPLAINED for p in (root / "unexplained" / "fused").glob(f"*_{m}.jpg")
+    }
     assert len(reproduced) == 1 and unexplained == reproduced
 
 
@@ -119,11 +123,17 @@ def test_unexplained_fused_only_metrics_do_not_come_from_these_files(unexplained
     root, table = unexplained
     rel = {"EN": [], "SD": []}
     for (method, image), rows in table[table.key.isin(list(rel))].groupby(["method", "image"]):
-        ours = compute_metrics(root / "input" / "IR" / f"{image}.jpg", root / "input" / "VI" / f"{image}.jpg",
-                               root / "unexplained" / "fused" / f"{image}_{method}.jpg",
-                               convention="vifb", metrics=tuple(rel))
+        ours = compute_metrics(
+            root / "input" / "IR" / f"{image}.jpg",
+            root / "input" / "VI" / f"{image}.jpg",
+            root / "unexplained" / "fused" / f"{image}_{method}.jpg",
+            convention="vifb",
+            metrics=tuple(rel),
+        )
         for row in rows.itertuples():
-            rel[row.key].append(0.0 if _matches(ours[row.key], row.value) else abs(ours[row.key] / row.value - 1))
+            rel[row.key].append(
+                0.0 if _matches(ours[row.key], row.value) else abs(ours[row.key] / row.value - 1)
+            )
     assert {k: len(v) for k, v in rel.items()} == {"EN": 42, "SD": 42}
     assert {k: int(np.sum(np.array(v) == 0.0)) for k, v in rel.items()} == {"EN": 2, "SD": 1}
     assert max(rel["EN"]) < 1.3e-3 and max(rel["SD"]) < 1.7e-3
@@ -133,13 +143,17 @@ class StoredValuesNotReproduced(AssertionError):
     """Our values differ from VIFB's stored ones: the one failure the xfail below expects."""
 
 
-@pytest.mark.xfail(strict=True, raises=StoredValuesNotReproduced,
-                   reason="VIFB's stored YDTR/SwinFusion values were not computed from the JPEGs "
-                   "VIFB publishes (see docs/metrics.md); strict: a pass means that finding is wrong; "
-                   "any other exception (a crash, a missing file, a table row missing) fails the test")
+@pytest.mark.xfail(
+    strict=True,
+    raises=StoredValuesNotReproduced,
+    reason="VIFB's stored YDTR/SwinFusion values were not computed from the JPEGs "
+    "VIFB publishes (see docs/metrics.md); strict: a pass means that finding is wrong; "
+    "any other exception (a crash, a missing file, a table row missing) fails the test",
+)
 def test_unexplained_methods_reproduce_stored_values(unexplained):
     root, table = unexplained
-    failures = _check(root, table, UNEXPLAINED, ["manwithbag", "walking"], METRICS,
-                      fused_dir="unexplained/fused")
+    failures = _check(
+        root, table, UNEXPLAINED, ["manwithbag", "walking"], METRICS, fused_dir="unexplained/fused"
+    )
     if failures:
         raise StoredValuesNotReproduced(f"{len(failures)} mismatches:\n" + "\n".join(failures))

@@ -9,6 +9,7 @@ view the printed link opens, the split as dataset input, and the logged S4Fusion
 must fuse a pair.
 The server is killed by the fixture whatever the outcome.
 """
+
 import json
 import re
 
@@ -54,8 +55,9 @@ def _api(base: str, path: str, **body):
 
 @pytest.fixture(scope="module")
 def ui_runs(server, finished_run):
-    experiment = requests.get(f"{server}/api/2.0/mlflow/experiments/get-by-name",
-                              params={"experiment_name": EXPERIMENT}, timeout=30).json()["experiment"]
+    experiment = requests.get(
+        f"{server}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": EXPERIMENT}, timeout=30
+    ).json()["experiment"]
     runs = _api(server, "runs/search", experiment_ids=[experiment["experiment_id"]], max_results=100)["runs"]
     parent_id = finished_run["result"].parent_run_id
     parent = next(r for r in runs if r["info"]["run_id"] == parent_id)
@@ -94,7 +96,9 @@ def test_one_named_child_per_method_and_one_run_per_method_and_seed(ui_runs, fin
     for o, m in zip(finished_run["result"].outcomes, cfg.methods):
         mine = [c for c in seeds if method_ids[_tags(c)["mlflow.parentRunId"]] == o.name]
         assert sorted(int(_params(c)["seed"]) for c in mine) == cfg.seeds
-        for run, seed, detection in zip(sorted(mine, key=lambda c: int(_params(c)["seed"])), o.seeds, o.detections):
+        for run, seed, detection in zip(
+            sorted(mine, key=lambda c: int(_params(c)["seed"])), o.seeds, o.detections
+        ):
             # only method, seed and kind are params: the compare page's default axes are meaningful
             assert _params(run) == {"method": o.name, "seed": str(seed), "kind": m.kind}
             assert run["info"]["run_name"] == f"{o.name} seed {seed}"
@@ -102,7 +106,8 @@ def test_one_named_child_per_method_and_one_run_per_method_and_seed(ui_runs, fin
             assert metrics["mAP50"] == pytest.approx(detection.map50)
             assert metrics["mAP50_95"] == pytest.approx(detection.map50_95)
             assert {k for k in metrics if k.startswith("AP50/")} == {
-                f"AP50/{c}" for c, v in class_names.items() if v == v}  # NaN (absent class) is not logged
+                f"AP50/{c}" for c, v in class_names.items() if v == v
+            }  # NaN (absent class) is not logged
             assert _tags(run)["fused_key"] == o.key and "fused_key" not in _params(run)
     # hashes and checksums are tags of the method runs, not params
     s4 = next(c for c in methods if c["info"]["run_name"] == "S4Fusion")
@@ -118,7 +123,9 @@ def test_parent_carries_table6_as_an_mlflow_table_and_the_sweep_params(ui_runs, 
     run_id = parent["info"]["run_id"]
     logged = json.loads(_tags(parent)["mlflow.loggedArtifacts"])
     assert {"path": "table6.json", "type": "table"} in logged  # what makes the UI render it as a table
-    response = requests.get(f"{server}/get-artifact", params={"path": "table6.json", "run_uuid": run_id}, timeout=30)
+    response = requests.get(
+        f"{server}/get-artifact", params={"path": "table6.json", "run_uuid": run_id}, timeout=30
+    )
     response.raise_for_status()
     table = response.json()  # pandas "split" layout, as mlflow.log_table writes it
     outcomes = finished_run["result"].outcomes
@@ -141,7 +148,9 @@ def test_every_run_names_its_split_as_dataset_input(ui_runs, finished_run):
     run_dir = finished_run["cfg"].run_dir
     split_hash = (run_dir / "split" / "split.sha256").read_text().split()[0]
     sizes = {p: len((run_dir / "split" / f"{p}.txt").read_text().split()) for p in ("train", "val", "test")}
-    methods = [c for c in children if _tags(c)["s4fuse.kind"] == "method"]  # a seed run sits under its method's run
+    methods = [
+        c for c in children if _tags(c)["s4fuse.kind"] == "method"
+    ]  # a seed run sits under its method's run
     for run in [parent, *methods]:
         (dataset_input,) = run["inputs"]["dataset_inputs"]
         dataset = dataset_input["dataset"]
@@ -173,7 +182,9 @@ def test_logged_s4fusion_model_fuses_a_pair(ui_runs, server, inputs, finished_ru
     assert np.array_equal(fused.reshape(expected.shape), expected)
     # no pyfunc for methods without a model
     assert s4["outputs"]["model_outputs"]
-    assert all(not c.get("outputs", {}).get("model_outputs") for c in children if c["info"]["run_name"] != "S4Fusion")
+    assert all(
+        not c.get("outputs", {}).get("model_outputs") for c in children if c["info"]["run_name"] != "S4Fusion"
+    )
 
 
 def test_printed_link_opens_the_saved_table6_chart_view(ui_runs, finished_run):
@@ -183,8 +194,10 @@ def test_printed_link_opens_the_saved_table6_chart_view(ui_runs, finished_run):
     experiment, parent, _ = ui_runs
     eid, pid = experiment["experiment_id"], parent["info"]["run_id"]
     link = ui_link(finished_run["uri"], pid)
-    assert link == (f"http://127.0.0.1:5000/#/experiments/{eid}/runs?viewStateShareKey=table6"
-                    "&compareRunsMode=CHART&workflowType=machine_learning")
+    assert link == (
+        f"http://127.0.0.1:5000/#/experiments/{eid}/runs?viewStateShareKey=table6"
+        "&compareRunsMode=CHART&workflowType=machine_learning"
+    )
     summary = summary_text(finished_run["result"], finished_run["cfg"])
     assert link in summary and table_link(finished_run["uri"], pid) in summary
     # the view the link names: stored on the experiment as MLflow's shared view state
@@ -196,4 +209,7 @@ def test_printed_link_opens_the_saved_table6_chart_view(ui_runs, finished_run):
     first = view["compareRunCharts"][0]
     assert first["metricSectionId"] == section["uuid"] and section["name"] == "Table VI"
     assert (first["type"], first["xaxis"], first["yaxis"]) == (
-        "SCATTER", {"key": "method", "type": "PARAM"}, {"key": "mAP50", "type": "METRIC"})
+        "SCATTER",
+        {"key": "method", "type": "PARAM"},
+        {"key": "mAP50", "type": "METRIC"},
+    )

@@ -7,6 +7,7 @@ Tolerances are the bounds README.md and docs/model.md state. Measured on this ma
 float64 fused <= 8.1e-15, every stage <= 8.9e-15, fold 0, scan <= 4.4e-16; float32 fused <= 4.0e-6.
 The bounds leave about 2x for other CPUs / BLAS builds, no more.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,7 @@ from fusion.ops.tolerances import MODEL_FLOAT32_MAX_ABS  # bench.gpu_check holds
 
 CASES = ["s4fusion_case1.pt", "s4fusion_case1_perturbed.pt"]
 TOL_FLOAT64 = 2e-14  # whole model, every stage, fold, official model.pkl
-TOL_SCAN = 2e-15     # the interleaved selective scan alone
+TOL_SCAN = 2e-15  # the interleaved selective scan alone
 
 
 @pytest.fixture(scope="module", params=CASES)
@@ -99,8 +100,17 @@ def test_cmsa_scan_call(case, model64, backend):
     block = model64.fusion[2].blocks[0]
     scan = case["fusion_block_coarse_level2_block0_scan"]
     x = scan["input"]
-    out = selective_scan_fn(x["u"], x["delta"], -torch.exp(block.A_logs), x["B"], x["C"], block.Ds,
-                            delta_bias=block.dt_projs_bias.reshape(-1), delta_softplus=True, backend=backend)
+    out = selective_scan_fn(
+        x["u"],
+        x["delta"],
+        -torch.exp(block.A_logs),
+        x["B"],
+        x["C"],
+        block.Ds,
+        delta_bias=block.dt_projs_bias.reshape(-1),
+        delta_softplus=True,
+        backend=backend,
+    )
     assert max_abs(out.detach(), scan["output"]) <= TOL_SCAN
 
 
@@ -130,7 +140,9 @@ def test_gradients_reach_exactly_the_used_parameters(shared_data):
     model(x, x.flip(-1)).sum().backward()
     got = {n for n, p in model.named_parameters() if p.grad is not None}
     official_used = {e["key"]: e["receives_grad"] for e in manifest["entries"]}
-    expected = {official_to_native({k: torch.empty(0)}).popitem()[0] for k, used in official_used.items() if used}
+    expected = {
+        official_to_native({k: torch.empty(0)}).popitem()[0] for k, used in official_used.items() if used
+    }
     assert got == expected
 
 

@@ -1,4 +1,5 @@
 """Config, ablation interactions (Table V), export round trip, input checks, FLOP counting."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,7 +10,9 @@ from fusion.flops import count_model
 from fusion.modules.interactions import INTERACTIONS
 from fusion.ops.selective_scan import selective_scan_flops as scan_flops
 
-TINY = dict(dims=(8, 16, 32), depths=(1, 1, 1), depths_decoder=(1, 1, 1), num_cmsa=1, d_state=4, d_state_fusion=4)
+TINY = dict(
+    dims=(8, 16, 32), depths=(1, 1, 1), depths_decoder=(1, 1, 1), num_cmsa=1, d_state=4, d_state_fusion=4
+)
 
 
 def _pair(h=25, w=37, seed=0):
@@ -34,7 +37,10 @@ def test_variant_forward_backward(kind, mark):
 
 
 def test_ablation_parameter_counts_comparable_to_cmsa():
-    counts = {kind: S4Fusion(S4FusionConfig(interaction=kind)).num_parameters(used_only=True) for kind in INTERACTIONS}
+    counts = {
+        kind: S4Fusion(S4FusionConfig(interaction=kind)).num_parameters(used_only=True)
+        for kind in INTERACTIONS
+    }
     for kind, n in counts.items():
         assert 0.6 <= n / counts["cmsa"] <= 1.5, (kind, n, counts["cmsa"])
 

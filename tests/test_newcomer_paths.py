@@ -2,6 +2,7 @@
 unpaired files, the ``demo`` checkpoint everywhere, the logged pyfunc, a bad ``methods`` entry.
 
 Each bad input must end in one line on stderr and exit code 2, never a traceback."""
+
 from __future__ import annotations
 
 import shutil
@@ -21,9 +22,24 @@ def error_lines(capsys, command: str) -> list[str]:
 
 
 # ---- metric names -------------------------------------------------------------------------------
-def test_evaluate_refuses_an_unknown_metric_with_a_suggestion_and_accepts_any_case(small_tno, tmp_path, capsys):
-    argv = ["evaluate", "--dataset", "tno", "--root", str(small_tno), "--methods", "average", "--limit", "1",
-            "--latency-runs", "0", "--out", str(tmp_path / "ev")]
+def test_evaluate_refuses_an_unknown_metric_with_a_suggestion_and_accepts_any_case(
+    small_tno, tmp_path, capsys
+):
+    argv = [
+        "evaluate",
+        "--dataset",
+        "tno",
+        "--root",
+        str(small_tno),
+        "--methods",
+        "average",
+        "--limit",
+        "1",
+        "--latency-runs",
+        "0",
+        "--out",
+        str(tmp_path / "ev"),
+    ]
     assert main([*argv, "--metrics", "VIFF", "en"]) == 2
     (line,) = error_lines(capsys, "evaluate")
     assert "'VIFF' (did you mean 'VIF'?)" in line and "valid: EN, SD" in line and "'en'" not in line
@@ -34,7 +50,12 @@ def test_evaluate_refuses_an_unknown_metric_with_a_suggestion_and_accepts_any_ca
 
 
 def test_held_out_refuses_an_unknown_metric(tmp_path, capsys):
-    assert main(["held_out", "--runs", str(tmp_path / "run"), "--metrics", "Qabff", "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            ["held_out", "--runs", str(tmp_path / "run"), "--metrics", "Qabff", "--out", str(tmp_path / "o")]
+        )
+        == 2
+    )
     (line,) = error_lines(capsys, "held_out")
     assert "'Qabff' (did you mean 'Qabf'?)" in line
 
@@ -43,8 +64,14 @@ def test_held_out_refuses_an_unknown_metric(tmp_path, capsys):
 def test_fuse_then_detect_check_resolves_report_metrics(metrics, expected, capsys):
     from pipelines.config import load_config
 
-    argv = ["fuse_then_detect", "--config", "fuse_then_detect_tiny.yaml", "--check",
-            "--set", f"report.fusion_metrics={metrics}"]
+    argv = [
+        "fuse_then_detect",
+        "--config",
+        "fuse_then_detect_tiny.yaml",
+        "--check",
+        "--set",
+        f"report.fusion_metrics={metrics}",
+    ]
     if expected is None:
         assert main(argv) == 2
         (line,) = error_lines(capsys, "fuse_then_detect")
@@ -64,7 +91,14 @@ def test_ablate_resolves_metric_names():
 
 @pytest.mark.parametrize("methods", ["[{name: X, kind: foo, weights: y}]", "[{kind: foo}]", "[3]"])
 def test_a_bad_methods_entry_is_a_one_line_config_error(methods, capsys):
-    argv = ["fuse_then_detect", "--config", "fuse_then_detect_tiny.yaml", "--check", "--set", f"methods={methods}"]
+    argv = [
+        "fuse_then_detect",
+        "--config",
+        "fuse_then_detect_tiny.yaml",
+        "--check",
+        "--set",
+        f"methods={methods}",
+    ]
     assert main(argv) == 2
     assert error_lines(capsys, "fuse_then_detect")[0].startswith("fuse_then_detect: error: ")
 
@@ -80,11 +114,14 @@ def test_a_failed_job_on_bad_input_says_fix_it_not_retry():
 
 
 # ---- Ctrl-C -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("command,module,function,argv", [
-    ("fuse", "pipelines.fuse", "_fuse", ["--ir", "a", "--vi", "b", "--out", "o"]),
-    ("fuse_then_detect", "pipelines.fuse_then_detect.cli", "_run", []),
-    ("train_fusion", "pipelines.train_fusion", "_train", ["--config", "x.yaml"]),
-])
+@pytest.mark.parametrize(
+    "command,module,function,argv",
+    [
+        ("fuse", "pipelines.fuse", "_fuse", ["--ir", "a", "--vi", "b", "--out", "o"]),
+        ("fuse_then_detect", "pipelines.fuse_then_detect.cli", "_run", []),
+        ("train_fusion", "pipelines.train_fusion", "_train", ["--config", "x.yaml"]),
+    ],
+)
 def test_ctrl_c_prints_one_line_saying_how_to_resume(command, module, function, argv, monkeypatch, capsys):
     import importlib
 
@@ -104,11 +141,23 @@ def test_skip_bad_fuses_the_pairs_when_files_are_unpaired_and_caps_the_list(smal
     for i in range(12):  # IR files without a VIS partner
         shutil.copy(small_tno / "ir" / "01.png", small_tno / "ir" / f"lonely{i:02d}.png")
     out = tmp_path / "out"
-    argv = ["fuse", "--ir", str(small_tno / "ir"), "--vi", str(small_tno / "vi"), "--method", "average", "--out", str(out)]
+    argv = [
+        "fuse",
+        "--ir",
+        str(small_tno / "ir"),
+        "--vi",
+        str(small_tno / "vi"),
+        "--method",
+        "average",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 2
     (line,) = error_lines(capsys, "fuse")
     assert "2 pairs" in line and "12 unpaired" in line and "--skip-bad" in line
-    assert "lonely09.png" in line and "lonely10.png" not in line and "… and 2 more" in line  # first 10 + count
+    assert (
+        "lonely09.png" in line and "lonely10.png" not in line and "… and 2 more" in line
+    )  # first 10 + count
     assert not out.exists()
     assert main([*argv, "--skip-bad"]) == 0
     captured = capsys.readouterr()
@@ -124,7 +173,8 @@ def test_demo_is_accepted_wherever_a_checkpoint_is_taken(tmp_path):
     from pipelines.analyze import _checkpoints
 
     assert sum(p.numel() for p in S4Fusion.load("demo").parameters()) == sum(
-        p.numel() for p in S4Fusion.load(resolve_checkpoint("demo")).parameters())
+        p.numel() for p in S4Fusion.load(resolve_checkpoint("demo")).parameters()
+    )
     (checkpoint,), errors = _checkpoints(["demo"])
     assert errors == [] and checkpoint.label == "demo" and checkpoint.path == resolve_checkpoint("demo")
 
@@ -135,8 +185,16 @@ def test_a_missing_checkpoint_says_where_model_pkl_comes_from(small_tno, tmp_pat
 
     with pytest.raises(ModelFileNotFoundError, match="github.com/zipper112/S4Fusion.*--checkpoint demo"):
         S4Fusion.load(tmp_path / "model.pkl")
-    argv = ["--dataset", "tno", "--root", str(small_tno), "--checkpoint", str(tmp_path / "model.pkl"),
-            "--out", str(tmp_path / "o")]
+    argv = [
+        "--dataset",
+        "tno",
+        "--root",
+        str(small_tno),
+        "--checkpoint",
+        str(tmp_path / "model.pkl"),
+        "--out",
+        str(tmp_path / "o"),
+    ]
     assert main(["fuse", *argv]) == 2
     (line,) = error_lines(capsys, "fuse")
     assert "zipper112/S4Fusion" in line and "--checkpoint demo" in line
@@ -166,8 +224,11 @@ def test_pyfunc_accepts_what_the_cli_accepts_and_its_errors_print_no_array(tmp_p
     for ir_input in (ir, ir[..., :1], ir[..., 0]):
         fused = fuser.predict({"ir": ir_input, "vi": vi})
         assert fused.shape == (64, 80, 1) and np.array_equal(fused[..., 0], expected)
-    for bad, named in [({"ir": ir.astype(np.float32), "vi": vi}, "'ir': expected uint8"),
-                       ({"ir": ir, "vi": vi[:10]}, "sizes differ"), ({"ir": ir}, "got ['ir']")]:
+    for bad, named in [
+        ({"ir": ir.astype(np.float32), "vi": vi}, "'ir': expected uint8"),
+        ({"ir": ir, "vi": vi[:10]}, "sizes differ"),
+        ({"ir": ir}, "got ['ir']"),
+    ]:
         with pytest.raises(Exception) as err:
             fuser.predict(bad)
         message = str(err.value)
@@ -193,7 +254,9 @@ def test_config_data_paths_resolve_from_another_directory(shared_data, tmp_path,
     assert load_ablation_config("table5_cpu.yaml").test  # its data roots are checked on load
     tno = os.path.relpath(shared_data / "samples" / "TNO", REPO_ROOT)
     assert not tno.startswith("/")
-    assert load_config("fuse_then_detect_tiny.yaml", ["dataset={name: tno, root: %s}" % tno]).dataset.root == tno
+    assert (
+        load_config("fuse_then_detect_tiny.yaml", ["dataset={name: tno, root: %s}" % tno]).dataset.root == tno
+    )
 
 
 @pytest.mark.slow  # two fresh interpreters fusing 576x768 pairs: ~20 CPU-s; the handler itself is tested above
@@ -207,11 +270,30 @@ def test_a_real_sigint_during_fuse_prints_one_line_and_the_rerun_resumes(small_t
     from conftest import REPO_ROOT
 
     out = tmp_path / "out"
-    argv = [sys.executable, "-m", "pipelines.run", "fuse", "--dataset", "tno", "--root", str(small_tno),
-            "--checkpoint", "demo", "--out", str(out)]
-    proc = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    argv = [
+        sys.executable,
+        "-m",
+        "pipelines.run",
+        "fuse",
+        "--dataset",
+        "tno",
+        "--root",
+        str(small_tno),
+        "--checkpoint",
+        "demo",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen(
+        argv,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
     deadline = time.monotonic() + 300
+
     def fused() -> list[str]:  # finished outputs only (an atomic write's temporary file is hidden)
         return [p.name for p in out.glob("[0-9]*.png")]
 
@@ -220,12 +302,23 @@ def test_a_real_sigint_during_fuse_prints_one_line_and_the_rerun_resumes(small_t
     assert proc.poll() is None, "fuse ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
     _, err = proc.communicate(timeout=120)
-    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip() and "fuse [" not in line
-             and "checking pairs" not in line]
+    lines = [
+        line
+        for line in err.replace("\r", "\n").splitlines()
+        if line.strip() and "fuse [" not in line and "checking pairs" not in line
+    ]
     assert proc.returncode == INTERRUPTED_EXIT and "Traceback" not in err, err
-    assert lines == ["fuse: interrupted; rerun the same command to resume: the outputs that finished are kept and reused"]
+    assert lines == [
+        "fuse: interrupted; rerun the same command to resume: the outputs that finished are kept and reused"
+    ]
     done = len(fused())
     assert done == 1  # of 2
-    rerun = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
-                           env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    rerun = subprocess.run(
+        argv,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
     assert rerun.returncode == 0 and f"({done} already there)" in rerun.stdout, rerun.stderr[-2000:]

@@ -1,5 +1,6 @@
 """The paper beside ours: Tables I-IV and VII in `evaluate`, Table VI rows of the paper profile, and
 the column helpers, every value checked against fusion.paper."""
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,20 @@ def tno_pairs(shared_data, tmp_path_factory):
 def test_evaluate_on_a_paper_dataset_shows_the_papers_table(tno_pairs, tmp_path):
     tiny = S4Fusion(S4FusionConfig.from_spec("tiny")).save_exported(tmp_path / "tiny.pt")
     out = tmp_path / "tno"
-    assert evaluate.main(_args(dataset="tno", root=tno_pairs, out=out, methods=["average", "s4fusion"],
-                               checkpoint=tiny, metrics=["SF", "AG", "Qabf"], latency_runs=1)) == 0
+    assert (
+        evaluate.main(
+            _args(
+                dataset="tno",
+                root=tno_pairs,
+                out=out,
+                methods=["average", "s4fusion"],
+                checkpoint=tiny,
+                metrics=["SF", "AG", "Qabf"],
+                latency_runs=1,
+            )
+        )
+        == 0
+    )
     md = (out / "summary.md").read_text(encoding="utf-8")
     assert "Beside the paper: Table III (TNO)" in md and "| S4Fusion (paper) |" in md and "11.407" in md
     assert "not measured here: VIF, MUSIQ, TOPIQ" in md
@@ -50,18 +63,24 @@ def test_evaluate_on_a_paper_dataset_shows_the_papers_table(tno_pairs, tmp_path)
     summary = pd.read_csv(out / "summary.csv").set_index("method")
     assert both.loc["average", "SF"] == pytest.approx(summary.loc["average", "SF_mean"])
     for method, values in paper.table_metrics("tno").items():
-        assert both.loc[f"{method} (paper)", ["SF", "AG", "VIF", "Qabf", "MUSIQ", "TOPIQ"]].tolist() == \
-            list(values.values())
+        assert both.loc[f"{method} (paper)", ["SF", "AG", "VIF", "Qabf", "MUSIQ", "TOPIQ"]].tolist() == list(
+            values.values()
+        )
     table7 = (out / "table7.md").read_text(encoding="utf-8")
     assert "Beside the paper: Table VII" in table7 and "| S4Fusion (paper) |" in table7
     t7 = pd.read_csv(out / "table7_vs_paper.csv").set_index("method")
     assert t7.loc["S4Fusion (paper)", "GFLOPs"] == 48.93 and t7.loc["s4fusion", "source"] == "ours"
-    parent = search_runs(f"sqlite:///{out / 'mlflow.db'}", "evaluate-tno").query("`tags.mlflow.parentRunId`.isna()")
+    parent = search_runs(f"sqlite:///{out / 'mlflow.db'}", "evaluate-tno").query(
+        "`tags.mlflow.parentRunId`.isna()"
+    )
     assert float(parent["params.paper.EMMA.SF"].iloc[0]) == paper.table_metrics("tno")["EMMA"]["SF"]
     assert float(parent["params.paper.table7.S4Fusion.params_M"].iloc[0]) == 2.03
 
     other = tmp_path / "folder"  # not a dataset of the paper: no paper rows
-    assert evaluate.main(_args(dataset="folder", root=tno_pairs, out=other, methods=["average"], metrics=["SF"])) == 0
+    assert (
+        evaluate.main(_args(dataset="folder", root=tno_pairs, out=other, methods=["average"], metrics=["SF"]))
+        == 0
+    )
     assert "Beside the paper" not in (other / "summary.md").read_text()
     assert not (other / "summary_vs_paper.csv").exists()
 

@@ -13,6 +13,7 @@ second pipeline run in this process: it must equal Ray's fresh workers (it did n
 first scan reset torch's thread count mid-job, docs/testing.md), which is why both live in one
 module (pytest-xdist keeps a module on one worker).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,7 +71,9 @@ def test_tiny_profile_end_to_end(tmp_path):
     # only our experiment (ultralytics' own MLflow callback is off: no stray runs/experiments)
     assert experiments <= {"Default", result.experiment}
     seeds = result.outcomes[0].seeds
-    assert len(runs) == 1 + len(names) * (1 + len(seeds)) and set(runs["status"]) == {"FINISHED"}  # + (method, seed) runs
+    assert len(runs) == 1 + len(names) * (1 + len(seeds)) and set(runs["status"]) == {
+        "FINISHED"
+    }  # + (method, seed) runs
     children = runs[runs["tags.s4fuse.kind"] == "method"].set_index("tags.method")
     for _, row in table.iterrows():
         child = children.loc[row["method"]]
@@ -87,8 +90,16 @@ def test_tiny_profile_end_to_end(tmp_path):
 
 
 def tiny(run_dir: Path, kind: str):
-    return load_config(TINY, [f"runs_dir={run_dir}", "seeds=[0,1]", f"executor.kind={kind}",
-                              "executor.max_retries=1", "tracking.experiment=tiny"])
+    return load_config(
+        TINY,
+        [
+            f"runs_dir={run_dir}",
+            "seeds=[0,1]",
+            f"executor.kind={kind}",
+            "executor.max_retries=1",
+            "tracking.experiment=tiny",
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +111,13 @@ def faults(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def ray_instance(faults):
     ray = pytest.importorskip("ray", reason="Ray tests need Ray: pip install -e '.[test]'")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-             runtime_env={"env_vars": {FAULTS_ENV: str(faults)}})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level="ERROR",
+        log_to_driver=False,
+        runtime_env={"env_vars": {FAULTS_ENV: str(faults)}},
+    )
     yield ray
     ray.shutdown()
 
@@ -127,8 +143,11 @@ def child_runs(result):
 
 
 def predictions(result):
-    return {(o.name, seed): [(p.image, p.box, p.score, p.cls) for p in r.predictions]
-            for o in result.outcomes for seed, r in zip(o.seeds, o.detections)}
+    return {
+        (o.name, seed): [(p.image, p.box, p.score, p.cls) for p in r.predictions]
+        for o in result.outcomes
+        for seed, r in zip(o.seeds, o.detections)
+    }
 
 
 def test_ray_gives_the_serial_table_mlflow_runs_and_predictions(runs, faults):
@@ -141,7 +160,9 @@ def test_ray_gives_the_serial_table_mlflow_runs_and_predictions(runs, faults):
     assert predictions(ray) == predictions(serial)
 
     (s_runs, s_children), (r_runs, r_children) = child_runs(serial), child_runs(ray)
-    assert len(r_runs) == len(s_runs) == 1 + len(table) * (1 + 2)  # parent, per method: its run + one per seed
+    assert (
+        len(r_runs) == len(s_runs) == 1 + len(table) * (1 + 2)
+    )  # parent, per method: its run + one per seed
     assert sorted(r_runs["tags.mlflow.runName"]) == sorted(s_runs["tags.mlflow.runName"])
     assert set(r_runs["status"]) == {"FINISHED"}
     metrics = sorted(c for c in s_runs.columns if c.startswith("metrics."))
@@ -156,7 +177,9 @@ def test_ray_gives_the_serial_table_mlflow_runs_and_predictions(runs, faults):
     assert r_parent["tags.config_sha256"] == s_parent["tags.config_sha256"]
 
 
-def test_a_failing_job_is_reported_while_the_others_finish_and_a_rerun_resumes(runs, faults, tmp_path, capsys):
+def test_a_failing_job_is_reported_while_the_others_finish_and_a_rerun_resumes(
+    runs, faults, tmp_path, capsys
+):
     serial, ray = runs
     run_dir = tmp_path / "run"
     shutil.copytree(ray.run_dir, run_dir, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts", "report"))
@@ -165,8 +188,22 @@ def test_a_failing_job_is_reported_while_the_others_finish_and_a_rerun_resumes(r
     faults.write_text(json.dumps([{"key": ["detect", "Average", 0], "times": None}]))
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
-    args = parser.parse_args(["--config", str(TINY), "--runs-dir", str(run_dir), "--seeds", "0,1", "--executor",
-                              "ray", "--set", "executor.max_retries=1", "--set", "tracking.experiment=tiny"])
+    args = parser.parse_args(
+        [
+            "--config",
+            str(TINY),
+            "--runs-dir",
+            str(run_dir),
+            "--seeds",
+            "0,1",
+            "--executor",
+            "ray",
+            "--set",
+            "executor.max_retries=1",
+            "--set",
+            "tracking.experiment=tiny",
+        ]
+    )
     try:
         assert cli.main(args) == 1
     finally:
@@ -179,29 +216,46 @@ def test_a_failing_job_is_reported_while_the_others_finish_and_a_rerun_resumes(r
     assert list(pd.read_csv(run_dir / "report" / "table6.csv")["method"]) == ["IR", "VI", "S4Fusion"]
     first = search_runs(f"sqlite:///{run_dir / 'mlflow.db'}", "tiny")
     assert dict(zip(first["tags.mlflow.runName"], first["status"])) == {
-        "fuse_then_detect_tiny": "FAILED", "IR": "FINISHED", "VI": "FINISHED", "Average": "FAILED",
-        "S4Fusion": "FINISHED", **{f"{m} seed {k}": "FINISHED" for m in ("IR", "VI", "S4Fusion") for k in (0, 1)}}
+        "fuse_then_detect_tiny": "FAILED",
+        "IR": "FINISHED",
+        "VI": "FINISHED",
+        "Average": "FAILED",
+        "S4Fusion": "FINISHED",
+        **{f"{m} seed {k}": "FINISHED" for m in ("IR", "VI", "S4Fusion") for k in (0, 1)},
+    }
 
     assert cli.main(args) == 0  # the rerun redoes only the failed job
     again = search_runs(f"sqlite:///{run_dir / 'mlflow.db'}", "tiny")
     # resumed, no duplicates: only Average's two (method, seed) runs are new
     assert len(again) == len(first) + 2 and set(again["status"]) == {"FINISHED"}
-    assert pd.read_csv(run_dir / "report" / "table6.csv").equals(pd.read_csv(serial.report_dir / "table6.csv"))
+    assert pd.read_csv(run_dir / "report" / "table6.csv").equals(
+        pd.read_csv(serial.report_dir / "table6.csv")
+    )
 
 
-def test_a_run_folder_the_workers_cannot_see_is_refused_before_any_work(ray_instance, tmp_path, monkeypatch, capsys):
+def test_a_run_folder_the_workers_cannot_see_is_refused_before_any_work(
+    ray_instance, tmp_path, monkeypatch, capsys
+):
     from pipelines.executor.ray_executor import PROBE_DIR_ENV, RayExecutor
 
     elsewhere = tmp_path / "other_mount"
     elsewhere.mkdir()
     # the workers' view of the run folder is another directory (a node mounting a different filesystem)
-    monkeypatch.setattr(RayExecutor, "check_storage", functools.partialmethod(
-        RayExecutor.check_storage, probe_env={PROBE_DIR_ENV: str(elsewhere)}))
+    monkeypatch.setattr(
+        RayExecutor,
+        "check_storage",
+        functools.partialmethod(RayExecutor.check_storage, probe_env={PROBE_DIR_ENV: str(elsewhere)}),
+    )
     cfg = tiny(tmp_path / "run", "ray")
     with pytest.raises(SharedStorageError, match="not on storage every Ray node sees"):
         run_pipeline(cfg, progress=False)
     assert not (cfg.run_dir / "mlflow.db").exists() and not (cfg.run_dir / "fused").exists()
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
-    assert cli.main(parser.parse_args(["--config", str(TINY), "--runs-dir", str(cfg.run_dir), "--executor", "ray"])) == 2
+    assert (
+        cli.main(
+            parser.parse_args(["--config", str(TINY), "--runs-dir", str(cfg.run_dir), "--executor", "ray"])
+        )
+        == 2
+    )
     assert "cannot read the driver's probe file" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """MLflow helpers: SQLite store, resumable parent/child runs found by tag, safe param logging."""
+
 import math
 
 import pytest
@@ -15,7 +16,9 @@ def db_dir(tmp_path_factory):
 
 @pytest.fixture
 def tracker(db_dir, request):
-    return Tracker(default_tracking_uri(db_dir), f"exp/{request.node.name}", artifact_dir=db_dir / request.node.name)
+    return Tracker(
+        default_tracking_uri(db_dir), f"exp/{request.node.name}", artifact_dir=db_dir / request.node.name
+    )
 
 
 def test_default_uri_is_sqlite_in_the_runs_dir(tmp_path):
@@ -66,7 +69,12 @@ def test_experiment_artifacts_live_beside_the_database(tracker, db_dir, request)
 
 
 def test_flatten():
-    assert flatten({"a": {"b": 1, "c": {"d": 2}}, "e": [1], "f": {}}) == {"a.b": 1, "a.c.d": 2, "e": [1], "f": {}}
+    assert flatten({"a": {"b": 1, "c": {"d": 2}}, "e": [1], "f": {}}) == {
+        "a.b": 1,
+        "a.c.d": 2,
+        "e": [1],
+        "f": {},
+    }
 
 
 def test_sqlite_artifacts_default_beside_the_database_not_the_working_directory(db_dir):
@@ -82,8 +90,14 @@ def test_a_table_is_an_mlflow_table_and_a_rerun_replaces_it_instead_of_appending
 
     run = tracker.new_run("parent", "pipeline")
     tracker.log_table(run, pd.DataFrame({"method": ["IR", "VI"], "mAP50": [0.5, 0.4]}), "table6.json")
-    tracker.log_table(run, pd.DataFrame({"method": ["IR", "VI", "Avg"], "mAP50": [0.5, 0.4, 0.6]}), "table6.json")
-    logged = pd.read_json(tracker.client.download_artifacts(run, "table6.json", str(tmp_path)), orient="split")
-    assert list(logged["method"]) == ["IR", "VI", "Avg"] and list(logged["mAP50"]) == pytest.approx([0.5, 0.4, 0.6])
+    tracker.log_table(
+        run, pd.DataFrame({"method": ["IR", "VI", "Avg"], "mAP50": [0.5, 0.4, 0.6]}), "table6.json"
+    )
+    logged = pd.read_json(
+        tracker.client.download_artifacts(run, "table6.json", str(tmp_path)), orient="split"
+    )
+    assert list(logged["method"]) == ["IR", "VI", "Avg"] and list(logged["mAP50"]) == pytest.approx(
+        [0.5, 0.4, 0.6]
+    )
     tags = tracker.client.get_run(run).data.tags
     assert json.loads(tags["mlflow.loggedArtifacts"]) == [{"path": "table6.json", "type": "table"}]

@@ -9,6 +9,7 @@ head. Checked: the table equals the serial run's; every job's MLflow child run c
 ``node.<job>`` tag naming the Ray node of its successful attempt; the jobs ran on both nodes; no
 MLflow run is lost or duplicated. Recipe with two ``ray start`` processes: docs/pipeline.md.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,8 +35,19 @@ MARKER_ENV = "S4FUSE_TEST_RAY_CLUSTER"
 
 
 def fuse_then_detect(run_dir: Path, *executor: str) -> list[str]:
-    return [sys.executable, "-m", "pipelines.run", "fuse_then_detect", "--config", str(TINY), "--runs-dir",
-            str(run_dir), "--set", "tracking.experiment=tiny", *executor]
+    return [
+        sys.executable,
+        "-m",
+        "pipelines.run",
+        "fuse_then_detect",
+        "--config",
+        str(TINY),
+        "--runs-dir",
+        str(run_dir),
+        "--set",
+        "tracking.experiment=tiny",
+        *executor,
+    ]
 
 
 @pytest.fixture
@@ -48,8 +60,14 @@ def cluster(monkeypatch):
     # The raylets' workers inherit this process's environment; PYTHONPATH makes them import this checkout.
     # Ray runs its workers 15 nice levels below the raylet: on a shared, loaded CI machine they then get
     # almost no CPU (measured: ~1 % of a core each), so they keep this process's priority here.
-    for name, value in (("YOLO_OFFLINE", "1"), ("YOLO_AUTOINSTALL", "false"), ("MPLBACKEND", "Agg"),
-                        ("OMP_WAIT_POLICY", "PASSIVE"), ("PYTHONPATH", str(REPO_ROOT)), ("RAY_worker_niceness", "0")):
+    for name, value in (
+        ("YOLO_OFFLINE", "1"),
+        ("YOLO_AUTOINSTALL", "false"),
+        ("MPLBACKEND", "Agg"),
+        ("OMP_WAIT_POLICY", "PASSIVE"),
+        ("PYTHONPATH", str(REPO_ROOT)),
+        ("RAY_worker_niceness", "0"),
+    ):
         monkeypatch.setenv(name, value)
     marker = f"{os.getpid()}-{time.time_ns()}"  # inherited by every process the cluster starts
     monkeypatch.setenv(MARKER_ENV, marker)
@@ -85,8 +103,12 @@ def node_tags(tracking_uri: str) -> dict[tuple[str, str], str]:
     """{(method, tag): value} of the ``node.*`` tags of the child runs."""
     runs = search_runs(tracking_uri, "tiny")
     children = runs[runs["tags.s4fuse.kind"] == "method"]
-    return {(row["tags.method"], col[len("tags."):]): row[col] for _, row in children.iterrows()
-            for col in runs.columns if col.startswith("tags.node.") and isinstance(row[col], str)}
+    return {
+        (row["tags.method"], col[len("tags.") :]): row[col]
+        for _, row in children.iterrows()
+        for col in runs.columns
+        if col.startswith("tags.node.") and isinstance(row[col], str)
+    }
 
 
 def jobs_done_on(node_id: str, console: str) -> list[str]:
@@ -111,15 +133,27 @@ def running_job_on(node) -> bool:
 def test_two_node_sweep_survives_losing_a_node_and_equals_serial(cluster, tmp_path):
     cluster, second = cluster
     env = dict(os.environ)
-    serial = subprocess.run(fuse_then_detect(tmp_path / "serial"), cwd=REPO_ROOT, env=env, capture_output=True,
-                            text=True, timeout=SWEEP_TIMEOUT_S)
+    serial = subprocess.run(
+        fuse_then_detect(tmp_path / "serial"),
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SWEEP_TIMEOUT_S,
+    )
     assert serial.returncode == 0, serial.stderr[-3000:]
 
     run_dir = tmp_path / "ray"
     uri = f"sqlite:///{run_dir / 'mlflow.db'}"
     log = (tmp_path / "ray.log").open("w")
-    driver = subprocess.Popen(fuse_then_detect(run_dir, "--executor", "ray", "--ray-address", cluster.address),
-                              cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    driver = subprocess.Popen(
+        fuse_then_detect(run_dir, "--executor", "ray", "--ray-address", cluster.address),
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     console = tmp_path / "ray.log"
     killed_at: int | None = None  # length of the driver's console output when the second node was killed
     deadline = time.monotonic() + SWEEP_TIMEOUT_S
@@ -127,7 +161,11 @@ def test_two_node_sweep_survives_losing_a_node_and_equals_serial(cluster, tmp_pa
         while driver.poll() is None and time.monotonic() < deadline:
             time.sleep(1.0)
             # kill once a job has finished on the second node and another one is running there
-            if killed_at is None and jobs_done_on(second.node_id, console.read_text()) and running_job_on(second):
+            if (
+                killed_at is None
+                and jobs_done_on(second.node_id, console.read_text())
+                and running_job_on(second)
+            ):
                 second.kill_raylet()
                 time.sleep(2.0)  # a job that finished just before the kill may still print its line
                 killed_at = len(console.read_text())
@@ -148,7 +186,9 @@ def test_two_node_sweep_survives_losing_a_node_and_equals_serial(cluster, tmp_pa
     runs = search_runs(uri, "tiny")
     methods = list(serial_table["method"])
     seed_runs = [f"{m} seed 0" for m in methods]  # one run per (method, seed) under each method's run
-    assert sorted(runs["tags.mlflow.runName"]) == sorted(["fuse_then_detect_tiny", *methods, *seed_runs])  # none lost or doubled
+    assert sorted(runs["tags.mlflow.runName"]) == sorted(
+        ["fuse_then_detect_tiny", *methods, *seed_runs]
+    )  # none lost or doubled
     assert set(runs["status"]) == {"FINISHED"}
     tags = node_tags(uri)
     jobs = {"node.fuse", "node.metrics", "node.detect.seed0"}

@@ -1,5 +1,6 @@
 """The Triton selective scan: its kernel cases in Triton's CPU interpreter (a subprocess, see
 ``tests/triton_interpreter_cases.py``), and how the dispatcher chooses, explains and refuses backends."""
+
 from __future__ import annotations
 
 import logging
@@ -23,11 +24,22 @@ CASES_FILE = "tests/triton_interpreter_cases.py"
 
 def test_triton_kernel_matches_reference_in_the_interpreter():
     """Forward, last state and every gradient vs the reference (float32 rel <= 1e-4), in a fresh process."""
-    pytest.importorskip("triton", reason="the triton backend needs the triton package (part of CUDA torch wheels)")
-    env = {**os.environ, "TRITON_INTERPRET": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO_ROOT), os.environ.get("PYTHONPATH"))))}
-    result = subprocess.run([sys.executable, "-m", "pytest", CASES_FILE, "-q", "-p", "no:cacheprovider"],
-                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    pytest.importorskip(
+        "triton", reason="the triton backend needs the triton package (part of CUDA torch wheels)"
+    )
+    env = {
+        **os.environ,
+        "TRITON_INTERPRET": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO_ROOT), os.environ.get("PYTHONPATH")))),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", CASES_FILE, "-q", "-p", "no:cacheprovider"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
     assert result.returncode == 0, f"{CASES_FILE} failed:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}"
     passed = re.search(r"(\d+) passed", summary)
@@ -45,7 +57,9 @@ def no_mamba(monkeypatch):
 def test_auto_on_cuda_prefers_triton_without_mamba_and_says_why(no_mamba, monkeypatch):
     monkeypatch.setattr(scan_module, "triton_import_error", lambda: None)
     assert explain_backend("cuda") == ("triton", f"mamba-ssm's kernel unavailable: {no_mamba}")
-    monkeypatch.setattr(scan_module, "triton_import_error", lambda: "ModuleNotFoundError: No module named 'triton'")
+    monkeypatch.setattr(
+        scan_module, "triton_import_error", lambda: "ModuleNotFoundError: No module named 'triton'"
+    )
     backend, reason = explain_backend("cuda:1", torch.bfloat16)
     assert backend == "chunked" and no_mamba in reason and "No module named 'triton'" in reason
     monkeypatch.setattr(scan_mamba, "_load_extension", lambda: (object(), None))
@@ -88,7 +102,8 @@ def test_auto_falling_back_to_chunked_on_cuda_warns_once(caplog, monkeypatch):
     records = [r for r in caplog.records if r.name == scan_module.__name__]
     assert [(r.levelno, r.getMessage()) for r in records] == [
         (logging.WARNING, "selective scan on cuda:0 uses backend 'chunked' (no fused kernel imports)"),
-        (logging.INFO, "selective scan on cuda:0 uses backend 'triton' (mamba-ssm's kernel unavailable)")]
+        (logging.INFO, "selective scan on cuda:0 uses backend 'triton' (mamba-ssm's kernel unavailable)"),
+    ]
 
 
 def test_triton_on_cpu_without_interpreter_is_a_clear_error():

@@ -1,5 +1,6 @@
 """Selective scan: the reference against a closed form, every backend against the reference (values and
 gradients), dispatch, errors, and that importing the ops never imports mamba-ssm."""
+
 from __future__ import annotations
 
 import itertools
@@ -26,8 +27,20 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUD
 TOLERANCE = {torch.float64: (1e-10, 1e-9), torch.float32: (2e-4, 2e-4)}
 
 
-def make_inputs(batch=2, dim=8, d_state=4, length=33, groups=1, dtype=torch.float64, seed=0, device="cpu",
-                with_D=True, with_z=True, with_bias=True, grouped_layout=True):
+def make_inputs(
+    batch=2,
+    dim=8,
+    d_state=4,
+    length=33,
+    groups=1,
+    dtype=torch.float64,
+    seed=0,
+    device="cpu",
+    with_D=True,
+    with_z=True,
+    with_bias=True,
+    grouped_layout=True,
+):
     gen = torch.Generator().manual_seed(seed)
 
     def rand(*shape, scale=1.0, offset=0.0):
@@ -54,8 +67,9 @@ def run_with_grads(inputs, backend, delta_softplus=True, return_last_state=True)
     """Forward, then gradients of a loss that uses out and last_state nonlinearly."""
     leaves = {k: v.detach().clone().requires_grad_() for k, v in tensors_of(inputs).items()}
     args = {**{k: None for k in inputs}, **leaves}
-    result = selective_scan_fn(**args, delta_softplus=delta_softplus, return_last_state=return_last_state,
-                               backend=backend)
+    result = selective_scan_fn(
+        **args, delta_softplus=delta_softplus, return_last_state=return_last_state, backend=backend
+    )
     out, last = result if return_last_state else (result, None)
     weight = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)
     loss = (out * weight).sum() + (out.double() ** 2).sum()
@@ -67,7 +81,9 @@ def run_with_grads(inputs, backend, delta_softplus=True, return_last_state=True)
 
 def assert_close(actual, expected, dtype, what):
     atol, rtol = TOLERANCE[dtype]
-    torch.testing.assert_close(actual.double(), expected.double(), atol=atol, rtol=rtol, msg=lambda m: f"{what}: {m}")
+    torch.testing.assert_close(
+        actual.double(), expected.double(), atol=atol, rtol=rtol, msg=lambda m: f"{what}: {m}"
+    )
 
 
 def test_reference_matches_closed_form():
@@ -85,10 +101,17 @@ def test_reference_matches_closed_form():
     def full(value):
         return torch.full((1, 1, 1, length), value, dtype=torch.float64)
 
-    out, last = selective_scan_fn(torch.tensor(u).view(1, 1, -1), torch.full((1, 1, length), delta, dtype=torch.float64),
-                                  torch.tensor([[a]], dtype=torch.float64), full(b), full(c),
-                                  D=torch.tensor([skip], dtype=torch.float64),
-                                  z=torch.tensor(z).view(1, 1, -1), return_last_state=True, backend="reference")
+    out, last = selective_scan_fn(
+        torch.tensor(u).view(1, 1, -1),
+        torch.full((1, 1, length), delta, dtype=torch.float64),
+        torch.tensor([[a]], dtype=torch.float64),
+        full(b),
+        full(c),
+        D=torch.tensor([skip], dtype=torch.float64),
+        z=torch.tensor(z).view(1, 1, -1),
+        return_last_state=True,
+        backend="reference",
+    )
     np.testing.assert_allclose(out.view(-1).numpy(), expected, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(last.view(-1).numpy(), [expected_last], rtol=1e-12)
 
@@ -98,25 +121,41 @@ def test_reference_bias_and_softplus_semantics():
     inputs = make_inputs(length=9, with_D=False, with_z=False, with_bias=True)
     shifted = inputs["delta"] + inputs["delta_bias"][:, None]
     base = dict(inputs, delta_bias=None)
-    expected = selective_scan_fn(**dict(base, delta=torch.nn.functional.softplus(shifted)), backend="reference")
+    expected = selective_scan_fn(
+        **dict(base, delta=torch.nn.functional.softplus(shifted)), backend="reference"
+    )
     actual = selective_scan_fn(**inputs, delta_softplus=True, backend="reference")
     torch.testing.assert_close(actual, expected, rtol=0, atol=1e-14)
 
 
 # odd lengths x group counts, each with a different combination of optional inputs
-CASES = [(length, groups, *flags) for (length, groups), flags in
-         zip(itertools.product((1, 7, 33, 257), (1, 2, 4)),
-             itertools.cycle(itertools.product((True, False), repeat=4)))]
+CASES = [
+    (length, groups, *flags)
+    for (length, groups), flags in zip(
+        itertools.product((1, 7, 33, 257), (1, 2, 4)),
+        itertools.cycle(itertools.product((True, False), repeat=4)),
+    )
+]
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("backend", ["cpu", "chunked"])
 @pytest.mark.parametrize("length,groups,with_D,with_z,with_bias,softplus", CASES)
 def test_backend_matches_reference(backend, dtype, length, groups, with_D, with_z, with_bias, softplus):
-    inputs = make_inputs(length=length, groups=groups, dtype=dtype, seed=length + groups, with_D=with_D,
-                         with_z=with_z, with_bias=with_bias)
-    reference = run_with_grads({k: v.double() if v is not None else None for k, v in inputs.items()},
-                               "reference", delta_softplus=softplus)
+    inputs = make_inputs(
+        length=length,
+        groups=groups,
+        dtype=dtype,
+        seed=length + groups,
+        with_D=with_D,
+        with_z=with_z,
+        with_bias=with_bias,
+    )
+    reference = run_with_grads(
+        {k: v.double() if v is not None else None for k, v in inputs.items()},
+        "reference",
+        delta_softplus=softplus,
+    )
     out, last, grads = run_with_grads(inputs, backend, delta_softplus=softplus)
     assert out.dtype == dtype and out.shape == inputs["u"].shape and last.shape == (2, 8, 4)
     assert_close(out, reference[0], dtype, "out")
@@ -132,8 +171,9 @@ def test_gradcheck(backend):
     leaves = [v.detach().clone().requires_grad_() for v in inputs.values()]
 
     def fn(*tensors):
-        out, last = selective_scan_fn(**dict(zip(inputs, tensors)), delta_softplus=True, return_last_state=True,
-                                      backend=backend)
+        out, last = selective_scan_fn(
+            **dict(zip(inputs, tensors)), delta_softplus=True, return_last_state=True, backend=backend
+        )
         return out, last
 
     assert torch.autograd.gradcheck(fn, leaves, eps=1e-6, atol=1e-7, rtol=1e-5)
@@ -154,11 +194,14 @@ def test_ungrouped_bc_layout(backend):
 @pytest.fixture(scope="module")
 def long_sequence_case():
     """L=3000 with strong decays (exp(delta·A) down to ~1e-30 per step) and its float64 reference."""
-    inputs = make_inputs(batch=1, dim=4, d_state=8, length=3000, groups=2, dtype=torch.float32, seed=7,
-                         with_D=False)
+    inputs = make_inputs(
+        batch=1, dim=4, d_state=8, length=3000, groups=2, dtype=torch.float32, seed=7, with_D=False
+    )
     inputs["A"] = inputs["A"] * 10
     inputs["delta"] = inputs["delta"] * 4
-    reference = run_with_grads({k: v.double() if v is not None else None for k, v in inputs.items()}, "reference")
+    reference = run_with_grads(
+        {k: v.double() if v is not None else None for k, v in inputs.items()}, "reference"
+    )
     return inputs, reference
 
 
@@ -192,8 +235,14 @@ def test_cpu_backend_is_deterministic_across_thread_counts(tmp_path):
     NUMBA_NUM_THREADS=4, so the pool has more than one thread even on a one-core machine (numba fixes
     its pool size at import; more threads than cores still split the work, only slower)."""
     env = dict(os.environ, NUMBA_NUM_THREADS="4")
-    result = subprocess.run([sys.executable, "-c", _THREAD_RUNS, str(tmp_path / "runs.pt")], cwd=REPO_ROOT, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", _THREAD_RUNS, str(tmp_path / "runs.pt")],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     runs = torch.load(tmp_path / "runs.pt")
     assert {t: r["numba_threads"] for t, r in runs.items()} == {1: 1, 2: 2, 3: 3}  # the counts really ran
@@ -223,12 +272,15 @@ def test_cpu_float32_decays_are_as_accurate_as_float32_exp():
 
 def test_cpu_backend_leaves_torch_thread_count_alone():
     # numba's OpenMP layer sets the process-wide OpenMP thread count when it starts; torch reads that count
-    code = ("import torch; torch.set_num_threads(1); from fusion.ops.scan_cpu import scan_cpu; "
-            "u = torch.randn(1, 4, 9); scan_cpu(u, torch.rand(1, 4, 9), -torch.rand(4, 2), torch.randn(1, 1, 2, 9), "
-            "torch.randn(1, 1, 2, 9)); print(torch.get_num_threads())")
+    code = (
+        "import torch; torch.set_num_threads(1); from fusion.ops.scan_cpu import scan_cpu; "
+        "u = torch.randn(1, 4, 9); scan_cpu(u, torch.rand(1, 4, 9), -torch.rand(4, 2), torch.randn(1, 1, 2, 9), "
+        "torch.randn(1, 1, 2, 9)); print(torch.get_num_threads())"
+    )
     env = dict(os.environ, NUMBA_NUM_THREADS="2")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-1] == "1"
 
@@ -236,8 +288,9 @@ def test_cpu_backend_leaves_torch_thread_count_alone():
 def test_half_precision_input_keeps_dtype():
     inputs = make_inputs(length=40, dtype=torch.bfloat16)
     out = selective_scan_fn(**inputs, delta_softplus=True, backend="cpu")
-    expected = selective_scan_fn(**{k: v.double() for k, v in inputs.items()}, delta_softplus=True,
-                                 backend="reference")
+    expected = selective_scan_fn(
+        **{k: v.double() for k, v in inputs.items()}, delta_softplus=True, backend="reference"
+    )
     assert out.dtype == torch.bfloat16
     # bfloat16 keeps 8 bits (u = 2^-9 = 2e-3); measured worst |error| / tolerance 0.12
     torch.testing.assert_close(out.double(), expected, atol=0.05, rtol=0.02)
@@ -257,7 +310,9 @@ def test_auto_on_cpu_picks_numba_kernel_and_logs_once(caplog, monkeypatch):
 def test_resolve_backend_for_cuda_without_running_it():
     from fusion.ops.scan_mamba import mamba_available
 
-    expected = "mamba" if mamba_available() else "triton" if scan_module.triton_import_error() is None else "chunked"
+    expected = (
+        "mamba" if mamba_available() else "triton" if scan_module.triton_import_error() is None else "chunked"
+    )
     assert resolve_backend("cuda") == expected
     assert resolve_backend("cuda", torch.float64) == "chunked"  # the CUDA kernels have no float64
 
@@ -267,14 +322,17 @@ def test_mamba_backend_on_cpu_is_a_clear_error():
         selective_scan_fn(**make_inputs(length=5), backend="mamba")
 
 
-@pytest.mark.parametrize("change,match", [
-    (dict(backend="fast"), "unknown backend"),
-    (dict(delta=torch.zeros(2, 8, 4)), "delta shape"),
-    (dict(A=torch.zeros(8, 4, dtype=torch.complex64)), "A must be real"),
-    (dict(B=torch.zeros(2, 3, 4, 33)), "D=8 divisible by G"),
-    (dict(C=torch.zeros(2, 5, 33)), "C must be"),
-    (dict(D=torch.zeros(7)), "D must be"),
-])
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (dict(backend="fast"), "unknown backend"),
+        (dict(delta=torch.zeros(2, 8, 4)), "delta shape"),
+        (dict(A=torch.zeros(8, 4, dtype=torch.complex64)), "A must be real"),
+        (dict(B=torch.zeros(2, 3, 4, 33)), "D=8 divisible by G"),
+        (dict(C=torch.zeros(2, 5, 33)), "C must be"),
+        (dict(D=torch.zeros(7)), "D must be"),
+    ],
+)
 def test_bad_inputs_are_named(change, match):
     with pytest.raises(ValueError, match=match):
         selective_scan_fn(**(make_inputs() | change))
@@ -287,9 +345,13 @@ def test_flops_formula():
 
 
 def test_importing_ops_never_imports_mamba_ssm():
-    code = ("import sys, fusion.ops, fusion.ops.selective_scan, fusion.ops.scan_cpu; "
-            "print(sorted(m for m in ('mamba_ssm', 'selective_scan_cuda') if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    code = (
+        "import sys, fusion.ops, fusion.ops.selective_scan, fusion.ops.scan_cpu; "
+        "print(sorted(m for m in ('mamba_ssm', 'selective_scan_cuda') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "[]"
 
 
@@ -297,6 +359,7 @@ def cuda_kernel_missing(backend: str) -> str | None:
     """Why ``backend`` cannot run on this CUDA machine (None when it can)."""
     if backend == "mamba":
         from fusion.ops.scan_mamba import mamba_import_error
+
         error = mamba_import_error()
         return f"mamba-ssm's selective_scan_cuda does not import: {error}" if error else None
     if backend == "triton":
@@ -312,17 +375,28 @@ def test_cuda_backend_matches_reference(backend):
     if (missing := cuda_kernel_missing(backend)) is not None:
         pytest.skip(missing)
     inputs = make_inputs(length=257, groups=2, dtype=torch.float32, device="cuda")
-    with_last_grad = backend not in ("mamba", "auto")  # mamba-ssm does not propagate the last state's gradient
-    reference = run_with_grads({k: v.double().cpu() for k, v in inputs.items()}, "reference",
-                               return_last_state=with_last_grad)
+    with_last_grad = backend not in (
+        "mamba",
+        "auto",
+    )  # mamba-ssm does not propagate the last state's gradient
+    reference = run_with_grads(
+        {k: v.double().cpu() for k, v in inputs.items()}, "reference", return_last_state=with_last_grad
+    )
     out, _, grads = run_with_grads(inputs, backend, return_last_state=with_last_grad)
     assert scan_module.last_backend == (resolve_backend("cuda") if backend == "auto" else backend)
     _, last = selective_scan_fn(**inputs, delta_softplus=True, return_last_state=True, backend=backend)
-    _, last_reference = selective_scan_fn(**{k: v.double().cpu() for k, v in inputs.items()}, delta_softplus=True,
-                                          return_last_state=True, backend="reference")
+    _, last_reference = selective_scan_fn(
+        **{k: v.double().cpu() for k, v in inputs.items()},
+        delta_softplus=True,
+        return_last_state=True,
+        backend="reference",
+    )
     # the bar bench.gpu_check applies too (one constant)
-    errors = {"out": relative_error(out, reference[0]), "last_state": relative_error(last, last_reference),
-              **{f"d{name}": relative_error(grads[name], reference[2][name]) for name in grads}}
+    errors = {
+        "out": relative_error(out, reference[0]),
+        "last_state": relative_error(last, last_reference),
+        **{f"d{name}": relative_error(grads[name], reference[2][name]) for name in grads},
+    }
     assert max(errors.values()) <= SCAN_RELATIVE_TOLERANCE[torch.float32], errors
     if backend == "triton":  # fixed-order reductions, no atomics: bitwise reproducible
         _, _, again = run_with_grads(inputs, backend, return_last_state=with_last_grad)

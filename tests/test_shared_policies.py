@@ -1,5 +1,6 @@
 """The things that exist once: colour policy, precomputed-folder index, content-keyed metric cache,
 typed config loading with every problem reported at once."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -59,7 +60,11 @@ def test_s4fusion_and_baselines_share_one_colour_policy(color):
         assert np.abs(y - expected_y[name][unclipped]).max() <= 0.5 + 1e-3, name
         assert np.abs(cb - vi_cb[unclipped]).max() <= 0.5 + 1e-3, name
         assert np.abs(cr - vi_cr[unclipped]).max() <= 0.5 + 1e-3, name
-    assert not color or np.abs(vi_cb - 128).max() > 5, "the colour pair must carry chroma for the check to mean anything"
+    assert not color or np.abs(vi_cb - 128).max() > 5, (
+        "the colour pair must carry chroma for the check to mean anything"
+    )
+
+
 def test_named_model_sizes_are_defined_once_and_overridable():
     assert S4FusionConfig.from_spec("paper") == S4FusionConfig()
     tiny = S4FusionConfig.from_spec({"size": "tiny", "interaction": "add"})
@@ -100,8 +105,12 @@ def test_config_loader_coerces_and_reports_every_problem_with_its_path():
     with pytest.raises(ConfigError) as info:
         build(_Outer, {"inner": {"lr": "fast", "speed": 1}, "items": [{"steps": ["a"]}], "colour": 1})
     text = str(info.value)
-    for expected in ("inner.lr: expected float", "inner: unknown key(s) ['speed']", "items.0.steps.0: expected int",
-                     "unknown key(s) ['colour']"):
+    for expected in (
+        "inner.lr: expected float",
+        "inner: unknown key(s) ['speed']",
+        "items.0.steps.0: expected int",
+        "unknown key(s) ['colour']",
+    ):
         assert expected in text, text
     assert len(info.value.problems) == 4
 
@@ -117,8 +126,15 @@ def test_metric_cache_is_keyed_by_checkpoint_content_not_path(tmp_path, shared_d
     for seed in (0, 1, 0):
         torch.manual_seed(seed)
         S4Fusion(S4FusionConfig.from_spec(TINY)).save_exported(ckpt)
-        frame = evaluate_method(Method("s4fusion", "s4fusion", str(ckpt)), dataset, {"pairs": "tno-01"}, ["01"],
-                                "mmif", ("EN", "SF"), cache)
+        frame = evaluate_method(
+            Method("s4fusion", "s4fusion", str(ckpt)),
+            dataset,
+            {"pairs": "tno-01"},
+            ["01"],
+            "mmif",
+            ("EN", "SF"),
+            cache,
+        )
         values.append(float(frame["SF"].iloc[0]))
     assert values[0] != values[1] and values[2] == values[0]
     assert len(list(cache.glob("s4fusion-*.csv"))) == 2  # the third run reused the first one's cache

@@ -1,4 +1,5 @@
 """pipelines.statistics: vectorised AP@50 against pycocotools, the paired bootstrap, paired tests."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +7,15 @@ import pytest
 
 from detection.coco_eval import coco_map
 from detection.yolo import Prediction
-from pipelines.statistics import (image_resamples, map50, match_detections, mean_std, paired_bootstrap,
-                                  paired_comparison, ap50_per_class)
+from pipelines.statistics import (
+    image_resamples,
+    map50,
+    match_detections,
+    mean_std,
+    paired_bootstrap,
+    paired_comparison,
+    ap50_per_class,
+)
 
 CLASSES = ["person", "car", "bus", "sign"]  # 'sign' has detections but no ground truth
 
@@ -32,12 +40,23 @@ def synthetic_predictions(gt, quality: float, seed: int) -> list[Prediction]:
             for _ in range(int(rng.integers(1, 3))):  # duplicates become false positives
                 if rng.random() < 0.3 + 0.6 * quality:
                     x1, y1, x2, y2 = box + rng.normal(0, 12 * (1.2 - quality), 4)
-                    box = (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))  # a detector's boxes are ordered
+                    box = (
+                        min(x1, x2),
+                        min(y1, y2),
+                        max(x1, x2),
+                        max(y1, y2),
+                    )  # a detector's boxes are ordered
                     preds.append(Prediction(name, box, float(rng.uniform(0.2 * quality, 1)), int(cls)))
         for _ in range(int(rng.integers(0, 5))):  # background false positives, any class (also 'sign')
             xy = rng.uniform(0, 200, 2)
-            preds.append(Prediction(name, (*xy, *(xy + rng.uniform(8, 60, 2))), float(rng.uniform(0, 0.8)),
-                                    int(rng.integers(0, 4))))
+            preds.append(
+                Prediction(
+                    name,
+                    (*xy, *(xy + rng.uniform(8, 60, 2))),
+                    float(rng.uniform(0, 0.8)),
+                    int(rng.integers(0, 4)),
+                )
+            )
     return preds
 
 
@@ -70,13 +89,18 @@ def test_a_resample_equals_pycocotools_on_the_resampled_images(gt):
     counts = image_resamples(len(matched.images), 3, seed=5)
     values = map50(matched, counts)
     for row, value in zip(counts, values):
-        copies = {f"{name[:-4]}#{c}.png": (i, name) for i, name in enumerate(matched.images) for c in range(row[i])}
+        copies = {
+            f"{name[:-4]}#{c}.png": (i, name) for i, name in enumerate(matched.images) for c in range(row[i])
+        }
         resampled_gt = {new: gt[name] for new, (i, name) in copies.items()}
         by_image = {}
         for p in preds:
             by_image.setdefault(p.image, []).append(p)
-        resampled_preds = [Prediction(new, p.box, p.score, p.cls) for new, (i, name) in copies.items()
-                           for p in by_image.get(name, [])]
+        resampled_preds = [
+            Prediction(new, p.box, p.score, p.cls)
+            for new, (i, name) in copies.items()
+            for p in by_image.get(name, [])
+        ]
         assert value == pytest.approx(coco_map(resampled_gt, resampled_preds, CLASSES).map50, abs=1e-12)
     assert len(set(np.round(values, 12))) == 3  # the resamples differ
 

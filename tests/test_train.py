@@ -1,5 +1,6 @@
 """S4Fusion trainer: config, schedule, gradients, training on the shared real samples, resume,
 checkpoint integrity, MLflow, CLI, DDP (gloo) and the short real training run (slow)."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,15 +18,27 @@ import torch
 
 from fusion import S4Fusion, S4FusionConfig
 from fusion.losses import LossConfig, PerceptionConfig, PerceptionNet, S4FusionLoss
-from fusion.train import (CheckpointError, PairedCropDataset, TrainConfig, build_model, load_checkpoint, param_groups,
-                          resolve_sources, seed_everything, train, warmup_cosine)
+from fusion.train import (
+    CheckpointError,
+    PairedCropDataset,
+    TrainConfig,
+    build_model,
+    load_checkpoint,
+    param_groups,
+    resolve_sources,
+    seed_everything,
+    train,
+    warmup_cosine,
+)
 from fusion.validation import read_history
 
 from conftest import REPO_ROOT as REPO
 from conftest import SHARED_DATA as SHARED
 
 TNO, ROADSCENE = SHARED / "samples" / "TNO", SHARED / "samples" / "RoadScene"
-TINY_MODEL = dict(dims=[8, 16, 32], depths=[1, 1, 1], depths_decoder=[1, 1, 1], num_cmsa=1, d_state=4, d_state_fusion=4)
+TINY_MODEL = dict(
+    dims=[8, 16, 32], depths=[1, 1, 1], depths_decoder=[1, 1, 1], num_cmsa=1, d_state=4, d_state_fusion=4
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:perception.weights=random")
 
@@ -38,13 +51,24 @@ def _require_shared_data(shared_data):
 def tiny_config(**overrides) -> TrainConfig:
     """A tiny model on 25x25 crops of 4 TNO + 2 RoadScene pairs, random ResNet50, no MLflow."""
     d = {
-        "name": "tiny", "seed": 0, "model": TINY_MODEL,
-        "data": {"train": [{"dataset": "tno", "root": str(TNO), "stems": ["01", "06", "07", "19"]},
-                           {"dataset": "roadscene", "root": str(ROADSCENE), "stems": ["FLIR_00211", "FLIR_04269"]}],
-                 "crop_size": 25},
+        "name": "tiny",
+        "seed": 0,
+        "model": TINY_MODEL,
+        "data": {
+            "train": [
+                {"dataset": "tno", "root": str(TNO), "stems": ["01", "06", "07", "19"]},
+                {"dataset": "roadscene", "root": str(ROADSCENE), "stems": ["FLIR_00211", "FLIR_04269"]},
+            ],
+            "crop_size": 25,
+        },
         "loss": {"perception": {"weights": "random"}},
         "optim": {"warmup_epochs": 0},
-        "batch_size": 2, "epochs": 2, "ckpt_every": 2, "log_every": 1, "val_every": 1000, "device": "cpu",
+        "batch_size": 2,
+        "epochs": 2,
+        "ckpt_every": 2,
+        "log_every": 1,
+        "val_every": 1000,
+        "device": "cpu",
         "tracking": {"enabled": False},
     }
     return TrainConfig.from_dict(d, overrides)
@@ -58,7 +82,13 @@ def state_dicts_equal(a: dict, b: dict) -> bool:
 def test_paper_config_holds_the_paper_recipe():
     cfg = TrainConfig.from_yaml(REPO / "experiments" / "train_s4fusion_paper.yaml")
     assert cfg.model_config() == S4FusionConfig()
-    assert (cfg.batch_size, cfg.epochs, cfg.data.crop_size, cfg.data.hflip, cfg.data.vflip) == (20, 800, 229, True, True)
+    assert (cfg.batch_size, cfg.epochs, cfg.data.crop_size, cfg.data.hflip, cfg.data.vflip) == (
+        20,
+        800,
+        229,
+        True,
+        True,
+    )
     assert (cfg.optim.lr_start, cfg.optim.lr_peak, cfg.optim.lr_end) == (3e-4, 1.5e-3, 6e-4)
     assert (cfg.loss.w_l1, cfg.loss.w_ssim, cfg.loss.w_grad) == (15.0, 15.0, 15.0)
     assert cfg.loss.perception.enabled and cfg.loss.perception.weights == "imagenet"
@@ -67,17 +97,28 @@ def test_paper_config_holds_the_paper_recipe():
 
 
 def test_demo_config_loads_and_overrides_apply():
-    cfg = TrainConfig.from_yaml(REPO / "experiments" / "train_s4fusion_demo.yaml",
-                                ["optim.lr_peak=1e-3", "data.train.1.root=/elsewhere", "model.interaction=add",
-                                 "loss.perception.enabled=false"])
+    cfg = TrainConfig.from_yaml(
+        REPO / "experiments" / "train_s4fusion_demo.yaml",
+        [
+            "optim.lr_peak=1e-3",
+            "data.train.1.root=/elsewhere",
+            "model.interaction=add",
+            "loss.perception.enabled=false",
+        ],
+    )
     assert cfg.optim.lr_peak == 1e-3 and cfg.data.train[1].root == "/elsewhere"
     assert cfg.model_config().interaction == "add" and not cfg.loss.perception.enabled
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "experiments" / "ablations").glob("train_demo_*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path", sorted((REPO / "experiments" / "ablations").glob("train_demo_*.yaml")), ids=lambda p: p.stem
+)
 def test_ablation_configs_load_and_share_the_demo_split(path):
-    cfg, demo = TrainConfig.from_yaml(path), TrainConfig.from_yaml(REPO / "experiments" / "train_s4fusion_demo.yaml")
+    cfg, demo = (
+        TrainConfig.from_yaml(path),
+        TrainConfig.from_yaml(REPO / "experiments" / "train_s4fusion_demo.yaml"),
+    )
     assert cfg.data.val == demo.data.val and cfg.validation.metrics == ["SF", "AG", "Qabf", "VIF"]
 
 
@@ -89,15 +130,21 @@ def test_crossval_folds_are_the_recipe_on_a_partition_of_its_training_pairs():
     """experiments/crossval/: the recipe unchanged but for its pairs; the folds' held-out sets partition
     the 43 pairs the recipe trained on (never used to choose it), each fold trains on all other pairs."""
     demo = TrainConfig.from_yaml(REPO / "experiments" / "train_s4fusion_demo.yaml")
-    folds = [TrainConfig.from_yaml(p) for p in sorted((REPO / "experiments" / "crossval").glob("train_demo_fold*.yaml"))]
+    folds = [
+        TrainConfig.from_yaml(p)
+        for p in sorted((REPO / "experiments" / "crossval").glob("train_demo_fold*.yaml"))
+    ]
     assert len(folds) == 3
     everything = _pairs(demo.data.train) | _pairs(demo.data.val)
     held_out = [_pairs(f.data.val) for f in folds]
     assert sorted(map(len, held_out)) == [13, 15, 15] and set().union(*held_out) == _pairs(demo.data.train)
     for k, fold in enumerate(folds):
         assert _pairs(fold.data.train) == everything - held_out[k]
-        same = dataclasses.replace(fold, name=demo.name, data=dataclasses.replace(fold.data, train=demo.data.train,
-                                                                                   val=demo.data.val))
+        same = dataclasses.replace(
+            fold,
+            name=demo.name,
+            data=dataclasses.replace(fold.data, train=demo.data.train, val=demo.data.val),
+        )
         assert same == demo
 
 
@@ -106,7 +153,9 @@ def test_long_demo_recipe_runs_the_recipes_schedule_to_its_end():
     recipe's schedule to its end: the recipe stops halfway (finding 11); nothing else differs but the name."""
     demo = TrainConfig.from_yaml(REPO / "experiments" / "train_s4fusion_demo.yaml")
     long = TrainConfig.from_yaml(REPO / "experiments" / "train_s4fusion_demo_long.yaml")
-    steps_per_epoch = sum(len(src.stems) for src in demo.data.train) // demo.batch_size  # incomplete batches dropped
+    steps_per_epoch = (
+        sum(len(src.stems) for src in demo.data.train) // demo.batch_size
+    )  # incomplete batches dropped
     assert long.max_steps is None and demo.max_steps == long.epochs * steps_per_epoch // 2
     assert dataclasses.replace(long, name=demo.name, max_steps=demo.max_steps) == demo
 
@@ -120,8 +169,15 @@ def test_wide_demo_recipe_is_the_recipe_at_the_papers_width_and_a_longer_schedul
     assert dataclasses.replace(wide.model_config(), dims=demo.model_config().dims) == demo.model_config()
     assert wide.validation.references == ["average", "laplacian", "gff"]
     assert wide.max_steps < wide.epochs * 10
-    same = dataclasses.replace(wide, name=demo.name, model=demo.model, epochs=demo.epochs, max_steps=demo.max_steps,
-                               val_every=demo.val_every, validation=demo.validation)
+    same = dataclasses.replace(
+        wide,
+        name=demo.name,
+        model=demo.model,
+        epochs=demo.epochs,
+        max_steps=demo.max_steps,
+        val_every=demo.val_every,
+        validation=demo.validation,
+    )
     assert same == demo
 
 
@@ -203,8 +259,15 @@ def test_a_few_steps_reduce_the_loss(straight_run):
 
 
 def test_a_few_steps_reduce_the_pixel_omega_loss(tmp_path):
-    cfg = tiny_config(loss={"omega_features": "image", "omega_scope": "pixel", "temperature": 0.25,
-                            "perception": {"enabled": False}}, max_steps=4)
+    cfg = tiny_config(
+        loss={
+            "omega_features": "image",
+            "omega_scope": "pixel",
+            "temperature": 0.25,
+            "perception": {"enabled": False},
+        },
+        max_steps=4,
+    )
     assert cfg.loss.omega_scope == "pixel" and not cfg.loss.needs_resnet50
     before, after = _loss_before_and_after(cfg, train(cfg, tmp_path))
     # measured 21.741 -> 20.371 (x0.937, a 6.3% drop; Intel, 2026-12-03); asserted: half that drop
@@ -235,11 +298,14 @@ def test_resume_equals_uninterrupted_run(straight_run, tmp_path):
     ca = load_checkpoint(straight_run.parent / "checkpoints" / "last.pt")
     cb = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert ca["step"] == cb["step"] == 4 and ca["scheduler"] == cb["scheduler"]
-    assert all(torch.equal(ca["optimizer"]["state"][i]["exp_avg_sq"], cb["optimizer"]["state"][i]["exp_avg_sq"])
-               for i in ca["optimizer"]["state"])
+    assert all(
+        torch.equal(ca["optimizer"]["state"][i]["exp_avg_sq"], cb["optimizer"]["state"][i]["exp_avg_sq"])
+        for i in ca["optimizer"]["state"]
+    )
     # A finished run is not retrained; the export loads with the fuse command's loader.
     assert train(tiny_config(max_steps=4), tmp_path, resume=True) == resumed
     from fusion.inference import load_model
+
     assert state_dicts_equal(load_model(resumed).state_dict(), b["state_dict"])
 
 
@@ -300,7 +366,9 @@ def test_ema_run_exports_the_average_and_resumes_exactly(tmp_path):
     train(tiny_config(max_steps=2, **ema), tmp_path / "resumed")
     resumed = train(tiny_config(max_steps=4, **ema), tmp_path / "resumed", resume=True)
     assert state_dicts_equal(exported, torch.load(resumed, weights_only=True)["state_dict"])
-    with pytest.raises(ValueError, match=r"ema.decay: 1.0 is not in \[0, 1\).*\n.*ema.warmup_steps: 0.0 must be > 0"):
+    with pytest.raises(
+        ValueError, match=r"ema.decay: 1.0 is not in \[0, 1\).*\n.*ema.warmup_steps: 0.0 must be > 0"
+    ):
         tiny_config(**{"ema.decay": 1.0, "ema.warmup_steps": 0.0})
 
 
@@ -334,23 +402,56 @@ def test_cli_logs_to_mlflow(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)  # the demo config's sample paths are relative to the repository root
     parser = argparse.ArgumentParser()
     train_fusion.add_arguments(parser)
-    overrides = [f"model={TINY_MODEL}", "data.crop_size=25", "batch_size=2", "max_steps=2", "log_every=1",
-                 "val_every=2", "data.val_pairs=1", "loss.perception.enabled=true", 'data.train.0.stems=["01", "07"]', "data.train.1.stems=[FLIR_04269]",
-                 "validation.max_pairs=1", "validation.metrics=[Qabf, VIF]"]
+    overrides = [
+        f"model={TINY_MODEL}",
+        "data.crop_size=25",
+        "batch_size=2",
+        "max_steps=2",
+        "log_every=1",
+        "val_every=2",
+        "data.val_pairs=1",
+        "loss.perception.enabled=true",
+        'data.train.0.stems=["01", "07"]',
+        "data.train.1.stems=[FLIR_04269]",
+        "validation.max_pairs=1",
+        "validation.metrics=[Qabf, VIF]",
+    ]
     # both spellings: --set KEY=VALUE (the documented one) and the older positional key=value
     overrides = overrides[:4] + [a for o in overrides[4:] for a in ("--set", o)]
-    args = parser.parse_args(["--config", "experiments/train_s4fusion_demo.yaml", "--out", str(tmp_path), *overrides])
+    args = parser.parse_args(
+        ["--config", "experiments/train_s4fusion_demo.yaml", "--out", str(tmp_path), *overrides]
+    )
     assert train_fusion.main(args) == 0
     assert train_fusion.main(args) == 2  # existing checkpoint without --resume: refused
-    assert train_fusion.main(parser.parse_args(["--resume", "--config",
-                                                "experiments/train_s4fusion_demo.yaml", "--out", str(tmp_path),
-                                                *overrides])) == 0
+    assert (
+        train_fusion.main(
+            parser.parse_args(
+                [
+                    "--resume",
+                    "--config",
+                    "experiments/train_s4fusion_demo.yaml",
+                    "--out",
+                    str(tmp_path),
+                    *overrides,
+                ]
+            )
+        )
+        == 0
+    )
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("s4fusion-train").experiment_id])
     assert run.data.params["train.perception_weights"] == "random" and "WARNING" in run.data.tags
     assert run.data.params["train.model.dims"] == "[8, 16, 32]"
-    for key in ("train/loss", "train/per", "train/l1", "train/ssim", "train/grad", "train/lr",
-                "train/samples_per_s", "train/omega_ir"):
+    for key in (
+        "train/loss",
+        "train/per",
+        "train/l1",
+        "train/ssim",
+        "train/grad",
+        "train/lr",
+        "train/samples_per_s",
+        "train/omega_ir",
+    ):
         assert len(client.get_metric_history(run.info.run_id, key)) == 2, key
     # held-out metrics of the model and the averaging reference line, at val_every (step 2)
     for key in ("val/Qabf", "val/VIF", "val_average/Qabf", "val_average/VIF"):
@@ -361,13 +462,18 @@ def test_cli_logs_to_mlflow(tmp_path, monkeypatch):
     assert {a.path for a in client.list_artifacts(run.info.run_id, "model")} == {"model/s4fusion.pt"}
     # what the MLflow UI shows: a model-training experiment, the trained-on pairs as dataset input
     # (digest = fusion_split's hash), and the model as a pyfunc that fuses a pair like fusion.inference
-    assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    assert (
+        client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"]
+        == "custom_model_development"
+    )
     (dataset_input,) = run.inputs.dataset_inputs
     split_digest = (tmp_path / "fusion_split" / "split.sha256").read_text().split()[0]
     profile = json.loads(dataset_input.dataset.profile)
     assert dataset_input.dataset.digest == split_digest[:36] and profile["split_sha256"] == split_digest
     parts = {k: v for k, v in profile.items() if k != "split_sha256"}
-    assert parts and all(n == len((tmp_path / "fusion_split" / f"{k}.txt").read_text().split()) for k, n in parts.items())
+    assert parts and all(
+        n == len((tmp_path / "fusion_split" / f"{k}.txt").read_text().split()) for k, n in parts.items()
+    )
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
     from fusion.inference import fuse_image_arrays, load_model
@@ -397,8 +503,13 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     script = tmp_path / "ddp_train.py"
     script.write_text(DDP_SCRIPT.format(repo=str(REPO), out=str(tmp_path / "ddp")))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(script)], env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     single = train(tiny_config(max_steps=2), tmp_path / "single")
     a = torch.load(tmp_path / "ddp" / "s4fusion.pt", weights_only=True)["state_dict"]
@@ -417,9 +528,21 @@ DEMO_KEYS = ("SF", "AG", "Qabf", "VIF")
 
 # validation (read-only: no RNG, no weights touched) only at the last step, which the test reads; the
 # recipe's two intermediate curve points would cost ~1 min of CI
-DEMO_RECIPE_COMMAND = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "pipelines.run",
-                       "train_fusion", "--config", "experiments/train_s4fusion_demo.yaml", "--set", "tracking.enabled=false",
-                       "--set", "val_every=2700"]
+DEMO_RECIPE_COMMAND = [
+    "-m",
+    "torch.distributed.run",
+    "--standalone",
+    "--nproc_per_node=2",
+    "-m",
+    "pipelines.run",
+    "train_fusion",
+    "--config",
+    "experiments/train_s4fusion_demo.yaml",
+    "--set",
+    "tracking.enabled=false",
+    "--set",
+    "val_every=2700",
+]
 
 
 @pytest.fixture(scope="module")
@@ -432,8 +555,14 @@ def demo_recipe_scores(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("demo_recipe")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, *DEMO_RECIPE_COMMAND, "--out", str(out)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=3600)  # data roots are relative to the repo
+    proc = subprocess.run(
+        [sys.executable, *DEMO_RECIPE_COMMAND, "--out", str(out)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )  # data roots are relative to the repo
     assert proc.returncode == 0, proc.stderr[-4000:]
     model = load_model(out / "s4fusion.pt")
     with pytest.MonkeyPatch.context() as mp:
@@ -447,8 +576,10 @@ def demo_recipe_scores(tmp_path_factory):
     print("held-out means (ours, average):", {k: (ours[k], average[k]) for k in DEMO_KEYS})
     # the trainer's last validation record holds the same numbers (what MLflow shows)
     last = read_history(out / "val" / "metrics.jsonl")[-1]
-    assert all(last[f"val/{k}"] == pytest.approx(ours[k]) and last[f"val_average/{k}"] == pytest.approx(average[k])
-               for k in DEMO_KEYS)
+    assert all(
+        last[f"val/{k}"] == pytest.approx(ours[k]) and last[f"val_average/{k}"] == pytest.approx(average[k])
+        for k in DEMO_KEYS
+    )
     return ours, average
 
 

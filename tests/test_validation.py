@@ -1,4 +1,5 @@
 """Held-out validation metrics (fusion.validation): fuser means, reference lines, history file, config errors."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,12 +10,20 @@ from data.adapters import open_dataset
 from fusion import S4Fusion, S4FusionConfig
 from fusion.baselines import fuse_baseline
 from fusion.metrics import compute_metrics
-from fusion.validation import (HeldOutValidation, ValidationConfig, fuser_metrics, load_pairs, read_history,
-                               record_metrics)
+from fusion.validation import (
+    HeldOutValidation,
+    ValidationConfig,
+    fuser_metrics,
+    load_pairs,
+    read_history,
+    record_metrics,
+)
 
 from conftest import SHARED_DATA
 
-TINY_MODEL = dict(dims=[8, 16, 32], depths=[1, 1, 1], depths_decoder=[1, 1, 1], num_cmsa=1, d_state=4, d_state_fusion=4)
+TINY_MODEL = dict(
+    dims=[8, 16, 32], depths=[1, 1, 1], depths_decoder=[1, 1, 1], num_cmsa=1, d_state=4, d_state_fusion=4
+)
 KEYS = ("SF", "AG", "Qabf", "VIF")
 
 
@@ -59,12 +68,23 @@ def test_held_out_validation_reports_model_and_reference_lines(pairs, shared_dat
     model = S4Fusion(S4FusionConfig(**TINY_MODEL)).train()
     tno = open_dataset("tno", SHARED_DATA / "samples" / "TNO").subset(["07"])
     road = open_dataset("roadscene", SHARED_DATA / "samples" / "RoadScene").subset(["FLIR_04722"])
-    validation = HeldOutValidation(ValidationConfig(metrics=["Qabf", "SF"], references=["average", "max"]), [tno, road])
+    validation = HeldOutValidation(
+        ValidationConfig(metrics=["Qabf", "SF"], references=["average", "max"]), [tno, road]
+    )
     scores = validation(model)
-    assert set(scores) == {"val/Qabf", "val/SF", "val_average/Qabf", "val_average/SF", "val_max/Qabf", "val_max/SF"}
+    assert set(scores) == {
+        "val/Qabf",
+        "val/SF",
+        "val_average/Qabf",
+        "val_average/SF",
+        "val_max/Qabf",
+        "val_max/SF",
+    }
     assert model.training  # the model's mode is restored
     avg = fuser_metrics(lambda ir, vi: fuse_baseline("average", ir, vi), pairs, ("Qabf", "SF"))
-    assert scores["val_average/Qabf"] == pytest.approx(avg["Qabf"]) and scores["val_average/SF"] == pytest.approx(avg["SF"])
+    assert scores["val_average/Qabf"] == pytest.approx(avg["Qabf"]) and scores[
+        "val_average/SF"
+    ] == pytest.approx(avg["SF"])
     assert validation.references() is validation.references()  # computed once
     assert HeldOutValidation(ValidationConfig(metrics=[]), [tno])(model) == {}
     assert HeldOutValidation(ValidationConfig(), [])(model) == {}
@@ -83,5 +103,8 @@ def test_metric_history_is_rewritten_on_resume(tmp_path):
     record_metrics(path, 200, {"val/Qabf": 0.4})
     record_metrics(path, 200, {"val/Qabf": 0.45})  # the same step again after a resume
     record_metrics(path, 300, {"val/Qabf": 0.5})
-    assert read_history(path) == [{"step": 100, "val/Qabf": 0.3}, {"step": 200, "val/Qabf": 0.45},
-                                  {"step": 300, "val/Qabf": 0.5}]
+    assert read_history(path) == [
+        {"step": 100, "val/Qabf": 0.3},
+        {"step": 200, "val/Qabf": 0.45},
+        {"step": 300, "val/Qabf": 0.5},
+    ]

@@ -10,6 +10,7 @@ shrunk to BLOCK_L = 8 steps (4 at N_PAD 32): the cases cover L < tile, L not a m
 tiles, S4Fusion's d_state 12 and 18 (padded to 16 and 32), G = 1 (both B/C layouts), 2 and 4, backward
 programs looping over channel blocks (one fully masked), every optional input on and off.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -22,8 +23,9 @@ from fusion.ops.tolerances import SCAN_RELATIVE_TOLERANCE, relative_error
 from test_selective_scan import make_inputs, run_with_grads
 
 if not scan_triton.INTERPRETED:
-    raise RuntimeError("tests/triton_interpreter_cases.py needs TRITON_INTERPRET=1 set before triton is imported")
-
+    raise RuntimeError(
+        "tests/triton_interpreter_cases.py needs TRITON_INTERPRET=1 set before triton is imported"
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -44,8 +46,11 @@ def assert_relative(actual, expected, dtype, what):
 
 
 def compare_with_reference(inputs, dtype, softplus):
-    reference = run_with_grads({k: v.double() if v is not None else None for k, v in inputs.items()}, "reference",
-                               delta_softplus=softplus)
+    reference = run_with_grads(
+        {k: v.double() if v is not None else None for k, v in inputs.items()},
+        "reference",
+        delta_softplus=softplus,
+    )
     out, last, grads = run_with_grads(inputs, "triton", delta_softplus=softplus)
     assert scan_module.last_backend == "triton"
     assert out.dtype == dtype and last.dtype == torch.float32 and last.shape == reference[1].shape
@@ -67,11 +72,22 @@ CASES = [
 
 
 @pytest.mark.parametrize("dim,d_state,length,groups,grouped_layout,with_D,with_z,with_bias,softplus", CASES)
-def test_triton_matches_reference_float32(dim, d_state, length, groups, grouped_layout, with_D, with_z, with_bias,
-                                          softplus):
-    inputs = make_inputs(batch=2 if groups < 4 else 1, dim=dim, d_state=d_state, length=length, groups=groups,
-                         dtype=torch.float32, seed=length, with_D=with_D, with_z=with_z, with_bias=with_bias,
-                         grouped_layout=grouped_layout)
+def test_triton_matches_reference_float32(
+    dim, d_state, length, groups, grouped_layout, with_D, with_z, with_bias, softplus
+):
+    inputs = make_inputs(
+        batch=2 if groups < 4 else 1,
+        dim=dim,
+        d_state=d_state,
+        length=length,
+        groups=groups,
+        dtype=torch.float32,
+        seed=length,
+        with_D=with_D,
+        with_z=with_z,
+        with_bias=with_bias,
+        grouped_layout=grouped_layout,
+    )
     compare_with_reference(inputs, torch.float32, softplus)
 
 
@@ -85,7 +101,9 @@ def test_triton_half_inputs_keep_their_dtype(dtype):
 def test_triton_without_last_state_gradient():
     """Only out feeds the loss: the last state's gradient arrives as zeros and changes nothing."""
     inputs = make_inputs(batch=1, dim=4, d_state=2, length=5, dtype=torch.float32, seed=2)
-    reference = run_with_grads({k: v.double() for k, v in inputs.items()}, "reference", return_last_state=False)
+    reference = run_with_grads(
+        {k: v.double() for k, v in inputs.items()}, "reference", return_last_state=False
+    )
     out, _, grads = run_with_grads(inputs, "triton", return_last_state=False)
     assert_relative(out, reference[0], torch.float32, "out")
     for name, grad in grads.items():

@@ -9,6 +9,7 @@ its own reading rule (see its module and docs/metrics.md). ``metrics=None`` comp
 not define is an error. Undefined values (constant images, a fused image equal to a source for SCD,
 images too small for a window) are NaN; :func:`summarize` averages ignoring NaN and counts drops.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,24 @@ from fusion.metrics import mmif, vifb
 
 # +1: higher is better, -1: lower is better
 METRIC_DIRECTIONS: dict[str, int] = {
-    "EN": 1, "SD": 1, "SF": 1, "AG": 1, "MI": 1, "SCD": 1, "CC": 1, "VIF": 1, "Qabf": 1, "Nabf": -1,
-    "SSIM": 1, "MS_SSIM": 1, "PSNR": 1, "RMSE": -1, "CE": -1, "EI": 1, "Qcb": 1, "Qcv": -1,
+    "EN": 1,
+    "SD": 1,
+    "SF": 1,
+    "AG": 1,
+    "MI": 1,
+    "SCD": 1,
+    "CC": 1,
+    "VIF": 1,
+    "Qabf": 1,
+    "Nabf": -1,
+    "SSIM": 1,
+    "MS_SSIM": 1,
+    "PSNR": 1,
+    "RMSE": -1,
+    "CE": -1,
+    "EI": 1,
+    "Qcb": 1,
+    "Qcv": -1,
 }
 ALL_METRICS: tuple[str, ...] = tuple(METRIC_DIRECTIONS)
 DEFAULT_METRICS: tuple[str, ...] = ALL_METRICS
@@ -70,8 +87,13 @@ def resolve_metrics(convention: str, metrics: Iterable[str] | None = None) -> tu
     return tuple(match_names(metrics, defined, f"metric(s) for the {convention} convention"))
 
 
-def compute_metrics(ir: ImageLike, vi: ImageLike, fused: ImageLike, convention: str = "mmif",
-                    metrics: Sequence[str] | None = None) -> dict[str, float]:
+def compute_metrics(
+    ir: ImageLike,
+    vi: ImageLike,
+    fused: ImageLike,
+    convention: str = "mmif",
+    metrics: Sequence[str] | None = None,
+) -> dict[str, float]:
     """Metrics of one fused image against its IR and VIS sources, as {key: float} (NaN = undefined)."""
     keys = resolve_metrics(convention, metrics)
     arrays = [load_image(x, what) for x, what in ((ir, "ir"), (vi, "vi"), (fused, "fused"))]
@@ -81,8 +103,11 @@ def compute_metrics(ir: ImageLike, vi: ImageLike, fused: ImageLike, convention: 
     return _COMPUTE[convention](*arrays, keys)
 
 
-def summarize(per_image: pd.DataFrame, group_by: str | Sequence[str] | None = "method",
-              metrics: Sequence[str] | None = None) -> pd.DataFrame:
+def summarize(
+    per_image: pd.DataFrame,
+    group_by: str | Sequence[str] | None = "method",
+    metrics: Sequence[str] | None = None,
+) -> pd.DataFrame:
     """Mean, std (ddof=1) and count of each metric ignoring NaN, plus how many NaN rows were dropped.
 
     ``per_image``: one row per (method, image) with metric columns. Returns one row per group with
@@ -98,12 +123,22 @@ def summarize(per_image: pd.DataFrame, group_by: str | Sequence[str] | None = "m
             values = pd.to_numeric(frame[m], errors="coerce").astype(float)
             finite = values[np.isfinite(values)]
             row[f"{m}_mean"] = float(finite.mean()) if len(finite) else float("nan")
-            row[f"{m}_std"] = float(finite.std(ddof=1)) if len(finite) > 1 else (0.0 if len(finite) else float("nan"))
+            row[f"{m}_std"] = (
+                float(finite.std(ddof=1)) if len(finite) > 1 else (0.0 if len(finite) else float("nan"))
+            )
             row[f"{m}_n"] = int(len(finite))
             row[f"{m}_dropped"] = int(len(values) - len(finite))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-__all__ = ["compute_metrics", "summarize", "resolve_metrics", "load_image", "METRIC_DIRECTIONS",
-           "DEFAULT_METRICS", "ALL_METRICS", "CONVENTIONS"]
+__all__ = [
+    "compute_metrics",
+    "summarize",
+    "resolve_metrics",
+    "load_image",
+    "METRIC_DIRECTIONS",
+    "DEFAULT_METRICS",
+    "ALL_METRICS",
+    "CONVENTIONS",
+]

@@ -6,6 +6,7 @@ follow the published definitions as implemented by the reference evaluators name
 it, because reproducing printed numbers is the point. Degenerate inputs (constant images, a fused
 image equal to a source) give NaN where the formula divides by zero, never an exception.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -204,8 +205,8 @@ def nabf(ir: np.ndarray, vi: np.ndarray, fused: np.ndarray) -> float:
     g_f, a_f = _nabf_edges(fused)
     q_af = _nabf_preservation(g_a, a_a, g_f, a_f)
     q_bf = _nabf_preservation(g_b, a_b, g_f, a_f)
-    w_a = np.where(g_a >= _N_TD, g_a ** _N_LG, _N_WT_MIN)
-    w_b = np.where(g_b >= _N_TD, g_b ** _N_LG, _N_WT_MIN)
+    w_a = np.where(g_a >= _N_TD, g_a**_N_LG, _N_WT_MIN)
+    w_b = np.where(g_b >= _N_TD, g_b**_N_LG, _N_WT_MIN)
     artifact = (g_f > g_a) & (g_f > g_b)
     return _ratio(np.sum(artifact * ((1.0 - q_af) * w_a + (1.0 - q_bf) * w_b)), np.sum(w_a + w_b))
 
@@ -223,8 +224,8 @@ def gaussian_1d(size: int, sigma: float) -> np.ndarray:
 def filter_valid(img: np.ndarray, g: np.ndarray) -> np.ndarray:
     """2-D correlation with the separable kernel outer(g, g), 'valid' region only (no padding)."""
     half = len(g) // 2
-    rows = ndimage.correlate1d(img, g, axis=0, mode="constant")[half:img.shape[0] - half]
-    return ndimage.correlate1d(rows, g, axis=1, mode="constant")[:, half:img.shape[1] - half]
+    rows = ndimage.correlate1d(img, g, axis=0, mode="constant")[half : img.shape[0] - half]
+    return ndimage.correlate1d(rows, g, axis=1, mode="constant")[:, half : img.shape[1] - half]
 
 
 SSIM_WIN, SSIM_SIGMA = 11, 1.5  # Wang et al. 2004 / MATLAB ssim: Gaussian 11x11, sigma 1.5
@@ -250,7 +251,7 @@ def ssim_gaussian(a: np.ndarray, b: np.ndarray) -> float:
 
 
 _MS_WEIGHTS = np.array([0.0448, 0.2856, 0.3001, 0.2363, 0.1333])
-MS_SSIM_MIN_SIDE = (SSIM_WIN - 1) * 2 ** 4 + 1  # the 5th scale must still hold one window
+MS_SSIM_MIN_SIDE = (SSIM_WIN - 1) * 2**4 + 1  # the 5th scale must still hold one window
 
 
 def _halve(img: np.ndarray) -> np.ndarray:
@@ -333,8 +334,10 @@ def _normalize_to_levels(img: np.ndarray) -> np.ndarray:
 
 def _freqspace_radius(shape: tuple[int, int], scale_rows: float, scale_cols: float) -> np.ndarray:
     """|frequency| on MATLAB's ``freqspace(shape, 'meshgrid')`` grid (centred), axes scaled."""
+
     def axis(n: int) -> np.ndarray:
         return (np.arange(n) - n // 2) * (2.0 / n)
+
     v = axis(shape[0])[:, None] * scale_rows
     u = axis(shape[1])[None, :] * scale_cols
     return np.sqrt(u * u + v * v)
@@ -363,13 +366,13 @@ def qcb(ir: np.ndarray, vi: np.ndarray, fused: np.ndarray) -> float:
     ims = [_normalize_to_levels(x) for x in (ir, vi, fused)]
     h, w = ir.shape
     r = _freqspace_radius((h, w), h / 30.0, w / 30.0)
-    csf = np.exp(-(r / 15.3870) ** 2) - 0.7622 * np.exp(-(r / 1.3456) ** 2)
+    csf = np.exp(-((r / 15.3870) ** 2)) - 0.7622 * np.exp(-((r / 1.3456) ** 2))
     with np.errstate(divide="ignore", invalid="ignore"):
         contrast = []
         for im in ims:
             filtered = _filter_centred(im, csf)
             c = np.abs(_gauss31(filtered, 2.0) / _gauss31(filtered, 4.0) - 1.0)
-            contrast.append(c ** 3 / (c ** 2 + 1e-4))  # k=h=1, p=3, q=2, Z=1e-4
+            contrast.append(c**3 / (c**2 + 1e-4))  # k=h=1, p=3, q=2, Z=1e-4
         c1, c2, cf = contrast
         q1f = np.where(c1 < cf, c1 / cf, cf / c1)
         q2f = np.where(c2 < cf, c2 / cf, cf / c2)
@@ -406,6 +409,6 @@ def qcv(ir: np.ndarray, vi: np.ndarray, fused: np.ndarray) -> float:
     h, w = im1.shape
     r = _freqspace_radius((h, w), h / 8.0, w / 8.0)
     csf = 2.6 * (0.0192 + 0.144 * r) * np.exp(-((0.144 * r) ** 1.1))  # Mannos-Sakrison
-    d1 = _block_reduce(_filter_centred(im1 - f, csf) ** 2, np.sum) / _QCV_BLOCK ** 2
-    d2 = _block_reduce(_filter_centred(im2 - f, csf) ** 2, np.sum) / _QCV_BLOCK ** 2
+    d1 = _block_reduce(_filter_centred(im1 - f, csf) ** 2, np.sum) / _QCV_BLOCK**2
+    d2 = _block_reduce(_filter_centred(im2 - f, csf) ** 2, np.sum) / _QCV_BLOCK**2
     return _ratio(np.sum(saliency1 * d1 + saliency2 * d2), np.sum(saliency1 + saliency2))

@@ -5,6 +5,7 @@ images as their BT.601 luminance rounded to integers (``cv2.cvtColor(BGR2GRAY)``
 what the widely shared MMIF evaluator reads; also the Y our fusion methods fuse). Every metric is
 then computed once on (IR, VI, F). Choices and differences from other evaluators: docs/metrics.md.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -21,7 +22,7 @@ def _mse(ir: np.ndarray, vi: np.ndarray, f: np.ndarray) -> float:
 
 def _psnr(ir: np.ndarray, vi: np.ndarray, f: np.ndarray) -> float:
     m = _mse(ir, vi, f)
-    return float(10.0 * np.log10(255.0 ** 2 / m)) if m > 0 else core.NAN
+    return float(10.0 * np.log10(255.0**2 / m)) if m > 0 else core.NAN
 
 
 # key -> f(ir, vi, fused), gray float64 planes

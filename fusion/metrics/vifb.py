@@ -7,6 +7,7 @@ and averaged -- except SF, which VIFB computes on the H x 3W side-by-side concat
 channels (MATLAB's ``size`` folds trailing dimensions), so the two channel seams count as edges.
 A gray fused image with color sources uses MATLAB's ``rgb2gray`` (rounded) on the sources.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -22,8 +23,10 @@ _PER_CHANNEL: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], float]] =
     "AG": lambda vi, ir, f: core.average_gradient_sum_over_r1c1(f),
     "EI": lambda vi, ir, f: core.edge_intensity(f),
     "CE": lambda vi, ir, f: (core.cross_entropy(vi, f) + core.cross_entropy(ir, f)) / 2.0,
-    "MI": lambda vi, ir, f: (core.mutual_information(core.minmax_levels(vi), core.minmax_levels(f))
-                             + core.mutual_information(core.minmax_levels(ir), core.minmax_levels(f))),
+    "MI": lambda vi, ir, f: (
+        core.mutual_information(core.minmax_levels(vi), core.minmax_levels(f))
+        + core.mutual_information(core.minmax_levels(ir), core.minmax_levels(f))
+    ),
     "PSNR": lambda vi, ir, f: _psnr(vi, ir, f),
     "RMSE": lambda vi, ir, f: (core.vifb_mse(vi, f) + core.vifb_mse(ir, f)) / 2.0,
     "SSIM": lambda vi, ir, f: core.ssim_gaussian(vi, f) + core.ssim_gaussian(ir, f),
@@ -31,12 +34,36 @@ _PER_CHANNEL: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], float]] =
     "Qcb": lambda vi, ir, f: core.qcb(vi, ir, f),
     "Qcv": lambda vi, ir, f: core.qcv(vi, ir, f),
 }
-METRICS: tuple[str, ...] = ("AG", "CE", "EI", "EN", "MI", "PSNR", "Qabf", "Qcb", "Qcv", "RMSE", "SF", "SSIM", "SD")
+METRICS: tuple[str, ...] = (
+    "AG",
+    "CE",
+    "EI",
+    "EN",
+    "MI",
+    "PSNR",
+    "Qabf",
+    "Qcb",
+    "Qcv",
+    "RMSE",
+    "SF",
+    "SSIM",
+    "SD",
+)
 # VIFB's metric names (its CSV / MATLAB files) -> our keys
 VIFB_NAMES: dict[str, str] = {
-    "Avg_gradient": "AG", "Cross_entropy": "CE", "Edge_intensity": "EI", "Entropy": "EN", "Mutinf": "MI",
-    "Psnr": "PSNR", "Qabf": "Qabf", "Qcb": "Qcb", "Qcv": "Qcv", "Rmse": "RMSE",
-    "Spatial_frequency": "SF", "Ssim": "SSIM", "Variance": "SD",
+    "Avg_gradient": "AG",
+    "Cross_entropy": "CE",
+    "Edge_intensity": "EI",
+    "Entropy": "EN",
+    "Mutinf": "MI",
+    "Psnr": "PSNR",
+    "Qabf": "Qabf",
+    "Qcb": "Qcb",
+    "Qcv": "Qcv",
+    "Rmse": "RMSE",
+    "Spatial_frequency": "SF",
+    "Ssim": "SSIM",
+    "Variance": "SD",
 }
 
 
@@ -54,10 +81,18 @@ def compute(ir: np.ndarray, vi: np.ndarray, fused: np.ndarray, metrics: tuple[st
     """Arrays as read (uint8, (H, W) or (H, W, 3)); returns the requested VIFB metrics."""
     ir, vi, fused = (np.asarray(x, dtype=np.float64) for x in (ir, vi, fused))
     if fused.ndim == 3:
-        channels = [(vi[..., k] if vi.ndim == 3 else vi, ir[..., k] if ir.ndim == 3 else ir, fused[..., k])
-                    for k in range(fused.shape[2])]
+        channels = [
+            (vi[..., k] if vi.ndim == 3 else vi, ir[..., k] if ir.ndim == 3 else ir, fused[..., k])
+            for k in range(fused.shape[2])
+        ]
     else:
-        channels = [(_matlab_rgb2gray(vi) if vi.ndim == 3 else vi, _matlab_rgb2gray(ir) if ir.ndim == 3 else ir, fused)]
+        channels = [
+            (
+                _matlab_rgb2gray(vi) if vi.ndim == 3 else vi,
+                _matlab_rgb2gray(ir) if ir.ndim == 3 else ir,
+                fused,
+            )
+        ]
     out: dict[str, float] = {}
     for key in metrics:
         if key == "SF":

@@ -6,6 +6,7 @@ direction it computes a Patch Mark from both modalities, adds it to both sequenc
 interleaves them (IR at even, VIS at odd positions) and runs ONE selective scan, so A and the
 hidden state are shared across modalities; the outputs are then recovered per modality.
 """
+
 from __future__ import annotations
 
 import torch
@@ -18,7 +19,9 @@ from fusion.ops.cross_scan import cross_scan, interleave_modalities, recover_mod
 class CrossSS2D(ScanParameters):
     """One CMSA block: (x_ir, x_vis) (B, H, W, C) -> (update_ir, update_vis), no residual."""
 
-    def __init__(self, d_model: int, d_state: int = 18, expand: float = 1.5, patch_mark: bool = True, **kwargs):
+    def __init__(
+        self, d_model: int, d_state: int = 18, expand: float = 1.5, patch_mark: bool = True, **kwargs
+    ):
         super().__init__(d_model, d_state, expand, **kwargs)
         self.x_proj_weight_ir = self.new_x_proj()
         self.x_proj_weight_vis = self.new_x_proj()
@@ -42,8 +45,12 @@ class CrossSS2D(ScanParameters):
             mark = torch.einsum("bkcl,dc->bkdl", torch.cat([xs, ys], dim=2), self.mark_proj)
             xs, ys = xs + mark, ys + mark
         delta = self.delta_tap(interleave_modalities(delta_ir, delta_vis))
-        out = self.scan(interleave_modalities(xs, ys), delta, interleave_modalities(b_ir, b_vis),
-                        interleave_modalities(c_ir, c_vis))
+        out = self.scan(
+            interleave_modalities(xs, ys),
+            delta,
+            interleave_modalities(b_ir, b_vis),
+            interleave_modalities(c_ir, c_vis),
+        )
         out_ir, out_vis = recover_modalities(out)
         return self.project_out(out_ir, z_ir), self.project_out(out_vis, z_vis)
 

@@ -14,6 +14,7 @@ Sizes are chosen so each block has a parameter count of the same order as a CMSA
   keys/values from the other (both directions). Memory grows as L².
 - ``vanilla_attention``: multi-head self-attention over the concatenated 2L tokens of both.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -79,8 +80,10 @@ class _CrossAttentionBase(nn.Module):
 class SpatialCrossAttention(_CrossAttentionBase):
     def forward(self, x_ir: Tensor, x_vis: Tensor) -> tuple[Tensor, Tensor]:
         (q_i, k_i, v_i), (q_v, k_v, v_v) = self.qkv(x_ir, x_vis)
-        return (self.out(F.scaled_dot_product_attention(q_i, k_v, v_v), x_ir),
-                self.out(F.scaled_dot_product_attention(q_v, k_i, v_i), x_vis))
+        return (
+            self.out(F.scaled_dot_product_attention(q_i, k_v, v_v), x_ir),
+            self.out(F.scaled_dot_product_attention(q_v, k_i, v_i), x_vis),
+        )
 
 
 class ChannelCrossAttention(_CrossAttentionBase):
@@ -103,7 +106,9 @@ class ChannelCrossAttention(_CrossAttentionBase):
 class JointSelfAttention(_CrossAttentionBase):
     def forward(self, x_ir: Tensor, x_vis: Tensor) -> tuple[Tensor, Tensor]:
         (q_i, k_i, v_i), (q_v, k_v, v_v) = self.qkv(x_ir, x_vis)
-        y = F.scaled_dot_product_attention(torch.cat([q_i, q_v], 2), torch.cat([k_i, k_v], 2), torch.cat([v_i, v_v], 2))
+        y = F.scaled_dot_product_attention(
+            torch.cat([q_i, q_v], 2), torch.cat([k_i, k_v], 2), torch.cat([v_i, v_v], 2)
+        )
         y_ir, y_vis = y.chunk(2, dim=2)
         return self.out(y_ir, x_ir), self.out(y_vis, x_vis)
 
@@ -114,8 +119,11 @@ def _num_heads(dim: int) -> int:
 
 INTERACTIONS: dict[str, Callable[..., nn.Module]] = {
     "cmsa": lambda dim, d_state, expand, scan_backend, patch_mark: CrossSS2D(
-        dim, d_state, expand, patch_mark=patch_mark, scan_backend=scan_backend),
-    "add": lambda dim, d_state, expand, scan_backend, patch_mark: SeparateSS2D(dim, d_state, expand, scan_backend),
+        dim, d_state, expand, patch_mark=patch_mark, scan_backend=scan_backend
+    ),
+    "add": lambda dim, d_state, expand, scan_backend, patch_mark: SeparateSS2D(
+        dim, d_state, expand, scan_backend
+    ),
     "cnn": lambda dim, d_state, expand, scan_backend, patch_mark: ConvInteraction(dim, expand),
     "channel_cross_attention": lambda dim, *_: ChannelCrossAttention(dim, _num_heads(dim)),
     "spatial_cross_attention": lambda dim, *_: SpatialCrossAttention(dim, _num_heads(dim)),
@@ -123,8 +131,9 @@ INTERACTIONS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def build_interaction(kind: str, dim: int, d_state: int, expand: float, scan_backend: str = "auto",
-                      patch_mark: bool = True) -> nn.Module:
+def build_interaction(
+    kind: str, dim: int, d_state: int, expand: float, scan_backend: str = "auto", patch_mark: bool = True
+) -> nn.Module:
     if kind not in INTERACTIONS:
         raise ValueError(f"unknown interaction {kind!r}; choose one of {sorted(INTERACTIONS)}")
     if kind != "cmsa" and not patch_mark:

@@ -2,6 +2,7 @@
 
 All feature maps are channels-last (B, H, W, C) as in VMamba; LayerNorm eps is 1e-5.
 """
+
 from __future__ import annotations
 
 import torch
@@ -64,7 +65,9 @@ class FoldHead(nn.Module):
     never calls, and so do we (it is not used in forward).
     """
 
-    def __init__(self, dim: int = 48, fold_chans: int = 12, kernel: int = 4, stride: int = 3, out_chans: int = 1):
+    def __init__(
+        self, dim: int = 48, fold_chans: int = 12, kernel: int = 4, stride: int = 3, out_chans: int = 1
+    ):
         super().__init__()
         self.kernel, self.stride, self.fold_chans = kernel, stride, fold_chans
         self.expand = nn.Linear(dim, fold_chans * kernel * kernel, bias=False)

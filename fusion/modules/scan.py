@@ -4,6 +4,7 @@ Routes to :func:`fusion.ops.selective_scan.selective_scan_fn` and, while a FLOP 
 active, records the scan's analytic FLOPs instead of running a backend, so the count never
 depends on which backend would have run (backends are not all visible to torch's counter).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -14,7 +15,9 @@ from torch import Tensor
 
 from fusion.ops.selective_scan import selective_scan_flops, selective_scan_fn
 
-_scan_flops: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("s4fuse_scan_flops", default=None)
+_scan_flops: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "s4fuse_scan_flops", default=None
+)
 
 
 @contextlib.contextmanager
@@ -29,11 +32,14 @@ def count_scan_flops() -> Iterator[list[int]]:
         _scan_flops.reset(token)
 
 
-def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor,
-                   delta_bias: Tensor, backend: str) -> Tensor:
+def selective_scan(
+    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, delta_bias: Tensor, backend: str
+) -> Tensor:
     """Selective scan with softplus(delta + delta_bias), the form every S4Fusion block uses."""
     record = _scan_flops.get()
     if record is not None:
         record.append(selective_scan_flops(u.shape[0], u.shape[1], u.shape[2], A.shape[1]))
         return u.new_zeros(u.shape)
-    return selective_scan_fn(u, delta, A, B, C, D, delta_bias=delta_bias, delta_softplus=True, backend=backend)
+    return selective_scan_fn(
+        u, delta, A, B, C, D, delta_bias=delta_bias, delta_softplus=True, backend=backend
+    )

@@ -4,6 +4,7 @@ SS2D: in_proj -> (x, z); x -> depthwise 3x3 conv + SiLU -> cross-scan in 4 direc
 per-direction projections to (delta, B, C) -> selective scan -> merge directions ->
 LayerNorm -> gate by SiLU(z) -> out_proj.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,16 @@ class ScanParameters(nn.Module):
     draw in [dt_min, dt_max], projections uniform with fan-in bounds.
     """
 
-    def __init__(self, d_model: int, d_state: int, expand: float, dt_min: float = 1e-3,
-                 dt_max: float = 0.1, dt_init_floor: float = 1e-4, scan_backend: str = "auto"):
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int,
+        expand: float,
+        dt_min: float = 1e-3,
+        dt_max: float = 0.1,
+        dt_init_floor: float = 1e-4,
+        scan_backend: str = "auto",
+    ):
         super().__init__()
         self.d_model, self.d_state = d_model, d_state
         self.d_inner = d_inner = int(expand * d_model)
@@ -40,11 +49,15 @@ class ScanParameters(nn.Module):
 
         self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=False)
         self.conv2d = nn.Conv2d(d_inner, d_inner, kernel_size=3, padding=1, groups=d_inner, bias=True)
-        self.dt_projs_weight = nn.Parameter(torch.empty(k, d_inner, dt_rank).uniform_(-dt_rank**-0.5, dt_rank**-0.5))
+        self.dt_projs_weight = nn.Parameter(
+            torch.empty(k, d_inner, dt_rank).uniform_(-(dt_rank**-0.5), dt_rank**-0.5)
+        )
         dt = torch.exp(torch.rand(k, d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
         dt = dt.clamp(min=dt_init_floor)
         self.dt_projs_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))  # softplus inverse
-        self.A_logs = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(k * d_inner, 1))
+        self.A_logs = nn.Parameter(
+            torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(k * d_inner, 1)
+        )
         self.Ds = nn.Parameter(torch.ones(k * d_inner))
         self.out_norm = nn.LayerNorm(d_inner)
         self.out_proj = nn.Linear(d_inner, d_model, bias=False)
@@ -52,7 +65,9 @@ class ScanParameters(nn.Module):
     def new_x_proj(self) -> nn.Parameter:
         """A per-direction projection d_inner -> (dt_rank + 2N), as one (4, R+2N, d_inner) tensor."""
         bound = self.d_inner**-0.5
-        return nn.Parameter(torch.empty(NUM_DIRECTIONS, self.dt_rank + 2 * self.d_state, self.d_inner).uniform_(-bound, bound))
+        return nn.Parameter(
+            torch.empty(NUM_DIRECTIONS, self.dt_rank + 2 * self.d_state, self.d_inner).uniform_(-bound, bound)
+        )
 
     def project_in(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(B, H, W, C) -> conv features (B, d_inner, H, W) and gate z (B, H, W, d_inner)."""
@@ -68,8 +83,16 @@ class ScanParameters(nn.Module):
     def scan(self, u: Tensor, delta: Tensor, bs: Tensor, cs: Tensor) -> Tensor:
         """u, delta (B, 4, d_inner, L'); B, C (B, 4, N, L') -> (B, 4, d_inner, L')."""
         b, k, d, length = u.shape
-        out = selective_scan(u.reshape(b, k * d, length), delta.reshape(b, k * d, length), -torch.exp(self.A_logs),
-                             bs, cs, self.Ds, self.dt_projs_bias.reshape(-1), backend=self.scan_backend)
+        out = selective_scan(
+            u.reshape(b, k * d, length),
+            delta.reshape(b, k * d, length),
+            -torch.exp(self.A_logs),
+            bs,
+            cs,
+            self.Ds,
+            self.dt_projs_bias.reshape(-1),
+            backend=self.scan_backend,
+        )
         return out.view(b, k, d, length)
 
     def project_out(self, ys: Tensor, z: Tensor) -> Tensor:
@@ -108,8 +131,16 @@ class VSSBlock(nn.Module):
 class VSSLayer(nn.Module):
     """A stage: optional 2x upsample (decoder), VSS blocks, optional 2x downsample (encoder)."""
 
-    def __init__(self, dim: int, depth: int, d_state: int = 12, expand: float = 1.5, scan_backend: str = "auto",
-                 downsample: bool = False, upsample_from: int | None = None):
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        d_state: int = 12,
+        expand: float = 1.5,
+        scan_backend: str = "auto",
+        downsample: bool = False,
+        upsample_from: int | None = None,
+    ):
         super().__init__()
         self.upsample = PatchExpand(upsample_from) if upsample_from is not None else None
         self.blocks = nn.ModuleList(VSSBlock(dim, d_state, expand, scan_backend) for _ in range(depth))
@@ -123,4 +154,3 @@ class VSSLayer(nn.Module):
         if self.downsample is not None:
             x = self.downsample(x)
         return x
-

@@ -6,6 +6,7 @@ CMSA interleaves the IR and VIS sequences of each direction into one sequence of
 IR at even positions and VIS at odd positions, so a single selective scan carries one hidden
 state across both modalities.
 """
+
 from __future__ import annotations
 
 import torch

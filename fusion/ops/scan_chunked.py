@@ -14,6 +14,7 @@ N, which would make that matrix N times larger than the state itself. Python ste
 (batch, D, n_chunks, N) tensors, so it is launch-bound on small inputs but needs no custom kernel.
 Autograd differentiates it directly.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def scan_chunked(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
-                 chunk_size: int | None = None) -> tuple[Tensor, Tensor]:
+def scan_chunked(
+    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, chunk_size: int | None = None
+) -> tuple[Tensor, Tensor]:
     """Same contract as :func:`fusion.ops.scan_reference.scan_reference`."""
     batch, dim, length = u.shape
     groups, d_state = B.shape[1], A.shape[1]

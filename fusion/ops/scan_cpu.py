@@ -21,6 +21,7 @@ vectors). The kernels allow re-association (``fastmath`` reassoc/contract), so t
 vectorised too; the summation order is still fixed by the compiled code, not by threads.
 Kernels are compiled once per dtype (float32/float64) and cached on disk.
 """
+
 from __future__ import annotations
 
 import functools
@@ -56,8 +57,9 @@ def _njit_cached(fn, **options):
         try:
             return numba.njit(cache=True, **options)(fn)
         except RuntimeError:
-            logger.warning("numba cannot cache %s (%s); it will be recompiled in every process", fn.__name__,
-                           first_error)
+            logger.warning(
+                "numba cannot cache %s (%s); it will be recompiled in every process", fn.__name__, first_error
+            )
             return numba.njit(**options)(fn)
 
 
@@ -102,13 +104,16 @@ def _fill_decays(delta_t, A, d, out, out_bits, row, polynomial_exp):  # pragma: 
         p = p * r + np.float32(1.6666665459e-1)
         p = p * r + np.float32(5.0000001201e-1)
         p = p * r * r + r + np.float32(1.0)
-        out_bits[row, n] = (np.int32(k) + np.int32(127)) << np.int32(23)  # the float32 2^k, written as its bits
+        out_bits[row, n] = (np.int32(k) + np.int32(127)) << np.int32(
+            23
+        )  # the float32 2^k, written as its bits
         out[row, n] = out[row, n] * p
 
 
 @_njit_parallel_cached
-def _forward_kernel(u, delta, A, B, C, checkpoint_every, polynomial_exp, y, checkpoints,
-                    last_state):  # pragma: no cover - jitted
+def _forward_kernel(
+    u, delta, A, B, C, checkpoint_every, polynomial_exp, y, checkpoints, last_state
+):  # pragma: no cover - jitted
     batch, dim, length = u.shape
     groups, d_state = B.shape[1], A.shape[1]
     per_group = dim // groups
@@ -136,8 +141,23 @@ def _forward_kernel(u, delta, A, B, C, checkpoint_every, polynomial_exp, y, chec
 
 
 @_njit_parallel_cached
-def _backward_kernel(u, delta, A, B, C, checkpoints, checkpoint_every, polynomial_exp, dy, dlast,
-                     du, ddelta, dA_per_batch, dB_blocks, dC_blocks):  # pragma: no cover - jitted
+def _backward_kernel(
+    u,
+    delta,
+    A,
+    B,
+    C,
+    checkpoints,
+    checkpoint_every,
+    polynomial_exp,
+    dy,
+    dlast,
+    du,
+    ddelta,
+    dA_per_batch,
+    dB_blocks,
+    dC_blocks,
+):  # pragma: no cover - jitted
     batch, dim, length = u.shape
     groups, d_state = B.shape[1], A.shape[1]
     per_group = dim // groups
@@ -213,8 +233,18 @@ class _CpuScanFn(torch.autograd.Function):
         last_state = u.new_empty(batch, dim, d_state)
         checkpoints = u.new_empty(batch, dim, -(-length // CHECKPOINT_EVERY), d_state)
         _set_numba_threads()
-        _forward_kernel(u.numpy(), delta.numpy(), A.numpy(), B.numpy(), C.numpy(), CHECKPOINT_EVERY,
-                        u.dtype == torch.float32, y.numpy(), checkpoints.numpy(), last_state.numpy())
+        _forward_kernel(
+            u.numpy(),
+            delta.numpy(),
+            A.numpy(),
+            B.numpy(),
+            C.numpy(),
+            CHECKPOINT_EVERY,
+            u.dtype == torch.float32,
+            y.numpy(),
+            checkpoints.numpy(),
+            last_state.numpy(),
+        )
         ctx.save_for_backward(u, delta, A, B, C, checkpoints)
         return y, last_state
 
@@ -229,15 +259,33 @@ class _CpuScanFn(torch.autograd.Function):
         dB_blocks = B.new_zeros(n_blocks, *B.shape)
         dC_blocks = C.new_zeros(n_blocks, *C.shape)
         _set_numba_threads()
-        _backward_kernel(u.numpy(), delta.numpy(), A.numpy(), B.numpy(), C.numpy(), checkpoints.numpy(),
-                         CHECKPOINT_EVERY, u.dtype == torch.float32, dy.contiguous().numpy(),
-                         dlast.contiguous().numpy(), du.numpy(), ddelta.numpy(), dA_per_batch.numpy(),
-                         dB_blocks.numpy(), dC_blocks.numpy())
+        _backward_kernel(
+            u.numpy(),
+            delta.numpy(),
+            A.numpy(),
+            B.numpy(),
+            C.numpy(),
+            checkpoints.numpy(),
+            CHECKPOINT_EVERY,
+            u.dtype == torch.float32,
+            dy.contiguous().numpy(),
+            dlast.contiguous().numpy(),
+            du.numpy(),
+            ddelta.numpy(),
+            dA_per_batch.numpy(),
+            dB_blocks.numpy(),
+            dC_blocks.numpy(),
+        )
         return du, ddelta, dA_per_batch.sum(0), dB_blocks.sum(0), dC_blocks.sum(0)
 
 
 def scan_cpu(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> tuple[Tensor, Tensor]:
     """Same contract as :func:`fusion.ops.scan_reference.scan_reference`; float32 or float64 CPU tensors."""
     # time-major B/C make the inner loop over N contiguous; they are small (b, G, L, N) copies
-    return _CpuScanFn.apply(u.contiguous(), delta.contiguous(), A.contiguous(),
-                            B.transpose(-1, -2).contiguous(), C.transpose(-1, -2).contiguous())
+    return _CpuScanFn.apply(
+        u.contiguous(),
+        delta.contiguous(),
+        A.contiguous(),
+        B.transpose(-1, -2).contiguous(),
+        C.transpose(-1, -2).contiguous(),
+    )

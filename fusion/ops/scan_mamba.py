@@ -6,6 +6,7 @@ mamba-ssm's own autograd function calls): the ``mamba_ssm`` package may import w
 opt-in in newer mamba-ssm), and then its ``selective_scan_fn`` is not the fused kernel. As in mamba-ssm, the
 gradient of the returned last state is not propagated.
 """
+
 from __future__ import annotations
 
 import functools
@@ -65,20 +66,55 @@ class _MambaExtensionFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout, _dlast):
         u, delta, A, B, C, D, z, delta_bias, states, out = ctx.saved_tensors
-        grads = _extension_call(_extension().bwd, u, delta, A, B, C, D, z, delta_bias, dout.contiguous(), states,
-                                out if ctx.has_z else None, None, ctx.delta_softplus, False)
+        grads = _extension_call(
+            _extension().bwd,
+            u,
+            delta,
+            A,
+            B,
+            C,
+            D,
+            z,
+            delta_bias,
+            dout.contiguous(),
+            states,
+            out if ctx.has_z else None,
+            None,
+            ctx.delta_softplus,
+            False,
+        )
         du, ddelta, dA, dB, dC, dD, ddelta_bias, *rest = grads
-        return (du, ddelta, dA, dB, dC, dD if D is not None else None, rest[0] if ctx.has_z else None,
-                ddelta_bias if delta_bias is not None else None, None)
+        return (
+            du,
+            ddelta,
+            dA,
+            dB,
+            dC,
+            dD if D is not None else None,
+            rest[0] if ctx.has_z else None,
+            ddelta_bias if delta_bias is not None else None,
+            None,
+        )
 
 
-def scan_mamba(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None, z: Tensor | None,
-               delta_bias: Tensor | None, delta_softplus: bool) -> tuple[Tensor, Tensor]:
+def scan_mamba(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None,
+    z: Tensor | None,
+    delta_bias: Tensor | None,
+    delta_softplus: bool,
+) -> tuple[Tensor, Tensor]:
     """Full selective scan (bias, softplus, D skip, z gate fused) on CUDA. B, C: (b, G, N, L). Returns (out, last)."""
     u, delta, B, C = (t if t.stride(-1) == 1 else t.contiguous() for t in (u, delta, B, C))
     z = z if z is None or z.stride(-1) == 1 else z.contiguous()
     D = D.contiguous() if D is not None else None
     if _extension() is None:
-        raise RuntimeError(f"backend='mamba' needs mamba-ssm's CUDA extension ({mamba_import_error()}): "
-                           "pip install 's4fuse[cuda]'")
+        raise RuntimeError(
+            f"backend='mamba' needs mamba-ssm's CUDA extension ({mamba_import_error()}): "
+            "pip install 's4fuse[cuda]'"
+        )
     return _MambaExtensionFn.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus)

@@ -5,6 +5,7 @@ biased and softplus-ed, all in the compute dtype). The loop walks time with ``un
 is one ``stack`` per input (linear in L) instead of a full-size zero gradient per step; the state tensor is
 never materialised over time, and grouped B/C broadcast over each group's channels without being repeated.
 """
+
 from __future__ import annotations
 
 import torch
@@ -19,8 +20,12 @@ def scan_reference(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) ->
     A = A.view(groups, per_group, d_state)
     x = u.new_zeros(batch, groups, per_group, d_state)
     ys = []
-    steps = zip(delta.view(batch, groups, per_group, -1).unbind(-1), u.view(batch, groups, per_group, -1).unbind(-1),
-                B.unbind(-1), C.unbind(-1))
+    steps = zip(
+        delta.view(batch, groups, per_group, -1).unbind(-1),
+        u.view(batch, groups, per_group, -1).unbind(-1),
+        B.unbind(-1),
+        C.unbind(-1),
+    )
     for delta_t, u_t, B_t, C_t in steps:  # delta_t, u_t: (b, g, h); B_t, C_t: (b, g, N)
         x = torch.exp(delta_t[..., None] * A) * x + (delta_t * u_t)[..., None] * B_t[:, :, None, :]
         ys.append((x * C_t[:, :, None, :]).sum(-1))

@@ -42,6 +42,7 @@ Only ``tl.exp``/``tl.log`` are used (no libdevice externs), softplus' log1p via 
 With ``TRITON_INTERPRET=1`` in the environment before Triton is first imported, the kernels run in Triton's
 CPU interpreter on CPU tensors: that is how the tests check them without a GPU.
 """
+
 from __future__ import annotations
 
 import torch
@@ -67,8 +68,10 @@ def _warps(block_d: int, floats_per_thread: int) -> int:
     return max(1, min(16, block_d * 16 * BLOCK_L // (32 * floats_per_thread)))
 
 
-FORWARD_CONFIGS = [triton.Config({"BLOCK_D": block_d}, num_warps=_warps(block_d, FORWARD_FLOATS_PER_THREAD))
-                   for block_d in (1, 2, 4)]
+FORWARD_CONFIGS = [
+    triton.Config({"BLOCK_D": block_d}, num_warps=_warps(block_d, FORWARD_FLOATS_PER_THREAD))
+    for block_d in (1, 2, 4)
+]
 BACKWARD_CONFIGS = [triton.Config({}, num_warps=warps) for warps in (8, 16)]
 """The backward's channels per program come from :func:`backward_blocks` (they size the dB/dC buffer)."""
 
@@ -97,8 +100,9 @@ def _program_coords(n_groups, per_group, channels):
 
 
 @triton.jit
-def _channel_rows(b, g, first, dim, length, per_group, d_state, n_tiles, BLOCK_D: tl.constexpr,
-                  N_PAD: tl.constexpr):
+def _channel_rows(
+    b, g, first, dim, length, per_group, d_state, n_tiles, BLOCK_D: tl.constexpr, N_PAD: tl.constexpr
+):
     """Channels first..first+BLOCK_D-1 of group g: their indices d and mask, state indices and mask, and
     offsets of their time rows, states (b, D, N) and checkpoints (b, D, tiles, N) (+ tile * d_state)."""
     offs_c = first + tl.arange(0, BLOCK_D)  # channel within the group
@@ -113,8 +117,19 @@ def _channel_rows(b, g, first, dim, length, per_group, d_state, n_tiles, BLOCK_D
 
 
 @triton.jit
-def _channel_params(A_ptr, D_ptr, bias_ptr, d, mask_d, offs_n, mask_dn, d_state, BLOCK_D: tl.constexpr,
-                    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr):
+def _channel_params(
+    A_ptr,
+    D_ptr,
+    bias_ptr,
+    d,
+    mask_d,
+    offs_n,
+    mask_dn,
+    d_state,
+    BLOCK_D: tl.constexpr,
+    HAS_D: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+):
     """The block's A (BLOCK_D, N_PAD), delta bias and D skip (zeros when absent: adding 0 is exact)."""
     A = tl.load(A_ptr + d[:, None] * d_state + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
     bias = tl.zeros((BLOCK_D,), dtype=tl.float32)
@@ -156,8 +171,9 @@ def _gated_dy(dout_ptr, z_ptr, row, t, mask, HAS_Z: tl.constexpr):
 
 
 @triton.jit
-def _tile_states(u_ptr, delta_ptr, B_ptr, row, bc_row, t, mask_dt, mask_nt, first, A, bias, x_in,
-                 SOFTPLUS: tl.constexpr):
+def _tile_states(
+    u_ptr, delta_ptr, B_ptr, row, bc_row, t, mask_dt, mask_nt, first, A, bias, x_in, SOFTPLUS: tl.constexpr
+):
     """One tile's states x [BLOCK_D, N_PAD, BLOCK_L] from the entering state x_in, by an associative scan,
     with the tile's u, dt, raw delta, inputs b (without x_in) and B."""
     u = _load_rows(u_ptr, row, t, mask_dt)
@@ -170,16 +186,40 @@ def _tile_states(u_ptr, delta_ptr, B_ptr, row, bc_row, t, mask_dt, mask_nt, firs
 
 
 @triton.jit
-def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
-                    out_ptr, last_ptr, ckpt_ptr,
-                    batch, dim, length, d_state, per_group, n_groups, n_tiles,
-                    BLOCK_D: tl.constexpr, N_PAD: tl.constexpr, BLOCK_L: tl.constexpr, HAS_D: tl.constexpr,
-                    HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+def _forward_kernel(
+    u_ptr,
+    delta_ptr,
+    A_ptr,
+    B_ptr,
+    C_ptr,
+    D_ptr,
+    z_ptr,
+    bias_ptr,
+    out_ptr,
+    last_ptr,
+    ckpt_ptr,
+    batch,
+    dim,
+    length,
+    d_state,
+    per_group,
+    n_groups,
+    n_tiles,
+    BLOCK_D: tl.constexpr,
+    N_PAD: tl.constexpr,
+    BLOCK_L: tl.constexpr,
+    HAS_D: tl.constexpr,
+    HAS_Z: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr,
+):
     blk, g, b = _program_coords(n_groups, per_group, BLOCK_D)
     d, mask_d, offs_n, mask_n, mask_dn, row, state_dn, ckpt_dn = _channel_rows(
-        b, g, blk * BLOCK_D, dim, length, per_group, d_state, n_tiles, BLOCK_D, N_PAD)
-    A, bias, skip = _channel_params(A_ptr, D_ptr, bias_ptr, d, mask_d, offs_n, mask_dn, d_state, BLOCK_D, HAS_D,
-                                    HAS_BIAS)
+        b, g, blk * BLOCK_D, dim, length, per_group, d_state, n_tiles, BLOCK_D, N_PAD
+    )
+    A, bias, skip = _channel_params(
+        A_ptr, D_ptr, bias_ptr, d, mask_d, offs_n, mask_dn, d_state, BLOCK_D, HAS_D, HAS_BIAS
+    )
     bc_row = ((b.to(tl.int64) * n_groups + g) * d_state + offs_n) * length  # (N_PAD,)
     offs_l = tl.arange(0, BLOCK_L)
     first = (offs_l == 0)[None, None, :]
@@ -189,8 +229,9 @@ def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_pt
         t = tile * BLOCK_L + offs_l
         mask_dt = mask_d[:, None] & (t < length)[None, :]
         mask_nt = mask_n[:, None] & (t < length)[None, :]
-        xs, u, dt, raw_dt, bx, Bt = _tile_states(u_ptr, delta_ptr, B_ptr, row, bc_row, t, mask_dt, mask_nt,
-                                                    first, A, bias, x, SOFTPLUS)
+        xs, u, dt, raw_dt, bx, Bt = _tile_states(
+            u_ptr, delta_ptr, B_ptr, row, bc_row, t, mask_dt, mask_nt, first, A, bias, x, SOFTPLUS
+        )
         Ct = tl.load(C_ptr + bc_row[:, None] + t[None, :], mask=mask_nt, other=0.0).to(tl.float32)
         y = tl.sum(xs * Ct[None, :, :], axis=1)
         if HAS_D:
@@ -204,6 +245,7 @@ def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_pt
     tl.store(last_ptr + state_dn, x, mask=mask_dn)
 
 
+# fmt: off
 @triton.jit
 def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, ckpt_ptr,
                      dout_ptr, carry_ptr,
@@ -291,6 +333,7 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         tl.store(dC_ptr + part_row[:, None] + t[None, :], dC_acc, mask=mask_nt)
         tl.store(dB_ptr + part_row[:, None] + t[None, :], dB_acc, mask=mask_nt)
         tl.debug_barrier()  # this tile's carry and dA/dD/dbias stores land before the next tile reads them
+# fmt: on
 
 
 INTERPRETED = isinstance(_forward_kernel, InterpretedFunction)
@@ -298,9 +341,12 @@ INTERPRETED = isinstance(_forward_kernel, InterpretedFunction)
 
 # the tuned entry points; tuning is per (batch, channels, state size): image sizes share a choice
 forward_tuned = triton.autotune(FORWARD_CONFIGS, key=["batch", "dim", "d_state"])(_forward_kernel)
-backward_tuned = triton.autotune(BACKWARD_CONFIGS, key=["batch", "dim", "d_state", "BLOCK_D", "sub_blocks"],
-                                 reset_to_zero=["dA_ptr", "dD_ptr", "dbias_ptr"],  # accumulated into
-                                 restore_value=["carry_ptr"])(_backward_kernel)  # so tuning runs repeat the call
+backward_tuned = triton.autotune(
+    BACKWARD_CONFIGS,
+    key=["batch", "dim", "d_state", "BLOCK_D", "sub_blocks"],
+    reset_to_zero=["dA_ptr", "dD_ptr", "dbias_ptr"],  # accumulated into
+    restore_value=["carry_ptr"],
+)(_backward_kernel)  # so tuning runs repeat the call
 
 
 def backward_blocks(batch: int, dim: int, groups: int, n_pad: int) -> tuple[int, int]:
@@ -311,8 +357,9 @@ def backward_blocks(batch: int, dim: int, groups: int, n_pad: int) -> tuple[int,
     warps = min(config.num_warps for config in backward_tuned.configs)
     budget = max(1, warps * 32 * BACKWARD_FLOATS_PER_THREAD // (n_pad * tile_length(n_pad)))
     per_group = dim // groups
-    channels = min(triton.next_power_of_2(triton.cdiv(batch * dim, TARGET_PROGRAMS)),
-                   triton.next_power_of_2(per_group))
+    channels = min(
+        triton.next_power_of_2(triton.cdiv(batch * dim, TARGET_PROGRAMS)), triton.next_power_of_2(per_group)
+    )
     block_d = min(budget, channels)
     return block_d, channels // block_d
 
@@ -329,12 +376,28 @@ class _TritonScanFn(torch.autograd.Function):
         out = torch.empty_like(u)
         last_state = u.new_empty(batch, dim, d_state, dtype=torch.float32)
         checkpoints = u.new_empty(batch, dim, n_tiles, d_state, dtype=torch.float32)
-        flags = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-                     SOFTPLUS=delta_softplus)
+        flags = dict(
+            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus
+        )
         sizes = (batch, dim, length, d_state, dim // groups, groups, n_tiles)
         grid = lambda meta: (batch * groups * triton.cdiv(dim // groups, meta["BLOCK_D"]),)  # noqa: E731
-        forward_tuned[grid](u, delta, A, B, C, D, z, delta_bias, out, last_state, checkpoints, *sizes,
-                            N_PAD=n_pad, BLOCK_L=tile_length(n_pad), **flags)
+        forward_tuned[grid](
+            u,
+            delta,
+            A,
+            B,
+            C,
+            D,
+            z,
+            delta_bias,
+            out,
+            last_state,
+            checkpoints,
+            *sizes,
+            N_PAD=n_pad,
+            BLOCK_L=tile_length(n_pad),
+            **flags,
+        )
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, checkpoints)
         ctx.flags, ctx.sizes = flags, sizes
         return out, last_state
@@ -348,8 +411,11 @@ class _TritonScanFn(torch.autograd.Function):
         n_blocks = triton.cdiv(per_group, block_d * sub_blocks)
         f32 = dict(dtype=torch.float32, device=u.device)
         # the adjoint carry starts as dL/d last state; the kernel accumulates dA, dD, dbias per batch into zeros
-        carry = torch.zeros(batch, dim, d_state, **f32) if dlast is None else dlast.float().clone(
-            memory_format=torch.contiguous_format)
+        carry = (
+            torch.zeros(batch, dim, d_state, **f32)
+            if dlast is None
+            else dlast.float().clone(memory_format=torch.contiguous_format)
+        )
         du, ddelta = torch.empty(u.shape, **f32), torch.empty(u.shape, **f32)
         dz = torch.empty(u.shape, **f32) if z is not None else None
         dA = torch.zeros(batch, *A.shape, **f32)
@@ -358,21 +424,64 @@ class _TritonScanFn(torch.autograd.Function):
         dB = torch.empty(n_blocks, *B.shape, **f32)  # every (block, b, g, n < N, t < L) is written
         dC = torch.empty(n_blocks, *C.shape, **f32)
         backward_tuned[(batch * groups * n_blocks,)](
-            u, delta, A, B, C, D, z, delta_bias, checkpoints, dout.contiguous(), carry, du, ddelta, dz, dA, dD, dbias,
-            dB, dC, *ctx.sizes, sub_blocks, BLOCK_D=block_d, N_PAD=n_pad, BLOCK_L=tile_length(n_pad), **ctx.flags)
+            u,
+            delta,
+            A,
+            B,
+            C,
+            D,
+            z,
+            delta_bias,
+            checkpoints,
+            dout.contiguous(),
+            carry,
+            du,
+            ddelta,
+            dz,
+            dA,
+            dD,
+            dbias,
+            dB,
+            dC,
+            *ctx.sizes,
+            sub_blocks,
+            BLOCK_D=block_d,
+            N_PAD=n_pad,
+            BLOCK_L=tile_length(n_pad),
+            **ctx.flags,
+        )
         # fixed-order sums over batch / channel blocks, then each gradient in its input's dtype
-        grads = (du, ddelta, dA.sum(0), dB.sum(0), dC.sum(0), None if D is None else dD.sum(0), dz,
-                 None if delta_bias is None else dbias.sum(0))
+        grads = (
+            du,
+            ddelta,
+            dA.sum(0),
+            dB.sum(0),
+            dC.sum(0),
+            None if D is None else dD.sum(0),
+            dz,
+            None if delta_bias is None else dbias.sum(0),
+        )
         inputs = (u, delta, A, B, C, D, z, delta_bias)
         return (*(None if grad is None else grad.to(x.dtype) for grad, x in zip(grads, inputs)), None)
 
 
-def scan_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None, z: Tensor | None,
-                delta_bias: Tensor | None, delta_softplus: bool) -> tuple[Tensor, Tensor]:
+def scan_triton(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None,
+    z: Tensor | None,
+    delta_bias: Tensor | None,
+    delta_softplus: bool,
+) -> tuple[Tensor, Tensor]:
     """Full selective scan (bias, softplus, D skip, z gate fused). B, C: (b, G, N, L). Returns (out, last_state)."""
     if u.dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise ValueError(f"selective_scan: backend='triton' computes in float32 from float32/float16/bfloat16 "
-                         f"inputs, got {u.dtype}; use backend='reference' or 'chunked' for float64")
+        raise ValueError(
+            f"selective_scan: backend='triton' computes in float32 from float32/float16/bfloat16 "
+            f"inputs, got {u.dtype}; use backend='reference' or 'chunked' for float64"
+        )
     u, delta, A, B, C = (t.contiguous() for t in (u, delta, A, B, C))
     D, z, delta_bias = (None if t is None else t.contiguous() for t in (D, z, delta_bias))
     out, last_state = _TritonScanFn.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus)

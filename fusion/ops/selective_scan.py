@@ -16,6 +16,7 @@ CUDA, or CPU under ``TRITON_INTERPRET=1``), ``auto`` (see :func:`resolve_backend
 w.r.t. every tensor input. An explicitly requested backend that cannot run is an error, never a silent
 fallback. See docs/selective_scan.md.
 """
+
 from __future__ import annotations
 
 import functools
@@ -53,6 +54,7 @@ def explain_backend(device: torch.device | str, dtype: torch.dtype = torch.float
     if dtype == torch.float64:
         return "chunked", "float64: the mamba and triton kernels compute in float32"
     from fusion.ops.scan_mamba import mamba_import_error  # lazy: never import mamba_ssm eagerly
+
     mamba_error = mamba_import_error()
     if mamba_error is None:
         return "mamba", None
@@ -89,8 +91,16 @@ def selective_scan_flops(batch: int, dim: int, length: int, d_state: int, with_z
     return flops + batch * dim * length if with_z else flops
 
 
-def _validate(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None, z: Tensor | None,
-              delta_bias: Tensor | None) -> tuple[Tensor, Tensor]:
+def _validate(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None,
+    z: Tensor | None,
+    delta_bias: Tensor | None,
+) -> tuple[Tensor, Tensor]:
     """Check shapes; return B, C as (batch, G, N, L)."""
     if u.dim() != 3:
         raise ValueError(f"selective_scan: u must be (batch, D, L), got shape {tuple(u.shape)}")
@@ -104,8 +114,10 @@ def _validate(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tens
     for name, t in (("B", B), ("C", C)):
         t = t.unsqueeze(1) if t.dim() == 3 else t
         if t.dim() != 4 or t.shape[0] != batch or t.shape[2:] != (d_state, length) or dim % t.shape[1]:
-            raise ValueError(f"selective_scan: {name} must be (batch={batch}, N={d_state}, L={length}) or "
-                             f"(batch, G, N, L) with D={dim} divisible by G, got {tuple(t.shape)}")
+            raise ValueError(
+                f"selective_scan: {name} must be (batch={batch}, N={d_state}, L={length}) or "
+                f"(batch, G, N, L) with D={dim} divisible by G, got {tuple(t.shape)}"
+            )
         grouped.append(t)
     for name, t in (("D", D), ("delta_bias", delta_bias)):
         if t is not None and t.shape != (dim,):
@@ -117,6 +129,7 @@ def _validate(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tens
 
 def _triton_interpreting() -> bool:
     from fusion.ops.scan_triton import INTERPRETED
+
     return INTERPRETED
 
 
@@ -127,7 +140,9 @@ def _log_choice(device: torch.device, backend: str, reason: str | None) -> None:
         _logged_choices.add((str(device), backend))
         # on CUDA the chunked scan is a slow fallback (no fused kernel imports): say so loudly, once
         level = logging.WARNING if device.type == "cuda" and backend == "chunked" else logging.INFO
-        logger.log(level, "selective scan on %s uses backend %r%s", device, backend, f" ({reason})" if reason else "")
+        logger.log(
+            level, "selective scan on %s uses backend %r%s", device, backend, f" ({reason})" if reason else ""
+        )
 
 
 def _check_explicit_backend(backend: str, u: Tensor) -> None:
@@ -137,17 +152,22 @@ def _check_explicit_backend(backend: str, u: Tensor) -> None:
         problems.append(f"it needs CPU tensors, got {u.device}")
     if backend == "mamba":
         from fusion.ops.scan_mamba import mamba_import_error
+
         if (error := mamba_import_error()) is not None:
-            problems.append(f"mamba-ssm's kernel does not import ({error}); pip install 's4fuse[cuda]' or use "
-                            "backend='triton'")
+            problems.append(
+                f"mamba-ssm's kernel does not import ({error}); pip install 's4fuse[cuda]' or use "
+                "backend='triton'"
+            )
         if u.device.type != "cuda":
             problems.append(f"it is a CUDA kernel and needs CUDA tensors, got {u.device}")
     if backend == "triton":
         if (error := triton_import_error()) is not None:
             problems.append(f"Triton does not import ({error})")
         elif u.device.type != "cuda" and not (u.device.type == "cpu" and _triton_interpreting()):
-            problems.append(f"it needs CUDA tensors (or CPU tensors with TRITON_INTERPRET=1 set before Triton is "
-                            f"imported), got {u.device}")
+            problems.append(
+                f"it needs CUDA tensors (or CPU tensors with TRITON_INTERPRET=1 set before Triton is "
+                f"imported), got {u.device}"
+            )
     if backend in ("mamba", "triton") and u.dtype == torch.float64:
         problems.append("it computes in float32 and has no float64; use 'chunked', 'cpu' or 'reference'")
     if problems:
@@ -162,9 +182,19 @@ def check_backend(backend: str | None, device: torch.device | str) -> None:
         _check_explicit_backend(backend, probe)
 
 
-def selective_scan_fn(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None,
-                      z: Tensor | None = None, delta_bias: Tensor | None = None, delta_softplus: bool = False,
-                      return_last_state: bool = False, backend: str = "auto") -> Tensor | tuple[Tensor, Tensor]:
+def selective_scan_fn(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+    backend: str = "auto",
+) -> Tensor | tuple[Tensor, Tensor]:
     """Selective scan; returns ``out`` (batch, D, L) or ``(out, last_state (batch, D, N))``.
 
     Computation is in float64 for float64 inputs and float32 otherwise; ``out`` has u's dtype.
@@ -199,6 +229,7 @@ def selective_scan_fn(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
         y, last_state = scan_chunked(u_c, delta, A, B, C)
     else:
         from fusion.ops.scan_cpu import scan_cpu  # lazy: numba import + kernel load cost ~1 s
+
         y, last_state = scan_cpu(u_c, delta, A, B, C)
     out = y if D is None else y + u_c * D.to(compute_dtype)[:, None]
     if z is not None:

@@ -1,5 +1,6 @@
 """The accuracy bars shared by the tests and ``bench.gpu_check``: one constant each, so a GPU run holds the
 kernels to exactly what CI holds them to."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """The training configuration: dataclass sections read from YAML by the shared loader (data.config)."""
+
 from __future__ import annotations
 
 import os
@@ -103,21 +104,28 @@ class TrainConfig:
             problems.append(f"ema.warmup_steps: {self.ema.warmup_steps} must be > 0")
         m = model.size_multiple
         if (self.data.crop_size - 1) % m or self.data.crop_size < m + 1:
-            problems.append(f"data.crop_size: {self.data.crop_size} is not of the form {m}k+1 required by the model")
+            problems.append(
+                f"data.crop_size: {self.data.crop_size} is not of the form {m}k+1 required by the model"
+            )
         return problems
 
     def to_dict(self) -> dict[str, Any]:
         return to_plain(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], overrides: Sequence[str] | Mapping[str, Any] | None = None,
-                  source: str = "config") -> "TrainConfig":
+    def from_dict(
+        cls,
+        d: Mapping[str, Any],
+        overrides: Sequence[str] | Mapping[str, Any] | None = None,
+        source: str = "config",
+    ) -> "TrainConfig":
         """Build from plain data; ``overrides`` are ``"a.b.0.c=VALUE"`` strings or a mapping."""
         return build(cls, apply_overrides(to_plain(dict(d)), overrides), source)
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike, overrides: Sequence[str] | Mapping[str, Any] | None = None
-                  ) -> "TrainConfig":
+    def from_yaml(
+        cls, path: str | os.PathLike, overrides: Sequence[str] | Mapping[str, Any] | None = None
+    ) -> "TrainConfig":
         """Load a YAML config (a bare name is looked up among the shipped experiments)."""
         from data.experiments import resolve_experiment
 
@@ -131,4 +139,12 @@ class TrainConfig:
         return S4FusionConfig.from_spec(self.model)
 
 
-__all__ = ["ConfigError", "DataConfig", "DataSource", "EmaConfig", "OptimConfig", "TrackingConfig", "TrainConfig"]
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "DataSource",
+    "EmaConfig",
+    "OptimConfig",
+    "TrackingConfig",
+    "TrainConfig",
+]

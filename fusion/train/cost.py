@@ -4,6 +4,7 @@ The trainer updates it at every checkpoint, validation and the export, stores it
 it adds up across resumes) and writes ``<out>/train_cost.json`` at the end; the model card quotes that
 file instead of numbers typed by hand. Time between a run's last checkpoint and a kill is not counted.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -5,6 +5,7 @@ Every random choice of an item (crop position, flips) is drawn from a generator 
 (seed, epoch, index), so a sample's content does not depend on worker processes, on which rank
 reads it, or on whether the run was interrupted and resumed.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -33,8 +34,15 @@ class PairedCropDataset(Dataset):
     each pair's full-size (IR, VIS-Y) float32 arrays after the first read (the same values as a re-read).
     """
 
-    def __init__(self, datasets: Sequence[PairedImageDataset], crop_size: int, hflip: bool = True,
-                 vflip: bool = True, seed: int = 0, cache_images: bool = False):
+    def __init__(
+        self,
+        datasets: Sequence[PairedImageDataset],
+        crop_size: int,
+        hflip: bool = True,
+        vflip: bool = True,
+        seed: int = 0,
+        cache_images: bool = False,
+    ):
         self.items = [(d, i) for d in datasets for i in range(len(d))]
         if not self.items:
             raise ValueError("the training data is empty (no IR/VIS pairs in any configured source)")
@@ -62,14 +70,18 @@ class PairedCropDataset(Dataset):
         item_seed = int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
         augment = PairedAugment(self.crop_size, self.hflip, self.vflip, seed=item_seed)
         pair = augment(*self._full_pair(index))
-        return torch.from_numpy(np.ascontiguousarray(pair.ir))[None], torch.from_numpy(np.ascontiguousarray(pair.vi))[None]
+        return torch.from_numpy(np.ascontiguousarray(pair.ir))[None], torch.from_numpy(
+            np.ascontiguousarray(pair.vi)
+        )[None]
 
 
 class ResumableDistributedSampler(DistributedSampler):
     """DistributedSampler (seeded shuffle per epoch, tail dropped) that can start mid-epoch."""
 
     def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int):
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        super().__init__(
+            dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True
+        )
         self.start = 0
 
     def set_start(self, start: int) -> None:
@@ -77,7 +89,7 @@ class ResumableDistributedSampler(DistributedSampler):
         self.start = start
 
     def __iter__(self) -> Iterator[int]:
-        return iter(list(super().__iter__())[self.start:])
+        return iter(list(super().__iter__())[self.start :])
 
     def __len__(self) -> int:
         return self.num_samples - self.start
@@ -98,12 +110,16 @@ def _select(ds: PairedImageDataset, src: DataSource) -> list[str]:
         missing = [s for s in wanted if s not in ds]
         if missing:
             where = src.split_file or "stems"
-            raise ConfigError(f"{where}: {len(missing)} stem(s) not in {src.dataset} at {src.root}: {missing[:10]}")
+            raise ConfigError(
+                f"{where}: {len(missing)} stem(s) not in {src.dataset} at {src.root}: {missing[:10]}"
+            )
         stems = list(wanted)
     return stems
 
 
-def resolve_sources(sources: Sequence[DataSource], seed: int) -> tuple[list[PairedImageDataset], dict[str, list[str]]]:
+def resolve_sources(
+    sources: Sequence[DataSource], seed: int
+) -> tuple[list[PairedImageDataset], dict[str, list[str]]]:
     """Open each source and apply split_file/stems and the seeded fraction -> (datasets, split)."""
     opened, pools, fractions = [], {}, {}
     for k, src in enumerate(sources):
@@ -136,10 +152,18 @@ def build_train_data(cfg: TrainConfig, ctx: DistContext) -> TrainData:
     datasets, split = resolve_sources(cfg.data.train, cfg.data.split_seed)
     bad = [p for ds in datasets for p in bad_pairs([ds.files(s) for s in ds.stems], progress=False).values()]
     if bad:  # every training pair is decoded once up front: a corrupt file must not stop a long run midway
-        raise DatasetError(f"{len(bad)} bad training pair(s), nothing trained (fix them or leave them out of "
-                           "data.train): " + "; ".join(bad))
-    train_set = PairedCropDataset(datasets, cfg.data.crop_size, cfg.data.hflip, cfg.data.vflip, cfg.seed,
-                                  cache_images=cfg.data.cache_images)
+        raise DatasetError(
+            f"{len(bad)} bad training pair(s), nothing trained (fix them or leave them out of "
+            "data.train): " + "; ".join(bad)
+        )
+    train_set = PairedCropDataset(
+        datasets,
+        cfg.data.crop_size,
+        cfg.data.hflip,
+        cfg.data.vflip,
+        cfg.seed,
+        cache_images=cfg.data.cache_images,
+    )
     per_rank_batch = cfg.batch_size // ctx.world_size
     sampler = ResumableDistributedSampler(train_set, ctx.world_size, ctx.rank, cfg.seed)
     steps_per_epoch = sampler.num_samples // per_rank_batch
@@ -147,15 +171,33 @@ def build_train_data(cfg: TrainConfig, ctx: DistContext) -> TrainData:
         raise ConfigError(f"{len(train_set)} training pairs are fewer than one batch of {cfg.batch_size}")
     total_steps = cfg.epochs * steps_per_epoch
     stop_step = min(total_steps, cfg.max_steps) if cfg.max_steps is not None else total_steps
-    loader = DataLoader(train_set, batch_size=per_rank_batch, sampler=sampler, drop_last=True,
-                        num_workers=cfg.data.num_workers, pin_memory=ctx.device.type == "cuda",
-                        # own generator: creating an iterator must not consume the global RNG
-                        generator=torch.Generator().manual_seed(cfg.seed))
+    loader = DataLoader(
+        train_set,
+        batch_size=per_rank_batch,
+        sampler=sampler,
+        drop_last=True,
+        num_workers=cfg.data.num_workers,
+        pin_memory=ctx.device.type == "cuda",
+        # own generator: creating an iterator must not consume the global RNG
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
     val_pairs = load_val_pairs(cfg) if ctx.is_main else []
-    held_out = HeldOutValidation(cfg.validation, resolve_sources(cfg.data.val, cfg.data.split_seed)[0]
-                                 if ctx.is_main and cfg.data.val else [])
-    return TrainData(train_set, sampler, loader, split, per_rank_batch, steps_per_epoch, total_steps, stop_step,
-                     val_pairs, held_out)
+    held_out = HeldOutValidation(
+        cfg.validation,
+        resolve_sources(cfg.data.val, cfg.data.split_seed)[0] if ctx.is_main and cfg.data.val else [],
+    )
+    return TrainData(
+        train_set,
+        sampler,
+        loader,
+        split,
+        per_rank_batch,
+        steps_per_epoch,
+        total_steps,
+        stop_step,
+        val_pairs,
+        held_out,
+    )
 
 
 def load_val_pairs(cfg: TrainConfig) -> list[tuple[np.ndarray, np.ndarray]]:

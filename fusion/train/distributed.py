@@ -1,4 +1,5 @@
 """DDP set-up under torchrun (NCCL on GPU, gloo on CPU) and the one collective the trainer uses."""
+
 from __future__ import annotations
 
 import os
@@ -44,8 +45,11 @@ def wrap_model(model: nn.Module, ctx: DistContext) -> nn.Module:
     if ctx.world_size == 1:
         return model
     # The level-0 fusion layer is kept for checkpoint compatibility but never computed.
-    return DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
-                                   find_unused_parameters=True)
+    return DistributedDataParallel(
+        model,
+        device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+        find_unused_parameters=True,
+    )
 
 
 def mean_over_ranks(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:

@@ -6,6 +6,7 @@ weights fade within a few hundred steps even in short runs (the same ramp as ult
 with a shorter time constant for CPU-sized runs). With EMA on, validation and the export use the
 averaged weights; the raw weights keep training.
 """
+
 from __future__ import annotations
 
 import math

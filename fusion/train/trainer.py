@@ -3,6 +3,7 @@
 One step = ``train_step`` (forward, loss, backward, optimiser) followed, when due, by
 ``log_interval``, ``checkpoint`` and ``validate``; ``export`` writes the model at the end.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,16 @@ from data.splits import split_hash, write_split
 from data.tracking import RunHandle, Tracker, default_tracking_uri
 from fusion.losses import S4FusionLoss
 from fusion.model import S4Fusion
-from fusion.train.checkpoint import (RESUMABLE_KEYS, CheckpointError, config_differences, load_checkpoint,
-                                     rng_state, save_checkpoint, seed_everything, set_rng_state)
+from fusion.train.checkpoint import (
+    RESUMABLE_KEYS,
+    CheckpointError,
+    config_differences,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    seed_everything,
+    set_rng_state,
+)
 from fusion.train.config import TrainConfig
 from fusion.train.cost import TrainCost
 from fusion.train.data import TrainData, build_train_data
@@ -46,7 +55,9 @@ def build_model(cfg: TrainConfig) -> S4Fusion:
     return S4Fusion(cfg.model_config())
 
 
-def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool = True, run: RunHandle | None = None) -> Path:
+def train(
+    cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool = True, run: RunHandle | None = None
+) -> Path:
     """Train S4Fusion per ``cfg`` into ``out_dir``; returns the exported model's path.
 
     ``out_dir`` receives ``checkpoints/last.pt`` (every ``ckpt_every`` steps and at the end),
@@ -65,11 +76,16 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool = True, run
         # fresh one, 1.00x with them flushed to zero (docs/experiments/demo_wide.md).
         torch.set_flush_denormal(True)
     if cfg.batch_size % ctx.world_size:
-        raise ConfigError(f"batch_size {cfg.batch_size} is not divisible by the {ctx.world_size} DDP processes")
+        raise ConfigError(
+            f"batch_size {cfg.batch_size} is not divisible by the {ctx.world_size} DDP processes"
+        )
     export_path = out_dir / EXPORT_NAME
     state = resume_state(cfg, out_dir, resume)
-    if state is not None and state["step"] >= min(state["total_steps"], cfg.max_steps or state["total_steps"]) \
-            and export_path.exists():
+    if (
+        state is not None
+        and state["step"] >= min(state["total_steps"], cfg.max_steps or state["total_steps"])
+        and export_path.exists()
+    ):
         log.info("%s: training already finished at step %d; using %s", out_dir, state["step"], export_path)
         return export_path
     if ctx.is_main:
@@ -90,13 +106,17 @@ def resume_state(cfg: TrainConfig, out_dir: Path, resume: bool) -> dict | None:
     if not ckpt_path.exists():
         return None
     if not resume:
-        raise RunFolderError(f"{out_dir} already holds a training checkpoint ({ckpt_path}); pass --resume "
-                              "to continue it or choose another output directory")
+        raise RunFolderError(
+            f"{out_dir} already holds a training checkpoint ({ckpt_path}); pass --resume "
+            "to continue it or choose another output directory"
+        )
     state = load_checkpoint(ckpt_path)
     changed = config_differences(state["config"], cfg.to_dict())
     if changed:
-        raise CheckpointError(f"cannot resume {ckpt_path}: the config differs in {changed} "
-                              f"(only {list(RESUMABLE_KEYS)} may change on resume)")
+        raise CheckpointError(
+            f"cannot resume {ckpt_path}: the config differs in {changed} "
+            f"(only {list(RESUMABLE_KEYS)} may change on resume)"
+        )
     return state
 
 
@@ -106,27 +126,35 @@ def open_run(cfg: TrainConfig, out_dir: Path, run: RunHandle | None, run_id: str
         return RunHandle(run.tracker, run.run_id, owns_run=False)
     if not cfg.tracking.enabled:
         return None
-    tracker = Tracker(cfg.tracking.uri or default_tracking_uri(out_dir), cfg.tracking.experiment,
-                      artifact_dir=out_dir / "mlartifacts")
+    tracker = Tracker(
+        cfg.tracking.uri or default_tracking_uri(out_dir),
+        cfg.tracking.experiment,
+        artifact_dir=out_dir / "mlartifacts",
+    )
     if run_id is not None:
         return tracker.handle(tracker.reopen(run_id))
     # No checkpoint yet: an attempt killed before its first checkpoint left this run RUNNING; reuse it.
-    found, finished = tracker.start_run(digest([str(out_dir.resolve()), cfg.to_dict()], 24), cfg.name, "train")
+    found, finished = tracker.start_run(
+        digest([str(out_dir.resolve()), cfg.to_dict()], 24), cfg.name, "train"
+    )
     return tracker.handle(tracker.new_run(cfg.name, "train") if finished else found)
 
 
 class Trainer:
     """Model, loss, optimiser and schedule of one run; :meth:`fit` is the loop."""
 
-    def __init__(self, cfg: TrainConfig, ctx: DistContext, data: TrainData, out_dir: Path, state: dict | None):
+    def __init__(
+        self, cfg: TrainConfig, ctx: DistContext, data: TrainData, out_dir: Path, state: dict | None
+    ):
         self.cfg, self.ctx, self.data, self.out_dir, self.state = cfg, ctx, data, out_dir, state
         self.ckpt_path = out_dir / "checkpoints" / "last.pt"
         seed_everything(cfg.seed)
         self.model = build_model(cfg).to(ctx.device)
         self.ema = build_ema(self.model, cfg.ema)  # None unless cfg.ema.enabled
         self.loss_fn = S4FusionLoss(cfg.loss).to(ctx.device)
-        self.optimizer, self.scheduler = build_optimizer(self.model, cfg.optim, data.steps_per_epoch,
-                                                         data.total_steps)
+        self.optimizer, self.scheduler = build_optimizer(
+            self.model, cfg.optim, data.steps_per_epoch, data.total_steps
+        )
         self.step, self.run, self.logged_through = 0, None, 0
         self.cost = TrainCost()
         if state is not None:
@@ -144,11 +172,15 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         self.step = state["step"]
-        self.cost = TrainCost.from_dict(state.get("cost"))  # checkpoints before the cost was kept: counted from here
+        self.cost = TrainCost.from_dict(
+            state.get("cost")
+        )  # checkpoints before the cost was kept: counted from here
         if (state["epoch"], state["batch_in_epoch"]) != divmod(self.step, self.data.steps_per_epoch):
-            raise CheckpointError(f"{self.ckpt_path}: sampler position {state['epoch']}/{state['batch_in_epoch']} "
-                                  f"does not match step {self.step} with {self.data.steps_per_epoch} steps per "
-                                  f"epoch (data changed?)")
+            raise CheckpointError(
+                f"{self.ckpt_path}: sampler position {state['epoch']}/{state['batch_in_epoch']} "
+                f"does not match step {self.step} with {self.data.steps_per_epoch} steps per "
+                f"epoch (data changed?)"
+            )
 
     # ---- tracking -------------------------------------------------------------------------
     def open_tracking(self, run: RunHandle | None) -> None:
@@ -162,24 +194,37 @@ class Trainer:
             self.run.log_params(self._params())
             perception = self.loss_fn.perception
             if perception is not None and perception.source == "random":
-                self.run.set_tags({"WARNING": "perception.weights=random: untrained ResNet50 in the loss "
-                                              "(not the paper's)"})
+                self.run.set_tags(
+                    {"WARNING": "perception.weights=random: untrained ResNet50 in the loss (not the paper's)"}
+                )
 
     def _params(self) -> dict[str, Any]:
         d, perception = self.data, self.loss_fn.perception
         params = {f"train.{k}": v for k, v in flatten(self.cfg.to_dict()).items()}
-        params.update({"train.world_size": self.ctx.world_size, "train.steps_per_epoch": d.steps_per_epoch,
-                       "train.total_steps": d.total_steps, "train.num_pairs": len(d.train_set),
-                       "train.fusion_split_sha256": split_hash(d.split),
-                       "train.perception_weights": perception.source if perception else "unused",
-                       "train.model_parameters": self.model.num_parameters()})
+        params.update(
+            {
+                "train.world_size": self.ctx.world_size,
+                "train.steps_per_epoch": d.steps_per_epoch,
+                "train.total_steps": d.total_steps,
+                "train.num_pairs": len(d.train_set),
+                "train.fusion_split_sha256": split_hash(d.split),
+                "train.perception_weights": perception.source if perception else "unused",
+                "train.model_parameters": self.model.num_parameters(),
+            }
+        )
         return params
 
     # ---- the loop ---------------------------------------------------------------------------
     def fit(self) -> None:
         cfg, d = self.cfg, self.data
-        bar = tqdm(total=d.stop_step, initial=self.step, desc=f"train {cfg.name}", unit="step",
-                   disable=not self.ctx.is_main, dynamic_ncols=True)
+        bar = tqdm(
+            total=d.stop_step,
+            initial=self.step,
+            desc=f"train {cfg.name}",
+            unit="step",
+            disable=not self.ctx.is_main,
+            dynamic_ncols=True,
+        )
         self.model.train()
         while self.step < d.stop_step:
             for ir, vi in self.epoch_batches():
@@ -218,8 +263,10 @@ class Trainer:
             fused = self.train_model(ir, vi)
             total, terms = self.loss_fn(ir, vi, fused)
         if not torch.isfinite(total):
-            raise FloatingPointError(f"non-finite loss {total.item()} at step {self.step} (terms "
-                                     f"{ {k: float(v) for k, v in terms.items()} }); lower optim.lr_peak?")
+            raise FloatingPointError(
+                f"non-finite loss {total.item()} at step {self.step} (terms "
+                f"{ {k: float(v) for k, v in terms.items()} }); lower optim.lr_peak?"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         self.optimizer.step()
@@ -238,7 +285,9 @@ class Trainer:
         means = mean_over_ranks(torch.stack([self.sums[k] for k in names]) / self.interval_steps, self.ctx)
         metrics = {f"train/{k}": float(v) for k, v in zip(names, means)}
         metrics["train/lr"] = self.optimizer.param_groups[0]["lr"]
-        metrics["train/samples_per_s"] = self.interval_steps * self.cfg.batch_size / max(self.interval_time, 1e-9)
+        metrics["train/samples_per_s"] = (
+            self.interval_steps * self.cfg.batch_size / max(self.interval_time, 1e-9)
+        )
         if self.run is not None and self.step > self.logged_through:
             self.run.log_metrics(metrics, self.step)
         self.sums, self.interval_steps, self.interval_time = {}, 0, 0.0
@@ -249,13 +298,23 @@ class Trainer:
         if not self.ctx.is_main:
             return
         epoch, batch_in_epoch = divmod(self.step, self.data.steps_per_epoch)
-        save_checkpoint(self.ckpt_path, {
-            "step": self.step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
-            "total_steps": self.data.total_steps, "config": self.cfg.to_dict(), "model": self.model.state_dict(),
-            "ema": self.ema.state_dict() if self.ema is not None else None,
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "rng": rng_state(),
-            "mlflow_run_id": self.run.run_id if self.run is not None and self.run.owns_run else None,
-            "cost": self.cost.to_dict()})
+        save_checkpoint(
+            self.ckpt_path,
+            {
+                "step": self.step,
+                "epoch": epoch,
+                "batch_in_epoch": batch_in_epoch,
+                "total_steps": self.data.total_steps,
+                "config": self.cfg.to_dict(),
+                "model": self.model.state_dict(),
+                "ema": self.ema.state_dict() if self.ema is not None else None,
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "rng": rng_state(),
+                "mlflow_run_id": self.run.run_id if self.run is not None and self.run.owns_run else None,
+                "cost": self.cost.to_dict(),
+            },
+        )
 
     @property
     def result_model(self) -> S4Fusion:
@@ -265,7 +324,9 @@ class Trainer:
     def validate(self) -> None:
         """Held-out metrics (``val/<metric>`` and the reference baselines' lines, also in
         ``val/metrics.jsonl``) and the validation grid (``val/step_NNNNNNN.png``), logged to MLflow."""
-        metrics = self.data.held_out(self.result_model)  # {} unless rank 0 with data.val and validation.metrics
+        metrics = self.data.held_out(
+            self.result_model
+        )  # {} unless rank 0 with data.val and validation.metrics
         self.cost.update(self.ctx)
         if metrics:
             metrics.update({"cost/wall_s": self.cost.wall_s, "cost/cpu_s": self.cost.cpu_s})
@@ -275,8 +336,10 @@ class Trainer:
         if not (self.ctx.is_main and self.data.val_pairs):
             return
         grid = validation_grid(self.result_model, self.data.val_pairs, self.ctx.device)
-        path = write_atomic(self.out_dir / "val" / f"step_{self.step:07d}.png",
-                            lambda fh: Image.fromarray(grid).save(fh, format="PNG"))
+        path = write_atomic(
+            self.out_dir / "val" / f"step_{self.step:07d}.png",
+            lambda fh: Image.fromarray(grid).save(fh, format="PNG"),
+        )
         if self.run is not None:
             self.run.log_artifact(path, "val")
 
@@ -286,11 +349,16 @@ class Trainer:
             write_text_atomic(self.out_dir / COST_NAME, json.dumps(self.cost.to_dict(), indent=1) + "\n")
             export_path = self.result_model.save_exported(self.out_dir / EXPORT_NAME)
             if self.run is not None:
-                from fusion.mlflow_model import log_training_split, log_s4fusion_model  # mlflow only when tracking
+                from fusion.mlflow_model import (
+                    log_training_split,
+                    log_s4fusion_model,
+                )  # mlflow only when tracking
 
                 self.run.log_artifact(export_path, "model")
                 log_training_split(self.run, self.data.split, self.out_dir / "fusion_split")
-                if self.run.owns_run:  # a caller's run (fuse_then_detect) logs the model itself, in its driver
+                if (
+                    self.run.owns_run
+                ):  # a caller's run (fuse_then_detect) logs the model itself, in its driver
                     log_s4fusion_model(self.run, export_path)
                 self.run.finish()
         barrier(self.ctx)

@@ -1,5 +1,6 @@
 """The validation image grid: IR | VIS-Y | fused for a few held-out pairs, saved each ``val_every`` steps,
 under a header row naming the columns."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -17,8 +18,9 @@ def _gray_u8(x: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def validation_grid(model: nn.Module, pairs: Sequence[tuple[np.ndarray, np.ndarray]], device: torch.device,
-                    height: int = 192) -> np.ndarray:
+def validation_grid(
+    model: nn.Module, pairs: Sequence[tuple[np.ndarray, np.ndarray]], device: torch.device, height: int = 192
+) -> np.ndarray:
     """uint8 image, one row per pair: IR | VIS-Y | fused, each resized to ``height`` rows."""
     was_training = model.training
     model.eval()
@@ -28,8 +30,10 @@ def validation_grid(model: nn.Module, pairs: Sequence[tuple[np.ndarray, np.ndarr
         t_vi = torch.from_numpy(vi_y / np.float32(255.0))[None, None].to(device)
         fused = fuse(model, t_ir, t_vi)[0, 0].float().cpu().numpy() * 255.0
         width = max(1, round(ir.shape[1] * height / ir.shape[0]))
-        tiles = [np.asarray(Image.fromarray(_gray_u8(a)).resize((width, height), Image.BILINEAR))
-                 for a in (ir, vi_y, fused)]
+        tiles = [
+            np.asarray(Image.fromarray(_gray_u8(a)).resize((width, height), Image.BILINEAR))
+            for a in (ir, vi_y, fused)
+        ]
         rows.append(np.concatenate(tiles, axis=1))
     model.train(was_training)
     width = max(r.shape[1] for r in rows)

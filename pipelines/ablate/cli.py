@@ -1,4 +1,5 @@
 """The ``ablate`` command line: options -> config -> :func:`run_ablation` -> Table V on screen."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,13 +13,19 @@ DEFAULT_CONFIG = "table5_cpu.yaml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=DEFAULT_CONFIG,
-                        help=f"YAML profile (default: experiments/{DEFAULT_CONFIG}; the paper's setting: "
-                             "experiments/table5_msrs.yaml)")
+    parser.add_argument(
+        "--config",
+        default=DEFAULT_CONFIG,
+        help=f"YAML profile (default: experiments/{DEFAULT_CONFIG}; the paper's setting: "
+        "experiments/table5_msrs.yaml)",
+    )
     add_set_argument(parser, "base.max_steps=50")
     add_run_folder_arguments(parser)
-    parser.add_argument("--variants", default=None,
-                        help="comma-separated subset: Table V experiment numbers and/or variant names")
+    parser.add_argument(
+        "--variants",
+        default=None,
+        help="comma-separated subset: Table V experiment numbers and/or variant names",
+    )
     parser.add_argument("--check", action="store_true", help="validate the config and data, then stop")
 
 
@@ -31,7 +38,9 @@ def resolve_args(args: argparse.Namespace) -> AblationConfig:
         by_exp = {str(c.exp): c for c in cfg.variants if c.exp is not None}
         unknown = [w for w in wanted if w not in named and w not in by_exp]
         if unknown:
-            raise ConfigError(f"--variants: unknown {unknown}; the config has {list(named)} (exp {list(by_exp)})")
+            raise ConfigError(
+                f"--variants: unknown {unknown}; the config has {list(named)} (exp {list(by_exp)})"
+            )
         cfg.variants = [c for w in wanted for c in [named.get(w) or by_exp[w]]]
     return cfg
 
@@ -41,7 +50,9 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg = resolve_args(args)
     if args.check:
-        print(f"config {cfg.name}: OK ({len(cfg.variants)} variants: {[v.name for v in cfg.resolved_variants()]})")
+        print(
+            f"config {cfg.name}: OK ({len(cfg.variants)} variants: {[v.name for v in cfg.resolved_variants()]})"
+        )
         return 0
     result = run_ablation(cfg)
     if result.report:

@@ -6,6 +6,7 @@ applied on top of ``base``: every variant trains with the same recipe and seed. 
 training YAML (path or shipped profile name, inlined on load so ``--set base.a.b=VALUE`` works) or
 a mapping. Checked on load, all problems at once, data folders included.
 """
+
 from __future__ import annotations
 
 import copy
@@ -15,7 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data.config import ConfigError, apply_overrides, build, match_names, parse_override, read_yaml_mapping, to_plain
+from data.config import (
+    ConfigError,
+    apply_overrides,
+    build,
+    match_names,
+    parse_override,
+    read_yaml_mapping,
+    to_plain,
+)
 from data.experiments import config_data_path, resolve_experiment
 from fusion.train.config import DataSource, TrainConfig
 from pipelines.config import TrackingConfig
@@ -84,7 +93,9 @@ class AblationConfig:
     def validate(self) -> list[str]:
         problems = _metric_problems(self)
         if not isinstance(self.base, Mapping):
-            return problems + ["base: expected a training config (a mapping; load_ablation_config inlines a path)"]
+            return problems + [
+                "base: expected a training config (a mapping; load_ablation_config inlines a path)"
+            ]
         if not self.variants:
             problems.append("variants: list at least one variant (exp: 1-8 and/or overrides)")
         if not self.test:
@@ -96,8 +107,11 @@ class AblationConfig:
         except ConfigError as exc:
             return problems + exc.problems
         slugs = [v.slug for v in variants]
-        problems += [f"variants.{i}: the name {v.name!r} is used twice" for i, v in enumerate(variants)
-                     if v.slug in slugs[:i]]
+        problems += [
+            f"variants.{i}: the name {v.name!r} is used twice"
+            for i, v in enumerate(variants)
+            if v.slug in slugs[:i]
+        ]
         sources = [(f"test.{i}", s) for i, s in enumerate(self.test)]
         if variants:
             data = variants[0].train.data
@@ -112,10 +126,15 @@ def _metric_problems(cfg: AblationConfig) -> list[str]:
 
     defined = CONVENTIONS.get(cfg.metrics_convention)
     if defined is None:
-        return [f"metrics_convention: unknown {cfg.metrics_convention!r}; expected one of {sorted(CONVENTIONS)}"]
+        return [
+            f"metrics_convention: unknown {cfg.metrics_convention!r}; expected one of {sorted(CONVENTIONS)}"
+        ]
     try:
-        cfg.metrics = match_names(cfg.metrics, [*defined, *PERCEPTUAL],
-                                  f"metric(s) (the {cfg.metrics_convention} convention's, or pyiqa's)")
+        cfg.metrics = match_names(
+            cfg.metrics,
+            [*defined, *PERCEPTUAL],
+            f"metric(s) (the {cfg.metrics_convention} convention's, or pyiqa's)",
+        )
     except ConfigError as exc:
         return [f"metrics: {p}" for p in exc.problems]
     return []
@@ -128,16 +147,21 @@ def _source_problems(where: str, src: DataSource) -> list[str]:
     folders = "Ir/ and Vis/" if src.dataset == "m3fd" else "ir/ and vi/"
     if src.split:
         folders = f"{src.split}/{folders.replace(' and ', f' and {src.split}/')}"
-    return [f"{where}.root: {src.root} does not exist (looked for {root}); put the {src.dataset} dataset there ({folders}) "
-            f"or point --set {where}.root=PATH at it"]
+    return [
+        f"{where}.root: {src.root} does not exist (looked for {root}); put the {src.dataset} dataset there ({folders}) "
+        f"or point --set {where}.root=PATH at it"
+    ]
 
 
 def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     """``base`` with ``extra`` merged in, mappings recursively (neither input is modified)."""
     out = copy.deepcopy(dict(base))
     for k, v in extra.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) \
+        out[k] = (
+            deep_merge(out[k], v)
+            if isinstance(v, Mapping) and isinstance(out.get(k), Mapping)
             else copy.deepcopy(v)
+        )
     return out
 
 
@@ -172,5 +196,12 @@ def load_ablation_config(path: str | Path, overrides: list[str] | None = None) -
     return build(AblationConfig, raw, str(path))
 
 
-__all__ = ["AblationConfig", "PERCEPTUAL", "Variant", "VariantConfig", "deep_merge",
-           "load_ablation_config", "resolve_variant"]
+__all__ = [
+    "AblationConfig",
+    "PERCEPTUAL",
+    "Variant",
+    "VariantConfig",
+    "deep_merge",
+    "load_ablation_config",
+    "resolve_variant",
+]

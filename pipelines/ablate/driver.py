@@ -5,6 +5,7 @@ variant (keyed by its training config, test data and metrics; a finished child i
 or duplicated). The job logs its training curves into its child; the driver logs the rest when
 the job ends, and the paper's Table V as params of the parent.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,10 @@ def perceptual_note(cfg: AblationConfig) -> tuple[dict[str, str], list[str]]:
     try:
         import pyiqa  # noqa: F401
     except ImportError:
-        return {}, [f"{', '.join(wanted)} not computed: pyiqa is not installed (pip install -e '.[iqa]', "
-                    "non-commercial licence; its weights download on first use). The paper's values are shown."]
+        return {}, [
+            f"{', '.join(wanted)} not computed: pyiqa is not installed (pip install -e '.[iqa]', "
+            "non-commercial licence; its weights download on first use). The paper's values are shown."
+        ]
     return wanted, []
 
 
@@ -53,14 +56,26 @@ def run_ablation(cfg: AblationConfig, progress: bool = True) -> AblationResult:
     start = time.perf_counter()
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True))
+    write_text_atomic(
+        run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True)
+    )
     variants = cfg.resolved_variants()
     perceptual, notes = perceptual_note(cfg)
     tracker, parent = _open_parent(cfg, run_dir, variants)
-    children = {v.slug: tracker.start_run(_child_key(cfg, v), v.name, "variant", parent_id=parent,
-                                          tags={"variant": v.name, "exp": str(v.exp)}) for v in variants}
-    jobs = [Job(("variant", v.slug), run_variant, {"spec": _spec(cfg, v, perceptual, tracker, *children[v.slug])})
-            for v in variants]
+    children = {
+        v.slug: tracker.start_run(
+            _child_key(cfg, v),
+            v.name,
+            "variant",
+            parent_id=parent,
+            tags={"variant": v.name, "exp": str(v.exp)},
+        )
+        for v in variants
+    }
+    jobs = [
+        Job(("variant", v.slug), run_variant, {"spec": _spec(cfg, v, perceptual, tracker, *children[v.slug])})
+        for v in variants
+    ]
     by_slug = {v.slug: v for v in variants}
 
     def on_job_end(key: tuple, outcome: Any) -> None:
@@ -82,19 +97,31 @@ def run_ablation(cfg: AblationConfig, progress: bool = True) -> AblationResult:
         tracker.finish(parent, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
     tracker.finish(parent, "FAILED" if failures else "FINISHED")
-    timings = {"total": time.perf_counter() - start,
-               "variants": {s: {**r.seconds, "trained_now": r.trained_now} for s, r in results.items()}}
+    timings = {
+        "total": time.perf_counter() - start,
+        "variants": {s: {**r.seconds, "trained_now": r.trained_now} for s, r in results.items()},
+    }
     write_text_atomic(run_dir / "timings.json", json.dumps(timings, indent=2) + "\n")
-    return AblationResult(run_dir, report, results, failures, tracker.tracking_uri, parent,
-                          {s: c[0] for s, c in children.items()}, notes)
+    return AblationResult(
+        run_dir,
+        report,
+        results,
+        failures,
+        tracker.tracking_uri,
+        parent,
+        {s: c[0] for s, c in children.items()},
+        notes,
+    )
 
 
 def _open_parent(cfg: AblationConfig, run_dir: Path, variants: list[Variant]) -> tuple[Tracker, str]:
-    tracker = Tracker(cfg.tracking.uri or default_tracking_uri(run_dir),
-                      cfg.tracking.experiment or f"ablate/{cfg.name}")
+    tracker = Tracker(
+        cfg.tracking.uri or default_tracking_uri(run_dir), cfg.tracking.experiment or f"ablate/{cfg.name}"
+    )
     config = {k: v for k, v in cfg.to_dict().items() if k not in ("variants", "base", "tracking")}
-    parent, _ = tracker.start_run(digest([cfg.to_dict(), str(run_dir)], 24), cfg.name, "ablation",
-                                  tags={"s4fuse.run_dir": str(run_dir)})
+    parent, _ = tracker.start_run(
+        digest([cfg.to_dict(), str(run_dir)], 24), cfg.name, "ablation", tags={"s4fuse.run_dir": str(run_dir)}
+    )
     tracker.log_params(parent, {"config": config, "variants": [v.name for v in variants], **table5_params()})
     tracker.set_tags(parent, {f"env.{k}": v for k, v in environment_info().items()})
     tracker.log_artifact(parent, run_dir / "config.yaml")
@@ -102,16 +129,35 @@ def _open_parent(cfg: AblationConfig, run_dir: Path, variants: list[Variant]) ->
 
 
 def _child_key(cfg: AblationConfig, v: Variant) -> str:
-    return digest([v.name, v.train.to_dict(), [t.__dict__ for t in cfg.test], cfg.metrics, cfg.metrics_convention,
-                   cfg.cost_size], 24)
+    return digest(
+        [
+            v.name,
+            v.train.to_dict(),
+            [t.__dict__ for t in cfg.test],
+            cfg.metrics,
+            cfg.metrics_convention,
+            cfg.cost_size,
+        ],
+        24,
+    )
 
 
-def _spec(cfg: AblationConfig, v: Variant, perceptual: dict[str, str], tracker: Tracker, run_id: str,
-          finished: bool) -> VariantSpec:
+def _spec(
+    cfg: AblationConfig, v: Variant, perceptual: dict[str, str], tracker: Tracker, run_id: str, finished: bool
+) -> VariantSpec:
     tracking = None if finished else (tracker.tracking_uri, tracker.experiment, run_id)
-    return VariantSpec(v.name, v.slug, v.train.to_dict(), [dict(t.__dict__) for t in cfg.test],
-                       cfg.classical_metrics(), perceptual, cfg.metrics_convention, tuple(cfg.cost_size),
-                       str(cfg.run_dir), tracking)
+    return VariantSpec(
+        v.name,
+        v.slug,
+        v.train.to_dict(),
+        [dict(t.__dict__) for t in cfg.test],
+        cfg.classical_metrics(),
+        perceptual,
+        cfg.metrics_convention,
+        tuple(cfg.cost_size),
+        str(cfg.run_dir),
+        tracking,
+    )
 
 
 def _log_child(tracker: Tracker, run_id: str, v: Variant, outcome: Any) -> None:
@@ -119,8 +165,15 @@ def _log_child(tracker: Tracker, run_id: str, v: Variant, outcome: Any) -> None:
         tracker.set_tags(run_id, {"error": outcome.error[:5000]})
         tracker.finish(run_id, "FAILED")
         return
-    tracker.log_params(run_id, {"variant": v.name, "exp": v.exp, "overrides": json.dumps(v.overrides),
-                                "checkpoint_sha256": file_sha256(outcome.checkpoint)})
+    tracker.log_params(
+        run_id,
+        {
+            "variant": v.name,
+            "exp": v.exp,
+            "overrides": json.dumps(v.overrides),
+            "checkpoint_sha256": file_sha256(outcome.checkpoint),
+        },
+    )
     numeric = outcome.per_image.select_dtypes("number")
     metrics = {f"test/{m}": float(numeric[m].mean()) for m in numeric.columns}
     metrics.update({f"cost/{k}": float(outcome.cost[k]) for k in ("params_M", "GFLOPs")})

@@ -6,6 +6,7 @@ determines it (folders via ``<name>.tmp`` + ``done.json``, pipelines.cache; file
 a rerun after an interruption or a finished run redoes nothing that is complete. The job logs
 only its training curves, into the child run the driver opened and passes by id.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,14 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from data.io import digest, file_sha256, read_csv_cached, write_csv_atomic, write_png_atomic, write_text_atomic
+from data.io import (
+    digest,
+    file_sha256,
+    read_csv_cached,
+    write_csv_atomic,
+    write_png_atomic,
+    write_text_atomic,
+)
 from pipelines.cache import DONE, commit, fresh_tmp, read_done
 from pipelines.executor import JobContext
 from pipelines.fusion_metrics import per_image_metrics
@@ -85,7 +93,9 @@ def train_stage(spec: VariantSpec, ctx: JobContext) -> tuple[Path, bool]:
         uri, experiment, run_id = spec.tracking
         run = Tracker(uri, experiment).handle(run_id, owns_run=False)
     export = Path(train(cfg, out, resume=True, run=run)).resolve()
-    write_text_atomic(out / DONE, json.dumps({"export": str(export), "sha256": file_sha256(export)}, indent=2) + "\n")
+    write_text_atomic(
+        out / DONE, json.dumps({"export": str(export), "sha256": file_sha256(export)}, indent=2) + "\n"
+    )
     return export, True
 
 
@@ -95,7 +105,9 @@ def test_pairs(spec: VariantSpec) -> list[tuple[str, Any, str]]:
 
     sources = [DataSource(**s) for s in spec.test]
     datasets, split = resolve_sources(sources, seed=0)
-    return [(f"{key}/{stem}", ds, stem) for ds, (key, stems) in zip(datasets, split.items()) for stem in stems]
+    return [
+        (f"{key}/{stem}", ds, stem) for ds, (key, stems) in zip(datasets, split.items()) for stem in stems
+    ]
 
 
 def _test_identity(pairs: list[tuple[str, Any, str]]) -> str:
@@ -139,8 +151,17 @@ def metrics_stage(spec: VariantSpec, fused_dir: Path, pairs: list[tuple[str, Any
 
     ids = list(by_id)
     # named by slug: the cache file name (a display name such as "w/o L_per" is no file name)
-    frame = per_image_metrics(spec.slug, ids, pair, fused, {"fused": fused_dir.name}, spec.convention,
-                              spec.classical, Path(spec.run_dir) / "metrics", progress=False)
+    frame = per_image_metrics(
+        spec.slug,
+        ids,
+        pair,
+        fused,
+        {"fused": fused_dir.name},
+        spec.convention,
+        spec.classical,
+        Path(spec.run_dir) / "metrics",
+        progress=False,
+    )
     frame["method"] = spec.name
     if spec.perceptual:
         frame = frame.merge(perceptual_stage(spec, fused_dir, ids, fused), on="image")
@@ -174,6 +195,11 @@ def cost_stage(spec: VariantSpec, checkpoint: Path) -> dict[str, float]:
     from fusion.inference import load_model
 
     c = count_model(load_model(checkpoint), h, w)
-    cost = {"params_M": c.params_used / 1e6, "GFLOPs": c.flops_paper_convention / 1e9, "height": h, "width": w}
+    cost = {
+        "params_M": c.params_used / 1e6,
+        "GFLOPs": c.flops_paper_convention / 1e9,
+        "height": h,
+        "width": w,
+    }
     write_text_atomic(cache, json.dumps(cost, indent=2) + "\n")
     return cost

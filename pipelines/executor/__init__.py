@@ -11,8 +11,16 @@ every side effect that must happen once, e.g. MLflow: executors never touch it.
 tqdm, (lazily) ray, and data.errors (bad input -- :class:`data.errors.InputError` -- fails a job at
 once: retrying cannot fix it).
 """
-from pipelines.executor.jobs import (Executor, ExecutorConfig, Job, JobContext, JobFailure, JobKey,
-                                     SharedStorageError)
+
+from pipelines.executor.jobs import (
+    Executor,
+    ExecutorConfig,
+    Job,
+    JobContext,
+    JobFailure,
+    JobKey,
+    SharedStorageError,
+)
 from pipelines.executor.serial import SerialExecutor
 
 
@@ -25,5 +33,14 @@ def make_executor(cfg: ExecutorConfig) -> Executor:
     return SerialExecutor(cfg)
 
 
-__all__ = ["Executor", "ExecutorConfig", "Job", "JobContext", "JobFailure", "JobKey", "SerialExecutor",
-           "SharedStorageError", "make_executor"]
+__all__ = [
+    "Executor",
+    "ExecutorConfig",
+    "Job",
+    "JobContext",
+    "JobFailure",
+    "JobKey",
+    "SerialExecutor",
+    "SharedStorageError",
+    "make_executor",
+]

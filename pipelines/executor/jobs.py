@@ -5,6 +5,7 @@ The driver loop keeps the dependency order: a job is submitted as soon as every 
 ``max_in_flight``, highest ``priority`` first), and a failed job marks its dependants as not
 run, naming the failed key.
 """
+
 from __future__ import annotations
 
 import re
@@ -60,8 +61,10 @@ class ExecutorConfig:
             if self.kind != "ray":
                 problems.append("executor.address is only used with kind: ray; remove it or set kind: ray")
             elif not isinstance(self.address, str) or not _RAY_ADDRESS.match(self.address):
-                problems.append(f"executor.address must be null, 'auto' or HOST:PORT (ray://HOST:PORT), "
-                                f"got {self.address!r}")
+                problems.append(
+                    f"executor.address must be null, 'auto' or HOST:PORT (ray://HOST:PORT), "
+                    f"got {self.address!r}"
+                )
         if not _is_number(self.gpus_per_job) or self.gpus_per_job < 0:
             problems.append(f"executor.gpus_per_job must be a number >= 0, got {self.gpus_per_job!r}")
         if not _is_int(self.cpus_per_job) or self.cpus_per_job < 1:
@@ -148,7 +151,9 @@ def check_jobs(jobs: Sequence[Job]) -> None:
     keys = [job.key for job in jobs]
     problems = [f"duplicate job key {k}" for k in sorted({k for k in keys if keys.count(k) > 1}, key=repr)]
     known = set(keys)
-    problems += [f"job {job.key} runs after unknown job {d}" for job in jobs for d in job.after if d not in known]
+    problems += [
+        f"job {job.key} runs after unknown job {d}" for job in jobs for d in job.after if d not in known
+    ]
     if not problems:
         done: set[JobKey] = set()
         remaining = list(jobs)
@@ -197,13 +202,18 @@ class JobProgress:
         else:
             seconds = time.perf_counter() - self._started.pop(key)
             status = "FAILED" if isinstance(outcome, JobFailure) else "done"
-            what = f"{status:<8} {name} in {tqdm.format_interval(seconds)}" + (f" on {where}" if where else "")
+            what = f"{status:<8} {name} in {tqdm.format_interval(seconds)}" + (
+                f" on {where}" if where else ""
+            )
             if isinstance(outcome, JobFailure):
                 what += f": {outcome.error}"
         info = self.bar.format_dict
         finished = info["n"]
-        eta = (tqdm.format_interval(info["elapsed"] / finished * (info["total"] - finished))
-               if finished < info["total"] else "0:00")
+        eta = (
+            tqdm.format_interval(info["elapsed"] / finished * (info["total"] - finished))
+            if finished < info["total"]
+            else "0:00"
+        )
         return f"[{finished}/{info['total']} jobs, ETA {eta}] {what}"
 
     def _show(self) -> None:
@@ -235,15 +245,21 @@ class Executor(ABC):
         nodes checked. Every worker of the serial executor is this process, so nothing to check."""
         return []
 
-    def run(self, jobs: Sequence[Job], progress: bool = True,
-            on_job_end: Callable[[JobKey, Any], None] | None = None) -> dict[JobKey, Any]:
+    def run(
+        self,
+        jobs: Sequence[Job],
+        progress: bool = True,
+        on_job_end: Callable[[JobKey, Any], None] | None = None,
+    ) -> dict[JobKey, Any]:
         """Run every job; returns ``{key: result or JobFailure}`` in the order of ``jobs``.
 
         ``on_job_end(key, outcome)`` is called in this (the driver's) process as each job ends,
         in completion order: the place for MLflow logging and other once-only side effects.
         """
         check_jobs(jobs)
-        waiting = {job.key: job for job in sorted(jobs, key=lambda job: -job.priority)}  # stable: list order next
+        waiting = {
+            job.key: job for job in sorted(jobs, key=lambda job: -job.priority)
+        }  # stable: list order next
         in_flight: set[JobKey] = set()
         outcomes: dict[JobKey, Any] = {}
         bar = JobProgress(len(jobs), progress)
@@ -260,9 +276,12 @@ class Executor(ABC):
                     failed = next((d for d in job.after if isinstance(outcomes.get(d), JobFailure)), None)
                     if failed is not None:
                         del waiting[job.key]
-                        finish(job.key, JobFailure(job.key, f"not run: job {failed} failed", "", failed), False)
+                        finish(
+                            job.key, JobFailure(job.key, f"not run: job {failed} failed", "", failed), False
+                        )
                     elif all(d in outcomes for d in job.after) and (
-                            self.max_in_flight is None or len(in_flight) < self.max_in_flight):
+                        self.max_in_flight is None or len(in_flight) < self.max_in_flight
+                    ):
                         del waiting[job.key]
                         in_flight.add(job.key)
                         bar.started(job.key)

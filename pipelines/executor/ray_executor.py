@@ -6,6 +6,7 @@ Ray's (``max_retries`` with ``retry_exceptions=True``: a raising job and a dead 
 retried). Results travel back to the driver; jobs must therefore return small picklable values
 (paths, metrics), with large outputs written to the shared run folder.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,16 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from pipelines.executor.jobs import (Executor, ExecutorConfig, Job, JobContext, JobFailure, JobKey, SharedStorageError,
-                                     call_job)
+from pipelines.executor.jobs import (
+    Executor,
+    ExecutorConfig,
+    Job,
+    JobContext,
+    JobFailure,
+    JobKey,
+    SharedStorageError,
+    call_job,
+)
 
 # Worker-side override of the folder the storage probe uses. It exists for tests: setting it in a
 # worker's environment simulates a node that mounts a different filesystem at the run folder.
@@ -27,7 +36,9 @@ def _import_ray():
     try:
         import ray
     except ImportError as error:
-        raise ImportError("executor.kind: ray needs Ray: pip install -e '.[ray]' (or use --executor serial)") from error
+        raise ImportError(
+            "executor.kind: ray needs Ray: pip install -e '.[ray]' (or use --executor serial)"
+        ) from error
     return ray
 
 
@@ -69,8 +80,10 @@ def gpus_per_job_on(cfg: ExecutorConfig, nodes: list[dict[str, float]]) -> float
     num_gpus = float(cfg.gpus_per_job) if any(r.get("GPU", 0) > 0 for r in nodes) else 0.0
     if not any(r.get("CPU", 0) >= cfg.cpus_per_job and r.get("GPU", 0) >= num_gpus for r in nodes):
         nodes_cpu_gpu = [(r.get("CPU", 0), r.get("GPU", 0)) for r in nodes]
-        raise ValueError(f"no Ray node has {cfg.cpus_per_job} CPUs and {num_gpus:g} GPUs for one job "
-                         f"(nodes' CPU, GPU: {nodes_cpu_gpu}); lower executor.cpus_per_job / gpus_per_job")
+        raise ValueError(
+            f"no Ray node has {cfg.cpus_per_job} CPUs and {num_gpus:g} GPUs for one job "
+            f"(nodes' CPU, GPU: {nodes_cpu_gpu}); lower executor.cpus_per_job / gpus_per_job"
+        )
     return num_gpus
 
 
@@ -93,9 +106,11 @@ class RayExecutor(Executor):
                 # Workers' output (ultralytics' logs) stays in Ray's session logs: the driver shows one bar.
                 ray.init(address=self.cfg.address, log_to_driver=False)
             except ConnectionError as error:
-                raise ConnectionError(f"could not join the Ray cluster at executor.address={self.cfg.address!r} "
-                                      f"({error}); start it with `ray start --head` on the head node, or set "
-                                      "executor.address: null for a local instance") from error
+                raise ConnectionError(
+                    f"could not join the Ray cluster at executor.address={self.cfg.address!r} "
+                    f"({error}); start it with `ray start --head` on the head node, or set "
+                    "executor.address: null for a local instance"
+                ) from error
             self._started_ray = True
         nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
         self._num_gpus = gpus_per_job_on(self.cfg, nodes)
@@ -130,27 +145,38 @@ class RayExecutor(Executor):
             token = secrets.token_hex(16)
             strategy = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
             ref = probe.options(scheduling_strategy=strategy, **options).remote(
-                str(run_dir), driver_file.name, driver_token, token)
+                str(run_dir), driver_file.name, driver_token, token
+            )
             pending[ref] = token
         try:
             reports = ray.get(list(pending), timeout=PROBE_TIMEOUT_S)
         except ray.exceptions.GetTimeoutError as error:
-            raise SharedStorageError(f"the storage probe did not finish on every Ray node within {PROBE_TIMEOUT_S:.0f} s; "
-                                     "check the cluster (ray status)") from error
+            raise SharedStorageError(
+                f"the storage probe did not finish on every Ray node within {PROBE_TIMEOUT_S:.0f} s; "
+                "check the cluster (ray status)"
+            ) from error
         finally:
             driver_file.unlink(missing_ok=True)
-        problems = [p for report, token in zip(reports, pending.values()) for p in _probe_problems(report, token, run_dir)]
+        problems = [
+            p
+            for report, token in zip(reports, pending.values())
+            for p in _probe_problems(report, token, run_dir)
+        ]
         if problems:
             raise SharedStorageError(
-                f"run folder {run_dir} is not on storage every Ray node sees at the same path:\n  " + "\n  ".join(problems)
+                f"run folder {run_dir} is not on storage every Ray node sees at the same path:\n  "
+                + "\n  ".join(problems)
                 + "\nPut runs_dir on a filesystem every node mounts at the same path (NFS, Lustre, a shared "
-                  "Kubernetes volume), or run with --executor serial.")
+                "Kubernetes volume), or run with --executor serial."
+            )
         return [report["host"] for report in reports]
 
     def _submit(self, job: Job, inputs: dict[JobKey, Any]) -> None:
         ref = self._remote.options(
-            num_cpus=self.cfg.cpus_per_job, num_gpus=self._num_gpus if job.uses_gpu else 0,
-            max_retries=self.cfg.max_retries, retry_exceptions=True,
+            num_cpus=self.cfg.cpus_per_job,
+            num_gpus=self._num_gpus if job.uses_gpu else 0,
+            max_retries=self.cfg.max_retries,
+            retry_exceptions=True,
         ).remote(job.fn, job.key, self.cfg.cpus_per_job, inputs, dict(job.kwargs))
         self._refs[ref] = job.key
 

@@ -1,4 +1,5 @@
 """Run jobs one after another in this process, in dependency order, with the same retries as Ray."""
+
 from __future__ import annotations
 
 import logging
@@ -37,6 +38,11 @@ class SerialExecutor(Executor):
             except Exception as error:  # a job's error becomes its outcome; the other jobs go on
                 failure = JobFailure(job.key, f"{type(error).__name__}: {error}", traceback.format_exc())
                 if attempt < attempts:  # said, like Ray says it: a retried failure is still a bug to see
-                    log.warning("job %s failed on attempt %d of %d (%s); retrying", "-".join(map(str, job.key)),
-                                attempt, attempts, failure.error)
+                    log.warning(
+                        "job %s failed on attempt %d of %d (%s); retrying",
+                        "-".join(map(str, job.key)),
+                        attempt,
+                        attempts,
+                        failure.error,
+                    )
         return job.key, failure

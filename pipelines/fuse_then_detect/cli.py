@@ -1,4 +1,5 @@
 """The ``fuse_then_detect`` command line: options -> config -> :func:`run_pipeline` -> summary."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,27 +8,48 @@ import sys
 
 from data.config import ConfigError
 from data.errors import RunFolderError
-from pipelines.cli import (add_run_folder_arguments, add_set_argument, configure_logging, run_cli,
-                           run_folder_overrides)
+from pipelines.cli import (
+    add_run_folder_arguments,
+    add_set_argument,
+    configure_logging,
+    run_cli,
+    run_folder_overrides,
+)
 from pipelines.config import PipelineConfig, load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=None,
-                        help="YAML profile (default: experiments/fuse_then_detect_demo.yaml; a bare file name is "
-                             "looked up in experiments/)")
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="YAML profile (default: experiments/fuse_then_detect_demo.yaml; a bare file name is "
+        "looked up in experiments/)",
+    )
     add_set_argument(parser, "detector.epochs=5")
     add_run_folder_arguments(parser)
     parser.add_argument("--methods", default=None, help="comma-separated subset of the config's method names")
-    parser.add_argument("--seeds", default=None, help="comma-separated detector seeds (default: from the config)")
-    parser.add_argument("--executor", choices=("serial", "ray"), default=None,
-                        help="run the jobs one after another here (serial) or as Ray tasks (ray, needs "
-                             "pip install -e '.[ray]'); default: the config's executor.kind (serial)")
-    parser.add_argument("--ray-address", default=None, metavar="ADDR",
-                        help="with --executor ray: null = start a local Ray instance on this machine, "
-                             "auto = join the cluster `ray start` runs here, or HOST:PORT / ray://HOST:PORT")
-    parser.add_argument("--check", action="store_true",
-                        help="validate the config, data and method inputs, then stop (no fusion or training)")
+    parser.add_argument(
+        "--seeds", default=None, help="comma-separated detector seeds (default: from the config)"
+    )
+    parser.add_argument(
+        "--executor",
+        choices=("serial", "ray"),
+        default=None,
+        help="run the jobs one after another here (serial) or as Ray tasks (ray, needs "
+        "pip install -e '.[ray]'); default: the config's executor.kind (serial)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="with --executor ray: null = start a local Ray instance on this machine, "
+        "auto = join the cluster `ray start` runs here, or HOST:PORT / ray://HOST:PORT",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="validate the config, data and method inputs, then stop (no fusion or training)",
+    )
 
 
 def resolve_args(args: argparse.Namespace) -> PipelineConfig:
@@ -53,21 +75,27 @@ def _run(args: argparse.Namespace) -> int:
     if args.check:
         pending = synthetic_pending(cfg)
         if pending is not None:  # validate only: say what a run would generate, generate nothing
-            print(f"config {cfg.name}: OK ({len(cfg.methods)} methods); a run would first generate "
-                  f"{cfg.dataset.synthetic_config().n_images} synthetic pairs into {pending} (not done by "
-                  "--check, so the data-dependent checks wait for that run)")
+            print(
+                f"config {cfg.name}: OK ({len(cfg.methods)} methods); a run would first generate "
+                f"{cfg.dataset.synthetic_config().n_images} synthetic pairs into {pending} (not done by "
+                "--check, so the data-dependent checks wait for that run)"
+            )
             return 0
         data = prepare_data(cfg, cfg.run_dir)
         check_inputs(cfg, data)
-        print(f"config {cfg.name}: OK ({len(cfg.methods)} methods, dataset {cfg.dataset.name}: "
-              f"{ {p: len(v) for p, v in data.split.items()} } pairs, split {data.split_hash[:12]})")
+        print(
+            f"config {cfg.name}: OK ({len(cfg.methods)} methods, dataset {cfg.dataset.name}: "
+            f"{ {p: len(v) for p, v in data.split.items()} } pairs, split {data.split_hash[:12]})"
+        )
         return 0
     try:
         result = run_pipeline(cfg)
     except SharedStorageError as exc:  # an input problem of the set-up: one clear message, exit 2
         raise RunFolderError(str(exc)) from exc
     except ImportError as exc:
-        if "needs Ray" not in str(exc):  # pipelines.executor's "executor.kind: ray needs Ray: pip install ..."
+        if "needs Ray" not in str(
+            exc
+        ):  # pipelines.executor's "executor.kind: ray needs Ray: pip install ..."
             raise
         raise ConfigError(str(exc)) from exc
     except JobsFailedError as exc:

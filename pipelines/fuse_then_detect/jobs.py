@@ -10,6 +10,7 @@ Job functions run on Ray workers: they are module level, never talk to MLflow (a
 S4Fusion training logs into a :class:`RecordingTracker` that the driver replays) and return
 small picklable results; their large outputs are the stage folders in the (shared) run folder.
 """
+
 from __future__ import annotations
 
 import json
@@ -69,13 +70,16 @@ class RecordingTracker:
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         self._record("set_tags", (dict(tags),))
 
-    def log_dataset_input(self, run_id: str, name: str, digest: str, source: str, profile: Mapping[str, Any],
-                          context: str) -> None:
+    def log_dataset_input(
+        self, run_id: str, name: str, digest: str, source: str, profile: Mapping[str, Any], context: str
+    ) -> None:
         self._record("log_dataset_input", (name, digest, str(source), dict(profile), context))
 
     def last_step(self, run_id: str, key: str) -> int:
         """The highest step recorded for metric ``key`` (0 if none)."""
-        return max((args[1] for name, args in self.calls if name == "log_metrics" and key in args[0]), default=0)
+        return max(
+            (args[1] for name, args in self.calls if name == "log_metrics" and key in args[0]), default=0
+        )
 
     def finish(self, run_id: str, status: str = "FINISHED") -> None:
         return None  # the driver owns the run
@@ -124,14 +128,21 @@ def _train_device(ctx: JobContext) -> str | None:
 
 
 # ---- job functions ------------------------------------------------------------------------------
-def fuse_job(ctx: JobContext, method: MethodConfig, prepared: Any, data: PreparedData, cfg: PipelineConfig,
-             run_dir: Path) -> FusionOutput:
+def fuse_job(
+    ctx: JobContext,
+    method: MethodConfig,
+    prepared: Any,
+    data: PreparedData,
+    cfg: PipelineConfig,
+    run_dir: Path,
+) -> FusionOutput:
     """S4Fusion model (trained here if configured) -> fused split -> YOLO export."""
     _inject_fault(ctx.key)
     start = time.perf_counter()
     trained_here = method.kind == "s4fusion" and method.checkpoint is None
-    recorder = RecordingTracker(stages.s4fusion_dir(method, prepared, run_dir) / "tracking_calls.jsonl"
-                                if trained_here else None)
+    recorder = RecordingTracker(
+        stages.s4fusion_dir(method, prepared, run_dir) / "tracking_calls.jsonl" if trained_here else None
+    )
     with _job_threads(ctx.workers):
         checkpoint = None
         if method.kind == "s4fusion":
@@ -139,8 +150,11 @@ def fuse_job(ctx: JobContext, method: MethodConfig, prepared: Any, data: Prepare
             checkpoint = stages.s4fusion_checkpoint(method, prepared, run_dir, run, _train_device(ctx))
         precomputed = prepared if method.kind == "precomputed" else None
         key = stages.fused_key(method, data, checkpoint, precomputed)
-        fused = precomputed if precomputed is not None else stages.fuse_method(method, data, run_dir, key,
-                                                                               checkpoint, progress=False)
+        fused = (
+            precomputed
+            if precomputed is not None
+            else stages.fuse_method(method, data, run_dir, key, checkpoint, progress=False)
+        )
         data_yaml = stages.export_method(method.name, key, fused, data, run_dir)
     return FusionOutput(key, fused, data_yaml, checkpoint, recorder.calls, time.perf_counter() - start)
 
@@ -149,8 +163,14 @@ def _fusion_input(ctx: JobContext, method: str, fusion: FusionOutput | None) -> 
     return fusion if fusion is not None else ctx.inputs[("fuse", method)]
 
 
-def metrics_job(ctx: JobContext, method: str, fusion: FusionOutput | None, data: PreparedData,
-                cfg: PipelineConfig, run_dir: Path):
+def metrics_job(
+    ctx: JobContext,
+    method: str,
+    fusion: FusionOutput | None,
+    data: PreparedData,
+    cfg: PipelineConfig,
+    run_dir: Path,
+):
     """Per-image fusion metrics of one method on the test split (a DataFrame)."""
     _inject_fault(ctx.key)
     fusion = _fusion_input(ctx, method, fusion)
@@ -158,25 +178,38 @@ def metrics_job(ctx: JobContext, method: str, fusion: FusionOutput | None, data:
         return stages.fusion_metrics(method, fusion.key, fusion.fused, data, run_dir, cfg, progress=False)
 
 
-def detect_job(ctx: JobContext, method: str, seed: int, fusion: FusionOutput | None, data: PreparedData,
-               cfg: PipelineConfig, run_dir: Path) -> DetectorOutput:
+def detect_job(
+    ctx: JobContext,
+    method: str,
+    seed: int,
+    fusion: FusionOutput | None,
+    data: PreparedData,
+    cfg: PipelineConfig,
+    run_dir: Path,
+) -> DetectorOutput:
     """One detector: training on the GPU the executor pinned (device 0) + test evaluation + COCO check."""
     _inject_fault(ctx.key)
     start = time.perf_counter()
     fusion = _fusion_input(ctx, method, fusion)
     device = None if ctx.device is None else ctx.resolve_device(cfg.detector.device)
     with _job_threads(ctx.workers):
-        result, coco, folder = stages.detect_seed(method, fusion.key, fusion.data_yaml, data, cfg, run_dir, seed,
-                                                  device)
+        result, coco, folder = stages.detect_seed(
+            method, fusion.key, fusion.data_yaml, data, cfg, run_dir, seed, device
+        )
     return DetectorOutput(seed, result, coco, folder, time.perf_counter() - start)
 
 
 # ---- the job list, without what is committed ----------------------------------------------------------
-def committed_fusion(method: MethodConfig, prepared: Any, data: PreparedData, run_dir: Path) -> FusionOutput | None:
+def committed_fusion(
+    method: MethodConfig, prepared: Any, data: PreparedData, run_dir: Path
+) -> FusionOutput | None:
     """The fusion job's result when its stage folders are complete (done.json), else None."""
     checkpoint = None
     if method.kind == "s4fusion":
-        if method.checkpoint is None and stages.read_done(stages.s4fusion_dir(method, prepared, run_dir)) is None:
+        if (
+            method.checkpoint is None
+            and stages.read_done(stages.s4fusion_dir(method, prepared, run_dir)) is None
+        ):
             return None
         checkpoint = stages.s4fusion_checkpoint(method, prepared, run_dir)  # returns the committed export
     precomputed = prepared if method.kind == "precomputed" else None
@@ -189,8 +222,9 @@ def committed_fusion(method: MethodConfig, prepared: Any, data: PreparedData, ru
     return FusionOutput(key, fused, stages.export_method(method.name, key, fused, data, run_dir), checkpoint)
 
 
-def plan_jobs(cfg: PipelineConfig, data: PreparedData, prepared: Mapping[str, Any], run_dir: Path
-              ) -> tuple[list[Job], dict[tuple, Any]]:
+def plan_jobs(
+    cfg: PipelineConfig, data: PreparedData, prepared: Mapping[str, Any], run_dir: Path
+) -> tuple[list[Job], dict[tuple, Any]]:
     """Jobs still to run, and the results of committed stages by job key (loaded here)."""
     jobs: list[Job] = []
     done: dict[tuple, Any] = {}
@@ -201,25 +235,47 @@ def plan_jobs(cfg: PipelineConfig, data: PreparedData, prepared: Mapping[str, An
         priority = int(m.kind == "s4fusion" and m.checkpoint is None and fusion is None)
         if fusion is None:
             gpu = m.kind == "s4fusion"  # sources, baselines and precomputed folders need no GPU
-            jobs.append(Job(fuse_key, fuse_job, {"method": m, "prepared": prepared.get(m.name), "data": data,
-                                                 "cfg": cfg, "run_dir": run_dir}, uses_gpu=gpu, priority=priority))
+            jobs.append(
+                Job(
+                    fuse_key,
+                    fuse_job,
+                    {
+                        "method": m,
+                        "prepared": prepared.get(m.name),
+                        "data": data,
+                        "cfg": cfg,
+                        "run_dir": run_dir,
+                    },
+                    uses_gpu=gpu,
+                    priority=priority,
+                )
+            )
         else:
             done[fuse_key] = fusion
         after = () if fusion is not None else (fuse_key,)
         common = {"method": m.name, "fusion": fusion, "data": data, "cfg": cfg, "run_dir": run_dir}
-        cached = None if fusion is None else read_csv_cached(stages.fusion_metrics_file(m.name, fusion.key, data,
-                                                                                         run_dir, cfg))
+        cached = (
+            None
+            if fusion is None
+            else read_csv_cached(stages.fusion_metrics_file(m.name, fusion.key, data, run_dir, cfg))
+        )
         if cached is None:
-            jobs.append(Job(("metrics", m.name), metrics_job, common, after=after, uses_gpu=False,
-                            priority=priority))
+            jobs.append(
+                Job(("metrics", m.name), metrics_job, common, after=after, uses_gpu=False, priority=priority)
+            )
         else:
             done[("metrics", m.name)] = cached
         for seed in cfg.seeds:
             key = ("detect", m.name, seed)
-            if fusion is not None and (stages.detector_dir(run_dir, m.name, fusion.key, cfg, data, seed)
-                                       / "result.json").is_file():
-                done[key] = DetectorOutput(seed, *stages.detect_seed(m.name, fusion.key, fusion.data_yaml, data,
-                                                                     cfg, run_dir, seed))
+            if (
+                fusion is not None
+                and (
+                    stages.detector_dir(run_dir, m.name, fusion.key, cfg, data, seed) / "result.json"
+                ).is_file()
+            ):
+                done[key] = DetectorOutput(
+                    seed, *stages.detect_seed(m.name, fusion.key, fusion.data_yaml, data, cfg, run_dir, seed)
+                )
             else:
                 jobs.append(Job(key, detect_job, {**common, "seed": seed}, after=after, priority=priority))
     return jobs, done

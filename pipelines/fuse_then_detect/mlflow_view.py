@@ -13,6 +13,7 @@
 - :func:`ui_link` is the URL printed at the end: that view on a local ``mlflow ui``; :func:`table_link`
   the table.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,25 +33,43 @@ def log_split_input(tracker: Tracker, run_id: str, data: PreparedData, dataset_n
     """Log the split as the run's dataset input: ``<dataset>@<split hash>``, digest = split hash,
     profile = train/val/test sizes (once: a resumed run already has it)."""
     sizes = {part: len(stems) for part, stems in data.split.items()}
-    tracker.log_dataset_input(run_id, f"{dataset_name}@{data.split_hash[:12]}", data.split_hash, str(data.root),
-                              {**sizes, "split_sha256": data.split_hash, "split_dir": str(data.split_dir)},
-                              "train/val/test")
+    tracker.log_dataset_input(
+        run_id,
+        f"{dataset_name}@{data.split_hash[:12]}",
+        data.split_hash,
+        str(data.root),
+        {**sizes, "split_sha256": data.split_hash, "split_dir": str(data.split_dir)},
+        "train/val/test",
+    )
 
 
 SEED_RUN_KIND = "detector"  # s4fuse.kind of the one run per (method, seed)
-VIEW_KEY = "table6"  # the experiment's saved view: tag mlflow.sharedViewState.table6, URL ?viewStateShareKey=table6
+VIEW_KEY = (
+    "table6"  # the experiment's saved view: tag mlflow.sharedViewState.table6, URL ?viewStateShareKey=table6
+)
 TABLE_FILE = "table6.json"  # Table VI on the parent run, an MLflow table artifact
 SWEEP_TAG = "sweep"
 
 
-def seed_run_view(method: str, seed: int, kind: str, result, coco_map50: float, class_names: list[str],
-                  fusion_means: dict[str, float]) -> tuple[dict, dict[str, float]]:
+def seed_run_view(
+    method: str,
+    seed: int,
+    kind: str,
+    result,
+    coco_map50: float,
+    class_names: list[str],
+    fusion_means: dict[str, float],
+) -> tuple[dict, dict[str, float]]:
     """Params and metrics of one (method, seed) run: every such run has the same keys, so MLflow's
     charts and its compare page line them up; the params are only ``method``, ``seed`` and ``kind``
     (hashes are tags), so the compare page's parallel coordinates default to them."""
-    metrics = {"mAP50": result.map50, "mAP50_95": result.map50_95, "mAP50_coco": coco_map50,
-               **{f"AP50/{c}": result.ap50_per_class[c] for c in class_names},
-               **{f"fusion/{k}": v for k, v in fusion_means.items()}}
+    metrics = {
+        "mAP50": result.map50,
+        "mAP50_95": result.map50_95,
+        "mAP50_coco": coco_map50,
+        **{f"AP50/{c}": result.ap50_per_class[c] for c in class_names},
+        **{f"fusion/{k}": v for k, v in fusion_means.items()},
+    }
     return {"method": method, "seed": seed, "kind": kind}, metrics
 
 
@@ -64,41 +83,80 @@ def table6_view_state(class_names: list[str], group_by_sweep: bool) -> dict:
         keys.insert(0, {"mode": "tag", "groupByData": SWEEP_TAG})
     section = "table6-section"
     card = {"runsCountToCompare": 100, "metricSectionId": section, "deleted": False, "isGenerated": False}
-    charts = [{**card, "uuid": "table6-per-method", "type": "SCATTER",
-               "displayName": "mAP@50 per method (one point per seed)",
-               "xaxis": {"key": "method", "type": "PARAM"}, "yaxis": {"key": "mAP50", "type": "METRIC"}},
-              {**card, "uuid": "table6-map50", "type": "BAR", "metricKey": "mAP50", "displayName": "mAP@50 per run"}]
+    charts = [
+        {
+            **card,
+            "uuid": "table6-per-method",
+            "type": "SCATTER",
+            "displayName": "mAP@50 per method (one point per seed)",
+            "xaxis": {"key": "method", "type": "PARAM"},
+            "yaxis": {"key": "mAP50", "type": "METRIC"},
+        },
+        {
+            **card,
+            "uuid": "table6-map50",
+            "type": "BAR",
+            "metricKey": "mAP50",
+            "displayName": "mAP@50 per run",
+        },
+    ]
     columns = [f"metrics.`{k}`" for k in ["mAP50", "mAP50_95", *(f"AP50/{c}" for c in class_names)]]
-    return {"searchFilter": f"tags.`s4fuse.kind` = '{SEED_RUN_KIND}'", "orderByKey": "attributes.start_time",
-            "orderByAsc": True, "startTime": "ALL", "lifecycleFilter": "Active", "datasetsFilter": [],
-            "modelVersionFilter": "All Runs",
-            "groupBy": {"aggregateFunction": "average", "groupByKeys": keys}, "groupsExpanded": {},
-            "useGroupedValuesInCharts": False,  # the per-method chart plots each seed; the table averages them
-            "runsHiddenMode": "SHOW_ALL", "hideEmptyCharts": True, "isAccordionReordered": True,
-            "selectedColumns": ["params.`seed`", *columns],
-            "compareRunSections": [{"uuid": section, "name": "Table VI", "display": True, "isReordered": True,
-                                    "deleted": False, "isGenerated": False, "columns": 2, "cardHeight": 460}],
-            "compareRunCharts": charts}
+    return {
+        "searchFilter": f"tags.`s4fuse.kind` = '{SEED_RUN_KIND}'",
+        "orderByKey": "attributes.start_time",
+        "orderByAsc": True,
+        "startTime": "ALL",
+        "lifecycleFilter": "Active",
+        "datasetsFilter": [],
+        "modelVersionFilter": "All Runs",
+        "groupBy": {"aggregateFunction": "average", "groupByKeys": keys},
+        "groupsExpanded": {},
+        "useGroupedValuesInCharts": False,  # the per-method chart plots each seed; the table averages them
+        "runsHiddenMode": "SHOW_ALL",
+        "hideEmptyCharts": True,
+        "isAccordionReordered": True,
+        "selectedColumns": ["params.`seed`", *columns],
+        "compareRunSections": [
+            {
+                "uuid": section,
+                "name": "Table VI",
+                "display": True,
+                "isReordered": True,
+                "deleted": False,
+                "isGenerated": False,
+                "columns": 2,
+                "cardHeight": 460,
+            }
+        ],
+        "compareRunCharts": charts,
+    }
 
 
 def save_table6_view(tracker: Tracker, class_names: list[str]) -> None:
     """Store the view on the experiment (rewritten by every sweep, so it covers them all)."""
     import json
 
-    sweeps = tracker.client.search_runs([tracker.experiment_id], "tags.`s4fuse.kind` = 'pipeline'", max_results=2)
-    tracker.set_experiment_tag(f"{SHARED_VIEW_TAG}{VIEW_KEY}",
-                               json.dumps(table6_view_state(class_names, group_by_sweep=len(sweeps) > 1)))
+    sweeps = tracker.client.search_runs(
+        [tracker.experiment_id], "tags.`s4fuse.kind` = 'pipeline'", max_results=2
+    )
+    tracker.set_experiment_tag(
+        f"{SHARED_VIEW_TAG}{VIEW_KEY}",
+        json.dumps(table6_view_state(class_names, group_by_sweep=len(sweeps) > 1)),
+    )
 
 
 def description(verdict: str, frame) -> str:
     """The parent's run description: the verdict and one line of context (the table is its own artifact)."""
     best = frame.loc[frame["mAP50"].idxmax()]
-    return (f"**{verdict}**\n\nBest mAP@50: {best['method']} {best['mAP50']:.3f} over {int(best['seeds'])} seed(s). "
-            f"Table VI: Artifacts → `{TABLE_FILE}`; the experiment's chart view compares the (method, seed) runs.")
+    return (
+        f"**{verdict}**\n\nBest mAP@50: {best['method']} {best['mAP50']:.3f} over {int(best['seeds'])} seed(s). "
+        f"Table VI: Artifacts → `{TABLE_FILE}`; the experiment's chart view compares the (method, seed) runs."
+    )
 
 
-def log_parent_view(tracker: Tracker, parent_id: str, frame, report_dir: Path, verdict: str,
-                    class_names: list[str]) -> None:
+def log_parent_view(
+    tracker: Tracker, parent_id: str, frame, report_dir: Path, verdict: str, class_names: list[str]
+) -> None:
     """Table VI as an MLflow table on the parent run, the verdict as its description, its figures, and
     the experiment's saved Table VI view."""
     tracker.log_table(parent_id, frame, TABLE_FILE)
@@ -110,13 +168,15 @@ def log_parent_view(tracker: Tracker, parent_id: str, frame, report_dir: Path, v
 
 
 def has_logged_model(tracker: Tracker, run_id: str, name: str = MODEL_NAME) -> bool:
-    found = tracker.client.search_logged_models(experiment_ids=[tracker.experiment_id],
-                                                filter_string=f"name = '{name}'")
+    found = tracker.client.search_logged_models(
+        experiment_ids=[tracker.experiment_id], filter_string=f"name = '{name}'"
+    )
     return any(m.source_run_id == run_id for m in found)
 
 
-def log_child_view(tracker: Tracker, run_id: str, data: PreparedData, dataset_name: str,
-                   checkpoint: Path | None) -> None:
+def log_child_view(
+    tracker: Tracker, run_id: str, data: PreparedData, dataset_name: str, checkpoint: Path | None
+) -> None:
     """A method's run: its split as dataset input; its S4Fusion (if any) as the pyfunc ``s4fusion``
     (the checkpoint file is inside it; logged once: a resumed run that has it skips it)."""
     log_split_input(tracker, run_id, data, dataset_name)
@@ -130,14 +190,18 @@ def log_child_view(tracker: Tracker, run_id: str, data: PreparedData, dataset_na
 def ui_link(tracking_uri: str, parent_id: str, port: int = 5000) -> str:
     """The experiment's saved Table VI view in chart mode on ``mlflow ui --backend-store-uri <tracking_uri>``
     (default port), in the model-training layout."""
-    return (f"http://127.0.0.1:{port}/#/experiments/{_experiment_id(tracking_uri, parent_id)}/runs"
-            f"?viewStateShareKey={VIEW_KEY}&compareRunsMode=CHART&{WORKFLOW_PARAM}")
+    return (
+        f"http://127.0.0.1:{port}/#/experiments/{_experiment_id(tracking_uri, parent_id)}/runs"
+        f"?viewStateShareKey={VIEW_KEY}&compareRunsMode=CHART&{WORKFLOW_PARAM}"
+    )
 
 
 def table_link(tracking_uri: str, parent_id: str, port: int = 5000) -> str:
     """Table VI (the table artifact) on the parent's run page."""
-    return (f"http://127.0.0.1:{port}/#/experiments/{_experiment_id(tracking_uri, parent_id)}/runs/{parent_id}"
-            f"/artifacts/{TABLE_FILE}?{WORKFLOW_PARAM}")
+    return (
+        f"http://127.0.0.1:{port}/#/experiments/{_experiment_id(tracking_uri, parent_id)}/runs/{parent_id}"
+        f"/artifacts/{TABLE_FILE}?{WORKFLOW_PARAM}"
+    )
 
 
 def _experiment_id(tracking_uri: str, run_id: str) -> str:

@@ -5,6 +5,7 @@ MLflow layout: one parent run per invocation of one exact config in one run fold
 an interruption continues it), one child run per method nested by the parent's run id (a child
 that already finished is never redone or duplicated).
 """
+
 from __future__ import annotations
 
 import json
@@ -30,7 +31,9 @@ class JobsFailedError(RuntimeError):
 
     def __init__(self, failures: list[JobFailure], report_dir: Path | None):
         self.failures, self.report_dir = failures, report_dir
-        lines = [f"{len(failures)} job(s) failed (the other jobs finished):"] + [f"  {describe(f)}" for f in failures]
+        lines = [f"{len(failures)} job(s) failed (the other jobs finished):"] + [
+            f"  {describe(f)}" for f in failures
+        ]
         if report_dir is not None:
             lines.append(f"report of the methods that finished: {report_dir / 'report.md'}")
         if any(f.permanent for f in failures):  # bad input: a rerun would fail the same way
@@ -72,15 +75,24 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> PipelineResult:
             timings.update(driver.job_seconds)
             outcomes = [driver.outcomes[m.name] for m in cfg.methods if m.name in driver.outcomes]
             tick = time.perf_counter()
-            report_dir = build_report(outcomes, data, cfg, run_dir / "report",
-                                      [describe(f) for f in driver.failures]) if outcomes else None
+            report_dir = (
+                build_report(outcomes, data, cfg, run_dir / "report", [describe(f) for f in driver.failures])
+                if outcomes
+                else None
+            )
             timings["report"] = time.perf_counter() - tick
             if report_dir is not None:
                 tracker.log_artifact(parent_id, report_dir, "report")
             verdict = verdict_line(outcomes)
             if report_dir is not None:
-                mlflow_view.log_parent_view(tracker, parent_id, table6_frame(outcomes, data.class_names), report_dir,
-                                            verdict, data.class_names)
+                mlflow_view.log_parent_view(
+                    tracker,
+                    parent_id,
+                    table6_frame(outcomes, data.class_names),
+                    report_dir,
+                    verdict,
+                    data.class_names,
+                )
             tracker.set_tags(parent_id, {"verdict": verdict})
             if driver.failures:
                 raise JobsFailedError(driver.failures, report_dir)
@@ -92,23 +104,47 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> PipelineResult:
     tracker.finish(parent_id)
     timings["total"] = time.perf_counter() - start
     write_text_atomic(run_dir / "timings.json", json.dumps(timings, indent=2) + "\n")
-    return PipelineResult(run_dir, report_dir, outcomes, verdict, tracker.tracking_uri, tracker.experiment, parent_id,
-                          timings=timings)
+    return PipelineResult(
+        run_dir,
+        report_dir,
+        outcomes,
+        verdict,
+        tracker.tracking_uri,
+        tracker.experiment,
+        parent_id,
+        timings=timings,
+    )
 
 
 def _open_parent_run(cfg: PipelineConfig, data: PreparedData, run_dir: Path) -> tuple[Tracker, str]:
     uri = cfg.tracking.uri or default_tracking_uri(run_dir)
     tracker = Tracker(uri, cfg.tracking.experiment or f"fuse_then_detect/{cfg.dataset.name}/{cfg.name}")
-    parent_id, _ = tracker.start_run(digest([cfg.to_dict(), str(run_dir)], 24), cfg.name, "pipeline",
-                                     tags={"s4fuse.run_dir": str(run_dir), "executor": cfg.executor.kind})
+    parent_id, _ = tracker.start_run(
+        digest([cfg.to_dict(), str(run_dir)], 24),
+        cfg.name,
+        "pipeline",
+        tags={"s4fuse.run_dir": str(run_dir), "executor": cfg.executor.kind},
+    )
     # sweep-level params (several sweeps in one experiment compare on them); hashes are tags, so that
     # MLflow's default comparisons pick meaningful axes
-    tracker.log_params(parent_id, {"config": {k: v for k, v in cfg.to_dict().items() if k != "methods"},
-                                   "methods": [m.name for m in cfg.methods], "executor": cfg.executor.kind,
-                                   "split": {p: len(v) for p, v in data.split.items()}})
+    tracker.log_params(
+        parent_id,
+        {
+            "config": {k: v for k, v in cfg.to_dict().items() if k != "methods"},
+            "methods": [m.name for m in cfg.methods],
+            "executor": cfg.executor.kind,
+            "split": {p: len(v) for p, v in data.split.items()},
+        },
+    )
     tracker.log_params(parent_id, table6_params())  # the paper's Table VI beside ours
-    tracker.set_tags(parent_id, {"config_sha256": cfg.digest(), "split.sha256": data.split_hash,
-                                 **{f"env.{k}": v for k, v in environment_info().items()}})
+    tracker.set_tags(
+        parent_id,
+        {
+            "config_sha256": cfg.digest(),
+            "split.sha256": data.split_hash,
+            **{f"env.{k}": v for k, v in environment_info().items()},
+        },
+    )
     tracker.log_artifact(parent_id, run_dir / "config.yaml")
     tracker.log_artifact(parent_id, data.split_dir, "split")
     mlflow_view.log_split_input(tracker, parent_id, data, cfg.dataset.name)
@@ -122,13 +158,23 @@ class MethodRuns:
     invocation leaves a tag ``node.<job>`` (e.g. ``node.detect.seed0``) on the child run: the node it
     ran on, from the executor's ``placement``."""
 
-    def __init__(self, cfg: PipelineConfig, data: PreparedData, prepared: dict[str, Any], run_dir: Path,
-                 tracker: Tracker, parent_id: str, placement: dict[tuple, str]):
+    def __init__(
+        self,
+        cfg: PipelineConfig,
+        data: PreparedData,
+        prepared: dict[str, Any],
+        run_dir: Path,
+        tracker: Tracker,
+        parent_id: str,
+        placement: dict[tuple, str],
+    ):
         self.cfg, self.data, self.prepared, self.run_dir = cfg, data, prepared, run_dir
         self.tracker, self.parent_id = tracker, parent_id
         self.placement = placement
         self.results: dict[tuple, Any] = {}
-        self.runs: dict[str, tuple[str, bool]] = {}  # method -> (child run id, finished before this invocation)
+        self.runs: dict[
+            str, tuple[str, bool]
+        ] = {}  # method -> (child run id, finished before this invocation)
         self.outcomes: dict[str, MethodOutcome] = {}
         self.failures: list[JobFailure] = []
         self.job_seconds: dict[str, float] = {}
@@ -151,7 +197,9 @@ class MethodRuns:
             job = ".".join([key[0], *(f"seed{s}" for s in key[2:])])
             self.tracker.set_tags(self.runs[m.name][0], {f"node.{job}": self.placement[key]})
         keys = [("fuse", m.name), ("metrics", m.name), *(("detect", m.name, s) for s in self.cfg.seeds)]
-        if all(k in self.results for k in keys) and not any(isinstance(self.results[k], JobFailure) for k in keys):
+        if all(k in self.results for k in keys) and not any(
+            isinstance(self.results[k], JobFailure) for k in keys
+        ):
             self._complete(m, keys)
 
     def _child(self, m: MethodConfig) -> tuple[str, bool]:
@@ -159,12 +207,30 @@ class MethodRuns:
             prepared = self.prepared.get(m.name)
             # The child run is keyed by what determines its results; for a trained S4Fusion that is
             # its train config (the checkpoint does not exist yet on the first run).
-            ident = m.identity() if m.kind != "s4fusion" or m.train is None else {**m.identity(),
-                                                                                  "train": prepared.to_dict()}
-            child_key = digest([m.name, ident, self.data.data_id, stages.detector_key(self.cfg, self.data),
-                                self.cfg.seeds, self.cfg.report.fusion_metrics, self.cfg.report.metrics_convention], 24)
-            self.runs[m.name] = self.tracker.start_run(child_key, m.name, "method", parent_id=self.parent_id,
-                                                       tags={"method": m.name, "method_kind": m.kind})
+            ident = (
+                m.identity()
+                if m.kind != "s4fusion" or m.train is None
+                else {**m.identity(), "train": prepared.to_dict()}
+            )
+            child_key = digest(
+                [
+                    m.name,
+                    ident,
+                    self.data.data_id,
+                    stages.detector_key(self.cfg, self.data),
+                    self.cfg.seeds,
+                    self.cfg.report.fusion_metrics,
+                    self.cfg.report.metrics_convention,
+                ],
+                24,
+            )
+            self.runs[m.name] = self.tracker.start_run(
+                child_key,
+                m.name,
+                "method",
+                parent_id=self.parent_id,
+                tags={"method": m.name, "method_kind": m.kind},
+            )
             if not self.runs[m.name][1]:
                 self._open.add(m.name)
         return self.runs[m.name]
@@ -177,12 +243,31 @@ class MethodRuns:
     def _complete(self, m: MethodConfig, keys: list[tuple]) -> None:
         fusion, fusion_frame, *detectors = (self.results[k] for k in keys)
         run_id, finished = self._child(m)
-        outcome = MethodOutcome(m.name, m.kind, fusion.key, fusion.fused, fusion.data_yaml, list(self.cfg.seeds),
-                                [d.result for d in detectors], [d.coco for d in detectors], fusion_frame, run_id)
+        outcome = MethodOutcome(
+            m.name,
+            m.kind,
+            fusion.key,
+            fusion.fused,
+            fusion.data_yaml,
+            list(self.cfg.seeds),
+            [d.result for d in detectors],
+            [d.coco for d in detectors],
+            fusion_frame,
+            run_id,
+        )
         self.outcomes[m.name] = outcome
         if not finished:
-            _log_method(self.tracker, run_id, m, outcome, fusion.checkpoint, [d.folder for d in detectors],
-                        self.cfg, self.data, self.run_dir)
+            _log_method(
+                self.tracker,
+                run_id,
+                m,
+                outcome,
+                fusion.checkpoint,
+                [d.folder for d in detectors],
+                self.cfg,
+                self.data,
+                self.run_dir,
+            )
             self._log_seed_runs(m, outcome, run_id)
             self.tracker.finish(run_id)
             self._open.discard(m.name)
@@ -193,13 +278,17 @@ class MethodRuns:
         fusion_means = outcome.fusion_means(self.cfg.report.fusion_metrics)
         for seed, result, coco in zip(outcome.seeds, outcome.detections, outcome.coco):
             run_id, finished = self.tracker.start_run(
-                digest([method_run_id, seed], 24), f"{m.name} seed {seed}", mlflow_view.SEED_RUN_KIND,
-                parent_id=method_run_id, tags={"method": m.name, mlflow_view.SWEEP_TAG: sweep,
-                                               "fused_key": outcome.key})
+                digest([method_run_id, seed], 24),
+                f"{m.name} seed {seed}",
+                mlflow_view.SEED_RUN_KIND,
+                parent_id=method_run_id,
+                tags={"method": m.name, mlflow_view.SWEEP_TAG: sweep, "fused_key": outcome.key},
+            )
             if finished:
                 continue
-            params, metrics = mlflow_view.seed_run_view(m.name, seed, m.kind, result, coco.map50,
-                                                        self.data.class_names, fusion_means)
+            params, metrics = mlflow_view.seed_run_view(
+                m.name, seed, m.kind, result, coco.map50, self.data.class_names, fusion_means
+            )
             self.tracker.log_params(run_id, params)
             self.tracker.log_metrics(run_id, metrics)
             self.tracker.finish(run_id)
@@ -210,8 +299,17 @@ class MethodRuns:
             self._finish(name, status)
 
 
-def _log_method(tracker: Tracker, run_id: str, m: MethodConfig, outcome: MethodOutcome, checkpoint: Path | None,
-                detector_dirs: list[Path], cfg: PipelineConfig, data: PreparedData, run_dir: Path) -> None:
+def _log_method(
+    tracker: Tracker,
+    run_id: str,
+    m: MethodConfig,
+    outcome: MethodOutcome,
+    checkpoint: Path | None,
+    detector_dirs: list[Path],
+    cfg: PipelineConfig,
+    data: PreparedData,
+    run_dir: Path,
+) -> None:
     tracker.log_params(run_id, child_params(m, cfg))
     tracker.log_metrics(run_id, child_metrics(outcome, data.class_names, cfg.report.fusion_metrics))
     tracker.set_tags(run_id, child_tags(outcome.key, checkpoint, cfg))
@@ -224,9 +322,12 @@ def _log_method(tracker: Tracker, run_id: str, m: MethodConfig, outcome: MethodO
 
 
 def child_params(m: MethodConfig, cfg: PipelineConfig) -> dict:
-    return {"method": {k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in m.identity().items()},
-            "detector": cfg.detector.to_dict(), "detector.initialisation": cfg.detector.initialisation,
-            "seeds": cfg.seeds}
+    return {
+        "method": {k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in m.identity().items()},
+        "detector": cfg.detector.to_dict(),
+        "detector.initialisation": cfg.detector.initialisation,
+        "seeds": cfg.seeds,
+    }
 
 
 def child_tags(outcome_key: str, checkpoint: Path | None, cfg: PipelineConfig) -> dict:
@@ -237,11 +338,17 @@ def child_tags(outcome_key: str, checkpoint: Path | None, cfg: PipelineConfig) -
     return tags
 
 
-def child_metrics(outcome: MethodOutcome, class_names: list[str], fusion_metric_names: list[str]) -> dict[str, float]:
+def child_metrics(
+    outcome: MethodOutcome, class_names: list[str], fusion_metric_names: list[str]
+) -> dict[str, float]:
     m50, s50 = outcome.mean_std("map50")
     m5095, s5095 = outcome.mean_std("map50_95")
-    metrics = {"mAP50": m50, "mAP50_95": m5095, "mAP50_coco": outcome.coco_mean(),
-               "mAP50_coco_minus_ultralytics": outcome.coco_mean() - m50}
+    metrics = {
+        "mAP50": m50,
+        "mAP50_95": m5095,
+        "mAP50_coco": outcome.coco_mean(),
+        "mAP50_coco_minus_ultralytics": outcome.coco_mean() - m50,
+    }
     if len(outcome.seeds) > 1:
         metrics.update({"mAP50_std": s50, "mAP50_95_std": s5095})
         for seed, r in zip(outcome.seeds, outcome.detections):

@@ -1,5 +1,6 @@
 """Reports of ``fuse_then_detect``: Table VI (Markdown + CSV), bar chart, sample detections, fusion
 metrics per method, the verdict line and the one-screen summary."""
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,15 @@ def table6_frame(outcomes: list[MethodOutcome], class_names: list[str]) -> pd.Da
     for o in outcomes:
         m50, s50 = o.mean_std("map50")
         m5095, s5095 = o.mean_std("map50_95")
-        row = {"method": o.name, "kind": o.kind, "seeds": len(o.seeds), "mAP50": m50, "mAP50_std": s50,
-               "mAP50_95": m5095, "mAP50_95_std": s5095}
+        row = {
+            "method": o.name,
+            "kind": o.kind,
+            "seeds": len(o.seeds),
+            "mAP50": m50,
+            "mAP50_std": s50,
+            "mAP50_95": m5095,
+            "mAP50_95_std": s5095,
+        }
         for c in class_names:
             row[f"AP50/{c}"], row[f"AP50/{c}_std"] = o.class_ap50(c)
         row["mAP50_coco"], row["mAP50_coco_std"] = o.coco_mean_std()
@@ -54,12 +62,16 @@ def _best_bold(values: list[float], texts: list[str]) -> list[str]:
 def table6_markdown(df: pd.DataFrame, class_names: list[str]) -> str:
     """Table VI: methods x mAP@50 and per-class AP@50 (best of each column in bold)."""
     multi = int(df["seeds"].max()) > 1
-    columns = [("mAP@50", "mAP50"), ("mAP@50:95", "mAP50_95")] + [(f"{c} AP@50", f"AP50/{c}") for c in class_names]
+    columns = [("mAP@50", "mAP50"), ("mAP@50:95", "mAP50_95")] + [
+        (f"{c} AP@50", f"AP50/{c}") for c in class_names
+    ]
     cells = {}
     for title, key in columns:
         texts = [_fmt(v, s if multi else None) for v, s in zip(df[key], df[f"{key}_std"])]
         cells[title] = _best_bold(list(df[key]), texts)
-    cells["COCO mAP@50"] = [_fmt(v, s if multi else None) for v, s in zip(df["mAP50_coco"], df["mAP50_coco_std"])]
+    cells["COCO mAP@50"] = [
+        _fmt(v, s if multi else None) for v, s in zip(df["mAP50_coco"], df["mAP50_coco_std"])
+    ]
     cells["Δ COCO−UL"] = [f"{v:+.4f}" for v in df["coco_minus_ultralytics"]]
     header = ["Method"] + list(cells)
     rows = [[name] + [cells[t][i] for t in cells] for i, name in enumerate(df["method"])]
@@ -73,16 +85,22 @@ def verdict_line(outcomes: list[MethodOutcome]) -> str:
     if not sources or not fused:
         return "VERDICT: n/a (needs both source rows (IR/VI) and fused rows to compare)"
     if max([*sources.values(), *fused.values()]) == 0:
-        return ("VERDICT: inconclusive: every detector scored mAP@50 0.000 (under-trained; train longer, "
-                "e.g. --set detector.epochs=20, or use more data)")
+        return (
+            "VERDICT: inconclusive: every detector scored mAP@50 0.000 (under-trained; train longer, "
+            "e.g. --set detector.epochs=20, or use more data)"
+        )
     best_source, best_value = max(sources.items(), key=lambda kv: kv[1])
     losers = [f"{n} {v:.3f}" for n, v in fused.items() if not v > best_value]
     shown = ", ".join(f"{n} {v:.3f}" for n, v in sources.items())
     if not losers:
-        return (f"VERDICT: every fused method beats the source-only detectors on mAP@50 "
-                f"(fused {min(fused.values()):.3f}-{max(fused.values()):.3f} > {shown})")
-    return (f"VERDICT: NOT all fused methods beat the source-only detectors on mAP@50: "
-            f"{', '.join(losers)} <= best source {best_source} {best_value:.3f} ({shown})")
+        return (
+            f"VERDICT: every fused method beats the source-only detectors on mAP@50 "
+            f"(fused {min(fused.values()):.3f}-{max(fused.values()):.3f} > {shown})"
+        )
+    return (
+        f"VERDICT: NOT all fused methods beat the source-only detectors on mAP@50: "
+        f"{', '.join(losers)} <= best source {best_source} {best_value:.3f} ({shown})"
+    )
 
 
 # ---- paired bootstrap vs the best source-only row ----------------------------------------------
@@ -90,8 +108,9 @@ BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
 
 
-def bootstrap_differences(outcomes: list[MethodOutcome], class_names: list[str], max_dets: int
-                          ) -> tuple[str | None, dict[str, BootstrapDifference]]:
+def bootstrap_differences(
+    outcomes: list[MethodOutcome], class_names: list[str], max_dets: int
+) -> tuple[str | None, dict[str, BootstrapDifference]]:
     """Per fused method: paired bootstrap 95% interval of its mAP@50 (pycocotools-exact, mean
     over seeds) minus the best source-only row's, over test images; (best source, {method: diff})."""
     from detection.coco_eval import ground_truth_from_yolo
@@ -106,39 +125,73 @@ def bootstrap_differences(outcomes: list[MethodOutcome], class_names: list[str],
         return [match_detections(gt, r.predictions, len(class_names), max_dets) for r in o.detections]
 
     reference = matched(best)
-    return best.name, {o.name: paired_bootstrap(matched(o), reference, BOOTSTRAP_RESAMPLES, 0.95, BOOTSTRAP_SEED)
-                       for o in outcomes if o.kind not in SOURCE_KINDS}
+    return best.name, {
+        o.name: paired_bootstrap(matched(o), reference, BOOTSTRAP_RESAMPLES, 0.95, BOOTSTRAP_SEED)
+        for o in outcomes
+        if o.kind not in SOURCE_KINDS
+    }
 
 
-def bootstrap_section(outcomes: list[MethodOutcome], data: PreparedData, cfg: PipelineConfig,
-                      report_dir: Path) -> list[str]:
+def bootstrap_section(
+    outcomes: list[MethodOutcome], data: PreparedData, cfg: PipelineConfig, report_dir: Path
+) -> list[str]:
     """The report's bootstrap table (also ``bootstrap.csv``); empty without source and fused rows."""
     best, diffs = bootstrap_differences(outcomes, data.class_names, cfg.detector.max_det)
     if best is None:
         return []
-    frame = pd.DataFrame([{"method": n, "vs": best, "diff_map50": d.difference, "low": d.low, "high": d.high,
-                           "excludes_0": d.significant} for n, d in diffs.items()])
+    frame = pd.DataFrame(
+        [
+            {
+                "method": n,
+                "vs": best,
+                "diff_map50": d.difference,
+                "low": d.low,
+                "high": d.high,
+                "excludes_0": d.significant,
+            }
+            for n, d in diffs.items()
+        ]
+    )
     write_csv_atomic(report_dir / "bootstrap.csv", frame)
-    rows = [[n, f"{d.difference:+.3f}", f"[{d.low:+.3f}, {d.high:+.3f}]", "*" if d.significant else ""]
-            for n, d in diffs.items()]
-    table = render_markdown(["Method", f"Δ mAP@50 vs {best}", "95% interval", "excludes 0"], rows,
-                            [":---", "---:", "---:", ":---:"])
-    return [f"## Fused methods vs the best source-only row ({best})", "", table,
-            f"Paired bootstrap over test images ({BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}) of the "
-            f"pycocotools-exact mAP@50 difference, each method's mAP being the mean over its {len(cfg.seeds)} "
-            "seed(s); `*`: the interval excludes 0. How to read it: docs/pipeline.md.", ""]
+    rows = [
+        [n, f"{d.difference:+.3f}", f"[{d.low:+.3f}, {d.high:+.3f}]", "*" if d.significant else ""]
+        for n, d in diffs.items()
+    ]
+    table = render_markdown(
+        ["Method", f"Δ mAP@50 vs {best}", "95% interval", "excludes 0"],
+        rows,
+        [":---", "---:", "---:", ":---:"],
+    )
+    return [
+        f"## Fused methods vs the best source-only row ({best})",
+        "",
+        table,
+        f"Paired bootstrap over test images ({BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}) of the "
+        f"pycocotools-exact mAP@50 difference, each method's mAP being the mean over its {len(cfg.seeds)} "
+        "seed(s); `*`: the interval excludes 0. How to read it: docs/pipeline.md.",
+        "",
+    ]
 
 
 def table6_vs_paper(df: pd.DataFrame) -> str:
     """Our mAP@50 beside the paper's Table VI (both in %), for the methods the paper has a row for."""
     paper = table6_paper_map50(list(df["method"]))
-    rows = [[name, _fmt(100 * ours, digits=1), _fmt(p, digits=1), "–" if math.isnan(p) else f"{100 * ours - p:+.1f}"]
-            for name, ours, p in zip(df["method"], df["mAP50"], paper)]
-    return ("### Beside the paper (Table VI, M3FD, mAP@50 in %)\n\n"
-            + render_markdown(["Method", "ours", "paper", "ours − paper"], rows, [":---", "---:", "---:", "---:"])
-            + "\nThe paper: YOLOv5s fine-tuned 40 epochs on its own (unpublished) 7:1:2 M3FD split; – where the "
-              "paper has no row of that name. Compare differences between rows, not absolute values, unless "
-              "the dataset, split and detector match the paper's.\n")
+    rows = [
+        [
+            name,
+            _fmt(100 * ours, digits=1),
+            _fmt(p, digits=1),
+            "–" if math.isnan(p) else f"{100 * ours - p:+.1f}",
+        ]
+        for name, ours, p in zip(df["method"], df["mAP50"], paper)
+    ]
+    return (
+        "### Beside the paper (Table VI, M3FD, mAP@50 in %)\n\n"
+        + render_markdown(["Method", "ours", "paper", "ours − paper"], rows, [":---", "---:", "---:", "---:"])
+        + "\nThe paper: YOLOv5s fine-tuned 40 epochs on its own (unpublished) 7:1:2 M3FD split; – where the "
+        "paper has no row of that name. Compare differences between rows, not absolute values, unless "
+        "the dataset, split and detector match the paper's.\n"
+    )
 
 
 # ---- figures --------------------------------------------------------------------------------
@@ -184,8 +237,13 @@ def bar_chart(df: pd.DataFrame, class_names: list[str], path: Path, title: str =
     width = 0.8 / max(len(df), 1)
     for i, (_, row) in enumerate(df.iterrows()):
         values = [row[f"AP50/{c}"] for c in class_names]
-        ax2.bar(np.arange(len(class_names)) + i * width - 0.4 + width / 2, np.nan_to_num(values), width,
-                color=colors[i], label=row["method"])
+        ax2.bar(
+            np.arange(len(class_names)) + i * width - 0.4 + width / 2,
+            np.nan_to_num(values),
+            width,
+            color=colors[i],
+            label=row["method"],
+        )
     ax2.set_xticks(np.arange(len(class_names)), class_names)
     ax2.set_ylabel("AP@50 (test)")
     ax2.set_title("Per-class AP@50", fontsize=10)
@@ -206,8 +264,15 @@ def heatmap(df: pd.DataFrame, class_names: list[str], path: Path, title: str = "
     fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(columns), 0.8 + 0.45 * len(df)))
     image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", vmin=0, vmax=1, aspect="auto")
     for (r, c), v in np.ndenumerate(values):
-        ax.text(c, r, "–" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=8,
-                color="black" if not np.isnan(v) and v > 0.6 else "white")
+        ax.text(
+            c,
+            r,
+            "–" if np.isnan(v) else f"{v:.2f}",
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="black" if not np.isnan(v) and v > 0.6 else "white",
+        )
     ax.set_xticks(np.arange(len(columns)), ["mAP@50"] + class_names, rotation=30, ha="right")
     ax.set_yticks(np.arange(len(df)), df["method"])
     fig.colorbar(image, ax=ax, label="AP@50 (test)")
@@ -222,25 +287,52 @@ def sample_stems(data: PreparedData, n: int) -> list[str]:
     return [test[(i * len(test)) // n] for i in range(n)]
 
 
-def _draw(ax, image: np.ndarray, gt: tuple[np.ndarray, np.ndarray], predictions, class_names: list[str]) -> None:
+def _draw(
+    ax, image: np.ndarray, gt: tuple[np.ndarray, np.ndarray], predictions, class_names: list[str]
+) -> None:
     import matplotlib.patches as patches
 
     cmap = _plt().get_cmap("tab10")
     ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255)
     for box, cls in zip(*gt):
-        ax.add_patch(patches.Rectangle((box[0], box[1]), box[2] - box[0], box[3] - box[1], fill=False,
-                                       edgecolor="white", lw=0.8, ls="--"))
+        ax.add_patch(
+            patches.Rectangle(
+                (box[0], box[1]),
+                box[2] - box[0],
+                box[3] - box[1],
+                fill=False,
+                edgecolor="white",
+                lw=0.8,
+                ls="--",
+            )
+        )
         ax.text(box[0], box[3], class_names[int(cls)], color="white", fontsize=4.5, va="top")
     shown = [p for p in predictions if p.score >= SCORE_THRESHOLD]
     for p in shown:
         x1, y1, x2, y2 = p.box
         color = cmap(p.cls % 10)
         ax.add_patch(patches.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, lw=1.2))
-        ax.text(x1, y1, f"{class_names[p.cls]} {p.score:.2f}", color="white", fontsize=5,
-                bbox={"facecolor": color, "pad": 0.5, "lw": 0}, va="bottom")
+        ax.text(
+            x1,
+            y1,
+            f"{class_names[p.cls]} {p.score:.2f}",
+            color="white",
+            fontsize=5,
+            bbox={"facecolor": color, "pad": 0.5, "lw": 0},
+            va="bottom",
+        )
     if not shown:
-        ax.text(0.5, 0.04, f"no detections (score >= {SCORE_THRESHOLD})", transform=ax.transAxes, ha="center",
-                va="bottom", fontsize=6, color="black", bbox={"facecolor": "#ffeb3b", "pad": 1, "lw": 0})
+        ax.text(
+            0.5,
+            0.04,
+            f"no detections (score >= {SCORE_THRESHOLD})",
+            transform=ax.transAxes,
+            ha="center",
+            va="bottom",
+            fontsize=6,
+            color="black",
+            bbox={"facecolor": "#ffeb3b", "pad": 1, "lw": 0},
+        )
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -263,61 +355,103 @@ def detections_grid(outcomes: list[MethodOutcome], data: PreparedData, n: int, p
     in class colors, ground truth dashed white."""
     plt = _plt()
     stems = sample_stems(data, n)
-    fig, axes = plt.subplots(len(outcomes), len(stems), figsize=(2.4 * len(stems), 2.0 * len(outcomes)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(outcomes), len(stems), figsize=(2.4 * len(stems), 2.0 * len(outcomes)), squeeze=False
+    )
     for row, o in zip(axes, outcomes):
         _panel_row(row, o, data, stems)
         row[0].set_ylabel(o.name, fontsize=9)
     for ax, stem in zip(axes[0], stems):
         ax.set_title(stem, fontsize=8)
-    fig.suptitle(f"Detections on test images (score >= {SCORE_THRESHOLD}, seed {outcomes[0].seeds[0]}; "
-                 "dashed white = ground truth with its class)", fontsize=9)
+    fig.suptitle(
+        f"Detections on test images (score >= {SCORE_THRESHOLD}, seed {outcomes[0].seeds[0]}; "
+        "dashed white = ground truth with its class)",
+        fontsize=9,
+    )
     return _save(fig, path)
 
 
-def method_samples_png(outcome: MethodOutcome, data: PreparedData, cfg: PipelineConfig, out_dir: Path) -> Path:
-    return detections_grid([outcome], data, max(cfg.report.sample_images, 1), out_dir / f"{outcome.name}_samples.png")
+def method_samples_png(
+    outcome: MethodOutcome, data: PreparedData, cfg: PipelineConfig, out_dir: Path
+) -> Path:
+    return detections_grid(
+        [outcome], data, max(cfg.report.sample_images, 1), out_dir / f"{outcome.name}_samples.png"
+    )
 
 
 # ---- report ---------------------------------------------------------------------------------
-def build_report(outcomes: list[MethodOutcome], data: PreparedData, cfg: PipelineConfig, report_dir: Path,
-                 failures: list[str] | tuple[str, ...] = ()) -> Path:
+def build_report(
+    outcomes: list[MethodOutcome],
+    data: PreparedData,
+    cfg: PipelineConfig,
+    report_dir: Path,
+    failures: list[str] | tuple[str, ...] = (),
+) -> Path:
     """The report of the methods in ``outcomes``; ``failures`` (failed jobs) get their own section."""
     report_dir.mkdir(parents=True, exist_ok=True)
     df = table6_frame(outcomes, data.class_names)
-    write_csv_atomic(report_dir / "table6.csv", df.assign(paper_mAP50_pct=table6_paper_map50(list(df["method"]))))
+    write_csv_atomic(
+        report_dir / "table6.csv", df.assign(paper_mAP50_pct=table6_paper_map50(list(df["method"])))
+    )
     table = table6_markdown(df, data.class_names)
     write_text_atomic(report_dir / "table6.md", table)
-    title = f"{cfg.name}: dataset {cfg.dataset.name}, test split ({len(data.split['test'])} images), " \
-            f"{len(cfg.seeds)} seed(s)"
+    title = (
+        f"{cfg.name}: dataset {cfg.dataset.name}, test split ({len(data.split['test'])} images), "
+        f"{len(cfg.seeds)} seed(s)"
+    )
     bar_chart(df, data.class_names, report_dir / "table6_map50.png", title)
     heatmap(df, data.class_names, report_dir / "table6_heatmap.png", f"Per-class AP@50: {title}")
     if cfg.report.sample_images:
         detections_grid(outcomes, data, cfg.report.sample_images, report_dir / "detections.png")
     per_image = pd.concat([o.fusion for o in outcomes], ignore_index=True)
     write_csv_atomic(report_dir / "fusion_metrics_per_image.csv", per_image)
-    fm_files = write_summary(per_image, report_dir, stem="fusion_metrics", metrics=list(cfg.report.fusion_metrics),
-                             unranked=[o.name for o in outcomes if o.kind in SOURCE_KINDS])
+    fm_files = write_summary(
+        per_image,
+        report_dir,
+        stem="fusion_metrics",
+        metrics=list(cfg.report.fusion_metrics),
+        unranked=[o.name for o in outcomes if o.kind in SOURCE_KINDS],
+    )
     fm_table = fm_files["markdown"].read_text(encoding="utf-8")
     d = cfg.detector
     lines = [
-        f"# Fuse-then-detect: {cfg.name}", "",
+        f"# Fuse-then-detect: {cfg.name}",
+        "",
         f"Dataset `{cfg.dataset.name}`, split {', '.join(f'{p} {len(v)}' for p, v in data.split.items())} "
         f"(sha256 {data.split_hash[:12]}). Detector `{d.initialisation}`, imgsz {d.imgsz}, {d.epochs} epochs, "
-        f"batch {d.batch}, {d.optimizer} lr0 {d.lr0}, seeds {cfg.seeds} — identical for every method.", "",
-        "## Table VI — detection on the test split", "", table,
+        f"batch {d.batch}, {d.optimizer} lr0 {d.lr0}, seeds {cfg.seeds} — identical for every method.",
+        "",
+        "## Table VI — detection on the test split",
+        "",
+        table,
         "mAP by ultralytics; `COCO mAP@50` recomputes it with pycocotools on the same predictions "
-        "(Δ = COCO − ultralytics; the two use different PR interpolation and matching details).", "",
-        verdict_line(outcomes), "", table6_vs_paper(df), "![mAP@50](table6_map50.png)", "",
-        "![AP@50 per class](table6_heatmap.png)", "",
+        "(Δ = COCO − ultralytics; the two use different PR interpolation and matching details).",
+        "",
+        verdict_line(outcomes),
+        "",
+        table6_vs_paper(df),
+        "![mAP@50](table6_map50.png)",
+        "",
+        "![AP@50 per class](table6_heatmap.png)",
+        "",
     ]
     lines += bootstrap_section(outcomes, data, cfg, report_dir)
     if failures:
-        lines += ["## Failed jobs", "", "These methods are missing from the tables above:", "",
-                  *[f"- {f}" for f in failures], ""]
+        lines += [
+            "## Failed jobs",
+            "",
+            "These methods are missing from the tables above:",
+            "",
+            *[f"- {f}" for f in failures],
+            "",
+        ]
     if cfg.report.sample_images:
         lines += ["## Sample detections", "", "![detections](detections.png)", ""]
-    lines += [f"## Fusion metrics on the test split ({cfg.report.metrics_convention} convention)", "", fm_table]
+    lines += [
+        f"## Fusion metrics on the test split ({cfg.report.metrics_convention} convention)",
+        "",
+        fm_table,
+    ]
     write_text_atomic(report_dir / "report.md", "\n".join(lines))
     return report_dir
 
@@ -329,24 +463,42 @@ def summary_text(result: PipelineResult, cfg: PipelineConfig) -> str:
     df = table6_frame(outcomes, class_names)
     multi = len(cfg.seeds) > 1
     header = f"{'method':<14}{'mAP@50':>16}{'mAP@50:95':>16}{'COCO@50':>16}{'Δ':>8}  " + " ".join(
-        f"{c[:11]:>11}" for c in class_names)
-    lines = ["", "=" * len(header), f"fuse_then_detect '{cfg.name}' — Table VI (test split, {len(cfg.seeds)} seed(s))",
-             "=" * len(header), header]
+        f"{c[:11]:>11}" for c in class_names
+    )
+    lines = [
+        "",
+        "=" * len(header),
+        f"fuse_then_detect '{cfg.name}' — Table VI (test split, {len(cfg.seeds)} seed(s))",
+        "=" * len(header),
+        header,
+    ]
     for _, r in df.iterrows():
         m50 = _fmt(r["mAP50"], r["mAP50_std"] if multi else None)
         m5095 = _fmt(r["mAP50_95"], r["mAP50_95_std"] if multi else None)
         coco = _fmt(r["mAP50_coco"], r["mAP50_coco_std"] if multi else None)
-        lines.append(f"{r['method']:<14}{m50:>16}{m5095:>16}{coco:>16}"
-                     f"{r['coco_minus_ultralytics']:>+8.4f}  " + " ".join(
-                         f"{_fmt(r[f'AP50/{c}'], r[f'AP50/{c}_std'] if multi else None, digits=2):>11}"
-                         for c in class_names))
-    lines += ["", result.verdict, "",
-              f"report : {result.report_dir / 'report.md'}",
-              f"mlflow : mlflow ui --backend-store-uri {result.tracking_uri}  (experiment '{result.experiment}')",
-              f"         then open {mlflow_view.ui_link(result.tracking_uri, result.parent_run_id)}",
-              f"         (Table VI as a table: {mlflow_view.table_link(result.tracking_uri, result.parent_run_id)})"]
+        lines.append(
+            f"{r['method']:<14}{m50:>16}{m5095:>16}{coco:>16}"
+            f"{r['coco_minus_ultralytics']:>+8.4f}  "
+            + " ".join(
+                f"{_fmt(r[f'AP50/{c}'], r[f'AP50/{c}_std'] if multi else None, digits=2):>11}"
+                for c in class_names
+            )
+        )
+    lines += [
+        "",
+        result.verdict,
+        "",
+        f"report : {result.report_dir / 'report.md'}",
+        f"mlflow : mlflow ui --backend-store-uri {result.tracking_uri}  (experiment '{result.experiment}')",
+        f"         then open {mlflow_view.ui_link(result.tracking_uri, result.parent_run_id)}",
+        f"         (Table VI as a table: {mlflow_view.table_link(result.tracking_uri, result.parent_run_id)})",
+    ]
     # each S4Fusion's pyfunc sits on its method's child run, not on the parent
-    lines += [f"model  : {o.name}: mlflow.pyfunc.load_model('runs:/{o.run_id}/{mlflow_view.MODEL_NAME}') "
-              "(tracking URI as above)" for o in outcomes if o.kind == "s4fusion" and o.run_id]
+    lines += [
+        f"model  : {o.name}: mlflow.pyfunc.load_model('runs:/{o.run_id}/{mlflow_view.MODEL_NAME}') "
+        "(tracking URI as above)"
+        for o in outcomes
+        if o.kind == "s4fusion" and o.run_id
+    ]
     lines.append(f"time   : {result.timings.get('total', float('nan')) / 60:.1f} min")
     return "\n".join(lines)

@@ -3,6 +3,7 @@ paths, each cached in the run folder by a key of what determines it. None of the
 (the driver in ``orchestration`` does); the S4Fusion training stage only forwards the driver's run
 handle to the trainer, which logs its curves there.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,8 +18,15 @@ from data.adapters import DatasetError, open_dataset
 from data.config import ConfigError
 from data.errors import RunFolderError
 from data.experiments import config_data_path
-from data.io import digest, file_sha256, image_size, index_images_by_stem, read_image, write_png_atomic, \
-    write_text_atomic
+from data.io import (
+    digest,
+    file_sha256,
+    image_size,
+    index_images_by_stem,
+    read_image,
+    write_png_atomic,
+    write_text_atomic,
+)
 from data.kill_points import kill_point
 from data.splits import SplitMismatchError, split_stems, write_split
 from data.tracking import RunHandle
@@ -33,6 +41,7 @@ from pipelines.fuse_then_detect.types import FusedImages, PreparedData, image_fo
 from pipelines.fusion_metrics import metrics_cache_file, per_image_metrics
 
 log = logging.getLogger(__name__)
+
 
 # ---- data ------------------------------------------------------------------------------------
 def synthetic_target(cfg: PipelineConfig, run_dir: Path) -> Path:
@@ -70,20 +79,31 @@ def prepare_data(cfg: PipelineConfig, run_dir: Path, progress: bool = True) -> P
         identity["files"] = files_identity(dataset)
     if not dataset.has_boxes:
         raise DatasetError(f"{ds_cfg.name} at {root}: no box annotations found; detection needs them")
-    split = split_stems(dataset.stems, ds_cfg.split_ratios, seed=ds_cfg.split_seed,
-                        group_consecutive=ds_cfg.group_consecutive)
+    split = split_stems(
+        dataset.stems, ds_cfg.split_ratios, seed=ds_cfg.split_seed, group_consecutive=ds_cfg.group_consecutive
+    )
     for part in ("train", "val", "test"):
         if not split[part]:
-            raise ConfigError(f"dataset split: the {part} part is empty ({len(dataset)} pairs, "
-                              f"ratios {ds_cfg.split_ratios}); use more images or other ratios")
+            raise ConfigError(
+                f"dataset split: the {part} part is empty ({len(dataset)} pairs, "
+                f"ratios {ds_cfg.split_ratios}); use more images or other ratios"
+            )
     split_dir = run_dir / "split"
     try:
         s_hash = write_split(split, split_dir)
     except SplitMismatchError as exc:
-        raise RunFolderError(f"{exc}\n(this run folder belongs to another dataset/split: choose another "
-                             "--runs-dir)") from exc
-    return PreparedData(dataset, split, s_hash, digest({**identity, "split": s_hash}, 16),
-                        list(dataset.class_names), split_dir, Path(root).resolve())
+        raise RunFolderError(
+            f"{exc}\n(this run folder belongs to another dataset/split: choose another --runs-dir)"
+        ) from exc
+    return PreparedData(
+        dataset,
+        split,
+        s_hash,
+        digest({**identity, "split": s_hash}, 16),
+        list(dataset.class_names),
+        split_dir,
+        Path(root).resolve(),
+    )
 
 
 def files_identity(dataset) -> str:
@@ -111,12 +131,18 @@ def precomputed_files(method: MethodConfig, data: PreparedData) -> dict[str, Pat
             mis_sized.append(f"{f} is {got[0]}x{got[1]}, the pair is {expected[0]}x{expected[1]}")
     problems = []
     if missing:
-        problems.append(f"{len(missing)} image(s) missing (expected <stem>.png/.jpg/... for every dataset image), "
-                        f"e.g. {missing[:10]}")
+        problems.append(
+            f"{len(missing)} image(s) missing (expected <stem>.png/.jpg/... for every dataset image), "
+            f"e.g. {missing[:10]}"
+        )
     if mis_sized:
-        problems.append(f"{len(mis_sized)} image(s) of the wrong size, e.g.\n    " + "\n    ".join(mis_sized[:10]))
+        problems.append(
+            f"{len(mis_sized)} image(s) of the wrong size, e.g.\n    " + "\n    ".join(mis_sized[:10])
+        )
     if problems:
-        raise ConfigError(f"method {method.name!r} (precomputed, folder {method.folder}):\n  " + "\n  ".join(problems))
+        raise ConfigError(
+            f"method {method.name!r} (precomputed, folder {method.folder}):\n  " + "\n  ".join(problems)
+        )
     return {s: by_stem[s] for s in data.all_stems()}
 
 
@@ -140,8 +166,10 @@ def check_inputs(cfg: PipelineConfig, data: PreparedData) -> dict[str, Any]:
     pair (decoded: corrupt files, size mismatches) and every method's inputs."""
     bad = bad_pairs([data.dataset.files(s) for s in data.all_stems()], desc="checking pairs")
     if bad:
-        raise DatasetError(f"{cfg.dataset.name}: {len(bad)} bad pair(s), nothing started (fix or remove "
-                           "them): " + "; ".join(bad.values()))
+        raise DatasetError(
+            f"{cfg.dataset.name}: {len(bad)} bad pair(s), nothing started (fix or remove "
+            "them): " + "; ".join(bad.values())
+        )
     prepared: dict[str, Any] = {}
     for m in cfg.methods:
         if m.kind == "precomputed":
@@ -160,8 +188,9 @@ def s4fusion_dir(method: MethodConfig, train_cfg, run_dir: Path) -> Path:
     return run_dir / "s4fusion" / f"{method.name}-{digest(train_cfg.to_dict())}"
 
 
-def s4fusion_checkpoint(method: MethodConfig, train_cfg, run_dir: Path, run: RunHandle | None = None,
-                        device: str | None = None) -> Path:
+def s4fusion_checkpoint(
+    method: MethodConfig, train_cfg, run_dir: Path, run: RunHandle | None = None, device: str | None = None
+) -> Path:
     """The exported model of an ``s4fusion`` method (trained here when ``train`` is given; the
     trainer logs its curves into ``run``, which the caller owns). ``device`` (e.g. the GPU an
     executor pinned) replaces the config's device without changing the cache folder."""
@@ -177,14 +206,17 @@ def s4fusion_checkpoint(method: MethodConfig, train_cfg, run_dir: Path, run: Run
         train_cfg = dataclasses.replace(train_cfg, device=device)
     # fusion.train resumes from its own checkpoints (written atomically) in `out`.
     export = train(train_cfg, out, resume=True, run=run)
-    write_text_atomic(out / DONE, json.dumps({"export": str(Path(export).resolve()),
-                                              "sha256": file_sha256(export)}, indent=2) + "\n")
+    write_text_atomic(
+        out / DONE,
+        json.dumps({"export": str(Path(export).resolve()), "sha256": file_sha256(export)}, indent=2) + "\n",
+    )
     return Path(export).resolve()
 
 
 # ---- one method's fusion ---------------------------------------------------------------------------
-def fused_key(method: MethodConfig, data: PreparedData, checkpoint: Path | None,
-              precomputed: dict[str, Path] | None) -> str:
+def fused_key(
+    method: MethodConfig, data: PreparedData, checkpoint: Path | None, precomputed: dict[str, Path] | None
+) -> str:
     """Content identity of a method's fused images: method, data, checkpoint / file hashes."""
     ident: dict[str, Any] = {"method": method.identity(), "data": data.data_id}
     ident["method"].pop("train", None)  # a trained model is identified by its checkpoint hash
@@ -197,8 +229,14 @@ def fused_key(method: MethodConfig, data: PreparedData, checkpoint: Path | None,
     return digest(ident)
 
 
-def fuse_method(method: MethodConfig, data: PreparedData, run_dir: Path, key: str, checkpoint: Path | None,
-                progress: bool = True) -> Path:
+def fuse_method(
+    method: MethodConfig,
+    data: PreparedData,
+    run_dir: Path,
+    key: str,
+    checkpoint: Path | None,
+    progress: bool = True,
+) -> Path:
     """Folder with ``<stem>.png`` for every split image (cached; written to a temp folder first)."""
     out = run_dir / "fused" / f"{method.name}-{key}"
     if read_done(out) is not None:
@@ -212,6 +250,7 @@ def fuse_method(method: MethodConfig, data: PreparedData, run_dir: Path, key: st
 
         def fuse(ir, vi):
             return ir if method.source == "ir" else vi
+
     for stem in tqdm(data.all_stems(), desc=f"fuse {method.name}", unit="img", disable=not progress):
         sample = data.dataset[stem]
         write_png_atomic(tmp / f"{stem}.png", fuse(sample.ir, sample.vi))
@@ -237,12 +276,22 @@ def detector_key(cfg: PipelineConfig, data: PreparedData) -> str:
     return digest({"detector": cfg.detector.to_dict(), "classes": data.class_names})
 
 
-def detector_dir(run_dir: Path, name: str, key: str, cfg: PipelineConfig, data: PreparedData, seed: int) -> Path:
+def detector_dir(
+    run_dir: Path, name: str, key: str, cfg: PipelineConfig, data: PreparedData, seed: int
+) -> Path:
     return run_dir / "detect" / f"{name}-{key}" / detector_key(cfg, data) / f"seed{seed}"
 
 
-def detect_seed(name: str, key: str, data_yaml: Path, data: PreparedData, cfg: PipelineConfig, run_dir: Path,
-                seed: int, device: str | None = None) -> tuple[DetectionResult, CocoMetrics, Path]:
+def detect_seed(
+    name: str,
+    key: str,
+    data_yaml: Path,
+    data: PreparedData,
+    cfg: PipelineConfig,
+    run_dir: Path,
+    seed: int,
+    device: str | None = None,
+) -> tuple[DetectionResult, CocoMetrics, Path]:
     """Train + evaluate one detector; returns its result, the pycocotools check and its folder.
     ``device`` (e.g. the GPU an executor pinned) replaces the config's, not the cache folder."""
     out = detector_dir(run_dir, name, key, cfg, data, seed)
@@ -250,20 +299,39 @@ def detect_seed(name: str, key: str, data_yaml: Path, data: PreparedData, cfg: P
     result = train_and_evaluate(data_yaml, out, detector, seed, data.class_names)
     gt = ground_truth_from_yolo(data_yaml.parent, "test")
     # In the job's log only: the console's line per job is the executor's; ultralytics' output is in its log file.
-    log.debug("detector %-12s seed %d: mAP@50 %.3f  (trained %.0f s; log %s)", name, seed, result.map50,
-             result.train_seconds, out / "ultralytics.log")
+    log.debug(
+        "detector %-12s seed %d: mAP@50 %.3f  (trained %.0f s; log %s)",
+        name,
+        seed,
+        result.map50,
+        result.train_seconds,
+        out / "ultralytics.log",
+    )
     return result, coco_map(gt, result.predictions, data.class_names, max_dets=cfg.detector.max_det), out
 
 
 # ---- fusion metrics on the test split ------------------------------------------------------------------
 def fusion_metrics_file(name: str, key: str, data: PreparedData, run_dir: Path, cfg: PipelineConfig) -> Path:
     """The cache file of :func:`fusion_metrics` (complete once it exists)."""
-    return metrics_cache_file(name, data.split["test"], {"fused": key, "data": data.data_id},
-                              cfg.report.metrics_convention, cfg.report.fusion_metrics, run_dir / "fusion_metrics")
+    return metrics_cache_file(
+        name,
+        data.split["test"],
+        {"fused": key, "data": data.data_id},
+        cfg.report.metrics_convention,
+        cfg.report.fusion_metrics,
+        run_dir / "fusion_metrics",
+    )
 
 
-def fusion_metrics(name: str, key: str, fused: FusedImages, data: PreparedData, run_dir: Path,
-                   cfg: PipelineConfig, progress: bool = True):
+def fusion_metrics(
+    name: str,
+    key: str,
+    fused: FusedImages,
+    data: PreparedData,
+    run_dir: Path,
+    cfg: PipelineConfig,
+    progress: bool = True,
+):
     """Per-image fusion metrics of one method on the test split (pipelines.fusion_metrics, cached)."""
     get = image_for(fused)
 
@@ -271,6 +339,14 @@ def fusion_metrics(name: str, key: str, fused: FusedImages, data: PreparedData, 
         sample = data.dataset[stem]
         return sample.ir, sample.vi
 
-    return per_image_metrics(name, data.split["test"], pair, lambda stem: read_image(get(stem), "unchanged"),
-                             {"fused": key, "data": data.data_id}, cfg.report.metrics_convention,
-                             cfg.report.fusion_metrics, run_dir / "fusion_metrics", progress)
+    return per_image_metrics(
+        name,
+        data.split["test"],
+        pair,
+        lambda stem: read_image(get(stem), "unchanged"),
+        {"fused": key, "data": data.data_id},
+        cfg.report.metrics_convention,
+        cfg.report.fusion_metrics,
+        run_dir / "fusion_metrics",
+        progress,
+    )

@@ -1,4 +1,5 @@
 """What the fuse_then_detect stages pass to each other and to the report."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
