@@ -16,7 +16,7 @@ export YOLO_AUTOINSTALL := false
 export MPLBACKEND := Agg
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install test test-slow test-all demo bench clean
+.PHONY: install test test-slow test-all lint format demo bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -45,6 +45,16 @@ test-slow: install
 
 test-all: install
 	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
+
+# ruff (configured in pyproject.toml; pinned in the test extra so every machine formats alike):
+# `make lint` checks lint and format and changes nothing; `make format` applies both.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 # The demo profile on Ray (installed by the test extra): two 1-CPU jobs side by side on 2 cores.
 demo: install

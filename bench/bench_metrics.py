@@ -50,7 +50,7 @@ def main() -> None:
     gray = [mmif.to_gray_levels(x) for x in (ir, vi, fused)]
     print(f"{'metric':8s} {'wall s':>8s} {'cpu s':>8s}")
     for key, fn in mmif._METRICS.items():
-        wall, cpu = _time(lambda: fn(*gray), args.repeats)
+        wall, cpu = _time(lambda fn=fn: fn(*gray), args.repeats)
         print(f"{key:8s} {wall:8.4f} {cpu:8.4f}")
     wall, cpu = _time(lambda: compute_metrics(ir, vi, fused), args.repeats)
     print(f"{'ALL':8s} {wall:8.4f} {cpu:8.4f}   (compute_metrics, color inputs, goal <= 1 s)")

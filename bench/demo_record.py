@@ -12,7 +12,7 @@ executor: the command, its wall time (Ray's start included), the pipeline's own 
 (``timings.json``), mAP@50 per method (``report/table6.csv``) and the verdict line. The README block
 between :data:`BEGIN` and :data:`END` is rendered from it, and its bar chart copied from the first
 run's report (``--readme``; ``none`` leaves both alone);
-``tests/test_demo_record.py`` checks that the committed block is the rendering of the committed record.
+``tests/bench/test_demo_record.py`` checks that the committed block is the rendering of the committed record.
 
 Ray runs on a local instance of ``--ray-cpus`` CPUs that the subprocess starts itself (never one
 already running on the machine). Needs Ray for ``ray`` (``pip install -e '.[ray]'``).

@@ -10,7 +10,7 @@
 ``card`` copies ``<run>/s4fusion.pt`` to ``fusion/weights/s4fusion_demo.pt`` (the s4fuse export
 format), fuses the held-out pairs of the run's config (``data.val``) with it and with the reference
 baselines, and writes ``fusion/weights/s4fusion_demo.json`` (the numbers, full precision) and
-``s4fusion_demo.md`` (the model card). ``tests/test_demo_weights.py`` recomputes the numbers from the
+``s4fusion_demo.md`` (the model card). ``tests/bench/test_demo_weights.py`` recomputes the numbers from the
 shipped weights and compares. ``curves`` plots ``<run>/val/metrics.jsonl`` (written by the trainer's
 held-out validation) of one or more runs with the baselines as horizontal lines. ``crossval-curves``
 pools the curves of a cross-validation's fold runs into one curve over all held-out pairs (each fold's
@@ -30,9 +30,9 @@ import torch
 
 from data.io import write_text_atomic
 from fusion.baselines import fuse_baseline
-from fusion.checkpoints import CHECKPOINT_ALIASES
 from fusion.inference import load_model
 from fusion.model import S4Fusion
+from fusion.shipped_weights import CHECKPOINT_ALIASES
 from fusion.train import TrainConfig, resolve_sources
 from fusion.train.trainer import COST_NAME
 from fusion.validation import load_pairs, model_fuser, pair_metrics, read_history
@@ -43,7 +43,7 @@ SIDECAR, CARD = WEIGHTS.with_suffix(".json"), WEIGHTS.with_suffix(".md")
 METRICS = ("SF", "AG", "Qabf", "VIF")
 REFERENCES = ("average", "laplacian", "gff", "max")
 # The card states an ordering (above/below a reference) only when the means differ by more than this share of
-# the reference's mean: 2.5x the rel 2e-3 to which tests/test_demo_weights.py reproduces the means on other CPUs.
+# the reference's mean: 2.5x the rel 2e-3 to which tests/bench/test_demo_weights.py reproduces the means on other CPUs.
 CARD_MARGIN = 5e-3
 
 
@@ -175,7 +175,7 @@ def verdict_sentences(sidecar: dict) -> str:
     sentences = []
     for ref, by_metric in sidecar["comparisons"].items():
 
-        def listed(order: str) -> str:
+        def listed(order: str, by_metric=by_metric) -> str:
             return ", ".join(
                 f"{k} ({c['difference']:+.3g}, better on {c['wins']} of {c['pairs']} pairs, paired "
                 f"p = {c['p']:.2g})"
@@ -360,7 +360,7 @@ the official release or `experiments/train_s4fusion_paper.yaml` on a GPU.
 
 {table}
 
-Higher is better for all four. `tests/test_demo_weights.py` recomputes every number above from the
+Higher is better for all four. `tests/bench/test_demo_weights.py` recomputes every number above from the
 shipped weights and asserts every ordering stated below; `s4fusion_demo.json` holds them at full precision.
 
 ## Against the references, pair by pair

@@ -28,8 +28,8 @@ import argparse
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -41,7 +41,7 @@ from fusion.losses import LossConfig, PerceptionConfig, S4FusionLoss
 from fusion.ops.tolerances import MODEL_FLOAT32_MAX_ABS
 
 VECTORS_DIR = Path(".gpu_vectors")
-VECTOR_TOLERANCE = MODEL_FLOAT32_MAX_ABS  # the CPU test's bar (tests/test_model_reference.py)
+VECTOR_TOLERANCE = MODEL_FLOAT32_MAX_ABS  # the CPU test's bar (tests/fusion/test_model_reference.py)
 FUSE_GOAL_MS = 15.0
 
 
@@ -102,7 +102,7 @@ def time_fuse(backends: list[str]) -> dict[tuple[str, str], dict[str, float]]:
         use_backend(model, backend)
         for label, dtype in (("fp32", None), ("bf16 autocast", torch.bfloat16)):
 
-            def run():
+            def run(dtype=dtype):
                 with torch.inference_mode(), torch.autocast(DEVICE, dtype=dtype, enabled=dtype is not None):
                     fuse(model, ir, vi)
 
@@ -138,7 +138,7 @@ def check_training_step(backends: list[str], crop: int = 229, batch: int = 16) -
         model = use_backend(S4Fusion().to(DEVICE).train(), backend)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
-        def step():
+        def step(model=model, optimizer=optimizer):
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(DEVICE, dtype=torch.bfloat16):
                 loss, _ = loss_fn(ir, vi, model(ir, vi))
@@ -213,7 +213,9 @@ def main() -> int:
     rows += run_check("scan timing", scan_timing)
     rows += run_check("640x480 fuse", fuse_timing)
     for backend in backends:  # per backend: the chunked scan's autograd memory may not fit at batch 16
-        rows += run_check(f"training step ({backend})", lambda: check_training_step([backend]))
+        rows += run_check(
+            f"training step ({backend})", lambda backend=backend: check_training_step([backend])
+        )
     print_table(rows)
     print()
     print("\n".join(gpu_check_scan.speed_table(timings)))

@@ -175,7 +175,7 @@ def time_scans(backends: list[str]) -> dict[tuple[str, str], dict[str, float]]:
         problem = f"{label}: (b, D, L, N, G) = {shape}"
         for backend in backends:
 
-            def fwd():
+            def fwd(inputs=inputs, backend=backend):
                 with torch.no_grad():
                     selective_scan_fn(**inputs, delta_softplus=True, backend=backend)
 
@@ -184,7 +184,7 @@ def time_scans(backends: list[str]) -> dict[tuple[str, str], dict[str, float]]:
                 timings.setdefault((problem, "fwd"), {})[backend] = cuda_time(fwd, repeats)
                 if with_backward:
                     timings.setdefault((problem, "fwd+bwd"), {})[backend] = cuda_time(
-                        lambda: forward_backward(inputs, backend), repeats
+                        lambda inputs=inputs, backend=backend: forward_backward(inputs, backend), repeats
                     )
             except torch.cuda.OutOfMemoryError:  # a missing cell reads '-'; the other backends still run
                 torch.cuda.empty_cache()

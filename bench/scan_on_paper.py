@@ -47,7 +47,7 @@ class Gpu:
 
 GPUS = (Gpu("H100 SXM", 3.35, 132, 67.0), Gpu("H200", 4.8, 132, 67.0))
 # registers per thread of the new kernels' configs with every optional input, from the compile test
-# (tests/test_scan_triton_compile.py -s, 2026-12-03, sm_90):
+# (tests/fusion/ops/test_scan_triton_compile.py -s, 2026-12-03, sm_90):
 # (kernel, N_PAD) -> (registers, warps); forward BLOCK_D 1, backward blocks of 1 channel
 NEW_REGISTERS = {("fwd", 16): (128, 4), ("fwd", 32): (96, 4), ("bwd", 16): (194, 8), ("bwd", 32): (174, 8)}
 

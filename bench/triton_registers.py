@@ -7,7 +7,7 @@ Triton compiles for any CUDA target on a CPU-only machine (``GPUTarget("cuda", 9
 ``ptxas -v`` then reports what each kernel needs per thread. Every autotune config of both kernels is built,
 for sm_80 and sm_90, at the constexprs S4Fusion's scans launch with (d_state 12 and 18: N_PAD 16 and 32; the
 backward's channels per program at inference and training batch sizes), float32 and bfloat16 inputs.
-``tests/test_scan_triton_compile.py`` fails on any spill.
+``tests/fusion/ops/test_scan_triton_compile.py`` fails on any spill.
 """
 
 from __future__ import annotations

@@ -24,9 +24,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from data.tracking import KIND_TAG, PARENT_TAG, default_tracking_uri
 from pipelines.fuse_then_detect import mlflow_view
 from pipelines.mlflow_server import serve
+from runtime.tracking import KIND_TAG, PARENT_TAG, default_tracking_uri
 
 WINDOW = "1600,1000"
 MAX_WIDTH = 1200

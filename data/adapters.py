@@ -26,10 +26,10 @@ from typing import Literal
 import numpy as np
 
 from data.classes import LLVIP_CLASSES, M3FD_CLASSES
-from data.errors import InputError
 from data.io import image_size, list_images, read_image
 from data.voc import AnnotationError, read_voc
 from data.yolo_export import read_yolo_labels
+from runtime.errors import InputError
 
 AnnotationFormat = Literal["voc", "yolo"]
 DATASET_NAMES: tuple[str, ...] = ("m3fd", "synthetic", "msrs", "roadscene", "tno", "llvip", "folder")

@@ -16,15 +16,15 @@ import hashlib
 import json
 import os
 import tempfile
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import BinaryIO, Literal
 
 import numpy as np
 from PIL import Image
 
 from data.color import to_gray
-from data.errors import InputError, OutputWriteError
+from runtime.errors import InputError, OutputWriteError
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 ReadMode = Literal["gray", "rgb", "unchanged"]

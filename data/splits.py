@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data.errors import InputError
 from data.io import write_text_atomic
+from runtime.errors import InputError
 
 Split = dict[str, list[str]]
 SPLIT_PARTS: tuple[str, ...] = ("train", "val", "test")

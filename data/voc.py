@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data.errors import InputError
 from data.io import write_text_atomic
+from runtime.errors import InputError
 
 
 class AnnotationError(InputError, ValueError):

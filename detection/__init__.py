@@ -1,3 +1,3 @@
 """detection: ultralytics YOLO wrapper (offline, deterministic), evaluation and COCO cross-check.
-May import data/; never fusion/ or pipelines/.
+May import data/ and runtime/; never fusion/ or pipelines/.
 """

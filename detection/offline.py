@@ -18,7 +18,6 @@ from types import ModuleType
 
 from data.io import write_atomic
 
-
 # Names ultralytics rewrites to "<name>u.pt" and then downloads (utils.checks.check_yolov5u_filename).
 _REWRITTEN_WEIGHT_NAME = re.compile(r"(yolov5[nsmlx]6?|yolov3(-tiny|-spp)?)\.pt$", re.IGNORECASE)
 _INTEGRATIONS = ("clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "wandb")

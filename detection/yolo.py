@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from data.io import write_text_atomic
-from data.kill_points import kill_point
 from detection.offline import check_local_weight, import_ultralytics
+from runtime.kill_points import kill_point
 
 LOG_NAME = "ultralytics.log"
 
@@ -131,7 +131,7 @@ class DetectionResult:
         }
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "DetectionResult":
+    def from_json(cls, d: dict[str, Any]) -> DetectionResult:
         preds = [Prediction(r[0], tuple(r[1:5]), r[5], int(r[6])) for r in d["predictions"]]
         return cls(
             d["map50"],

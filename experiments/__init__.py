@@ -1,5 +1,5 @@
 """experiments: the shipped YAML profiles (a resource folder, no code).
 
 It is a package only so that an installed (non-editable) s4fuse carries the profiles as package
-data; ``data.experiments.resolve_experiment`` finds them with importlib.resources.
+data; ``runtime.profiles.resolve_experiment`` finds them with importlib.resources.
 """

@@ -5,7 +5,8 @@ ablation interactions) -> ``model`` (S4Fusion, config, official checkpoints); ``
 ``flops``, ``losses``, ``train`` (package), ``analysis`` (Table VIII, Fig. 13), ``mlflow_model`` (a trained
 model as an MLflow pyfunc) build on them; ``paper``
 hands out the paper's printed values (``paper_s4fusion.yaml``); ``baselines``, ``metrics`` and
-``checkpoints`` (shipped checkpoint names) import without torch (the model is exposed lazily below). May import data/;
+``shipped_weights`` (shipped checkpoint names) import without torch (the model is exposed lazily below). May import data/
+and runtime/;
 never detection/ or pipelines/.
 """
 

@@ -68,7 +68,7 @@ class DeltaRecorder:
         self.records: dict[tuple[int, int], list[Tensor]] = defaultdict(list)
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
-    def __enter__(self) -> "DeltaRecorder":
+    def __enter__(self) -> DeltaRecorder:
         for key, block in self.blocks.items():
             self._handles.append(block.delta_tap.register_forward_hook(self._hook(key, block)))
         return self

@@ -21,8 +21,8 @@ from torch import Tensor, nn
 
 from data.color import merge_luma, split_luma, to_gray
 from data.io import read_image, write_png_atomic
-from fusion.checkpoints import resolve_checkpoint
 from fusion.model import S4Fusion
+from fusion.shipped_weights import resolve_checkpoint
 
 
 def padding_for(size: int, multiple: int = 12) -> tuple[int, int]:

@@ -213,7 +213,7 @@ class PerceptionNet(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.eval()
 
-    def train(self, mode: bool = True) -> "PerceptionNet":
+    def train(self, mode: bool = True) -> PerceptionNet:
         return super().train(False)  # always eval: frozen BatchNorm statistics
 
     def _stem(self, x: torch.Tensor) -> torch.Tensor:

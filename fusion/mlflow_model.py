@@ -22,7 +22,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
-from data.tracking import RunHandle
+from runtime.tracking import RunHandle
 
 MODEL_NAME = "s4fusion"
 

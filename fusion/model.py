@@ -19,15 +19,14 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from data.config import build
-from data.errors import InputError
 from data.io import write_atomic
-
-from fusion.checkpoints import missing_checkpoint_message, resolve_checkpoint
 from fusion.modules.cmsa import FusionLayer
 from fusion.modules.interactions import build_interaction
 from fusion.modules.patch import FoldHead, OverlapPatchEmbed
 from fusion.modules.ss2d import VSSLayer
+from fusion.shipped_weights import missing_checkpoint_message, resolve_checkpoint
+from runtime.config import build
+from runtime.errors import InputError
 
 EXPORT_FORMAT = "s4fuse"
 
@@ -102,12 +101,12 @@ class S4FusionConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "S4FusionConfig":
+    def from_dict(cls, d: Mapping) -> S4FusionConfig:
         """Typed construction by the shared loader: unknown keys and bad values are all reported."""
         return build(cls, dict(d), "S4FusionConfig")
 
     @classmethod
-    def from_spec(cls, spec: "str | Mapping") -> "S4FusionConfig":
+    def from_spec(cls, spec: str | Mapping) -> S4FusionConfig:
         """A size name of :data:`MODEL_SIZES`, or a mapping of fields, optionally with ``size: NAME``
         as the base the other fields override."""
         d = {"size": spec} if isinstance(spec, str) else dict(spec)
@@ -203,7 +202,7 @@ class S4Fusion(nn.Module):
     @classmethod
     def from_official_state_dict(
         cls, sd: Mapping[str, Tensor], strict: bool = True, cfg: S4FusionConfig | None = None
-    ) -> "S4Fusion":
+    ) -> S4Fusion:
         """Build from an official checkpoint (keys ``vmunet.*``; the ``{'model': sd}`` wrapper of
         the released ``model.pkl`` is accepted). Every key must map; mismatches are named."""
         model = cls(cfg or S4FusionConfig())
@@ -244,9 +243,9 @@ class S4Fusion(nn.Module):
         return write_atomic(path, lambda fh: torch.save(payload, fh))
 
     @classmethod
-    def load(cls, path: str | Path, map_location: str | torch.device = "cpu", **cfg_overrides) -> "S4Fusion":
+    def load(cls, path: str | Path, map_location: str | torch.device = "cpu", **cfg_overrides) -> S4Fusion:
         """Load an exported s4fuse model, a plain native state dict (default config), an official
-        checkpoint (``model.pkl`` or a ``vmunet.*`` state dict) or ``"demo"`` (fusion.checkpoints)."""
+        checkpoint (``model.pkl`` or a ``vmunet.*`` state dict) or ``"demo"`` (fusion.shipped_weights)."""
         path = resolve_checkpoint(path)
         if not path.is_file():
             raise ModelFileNotFoundError(missing_checkpoint_message(path))

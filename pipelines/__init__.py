@@ -2,6 +2,6 @@
 (``fuse``, ``check_data``, ``train_fusion``, ``evaluate``, and the ``fuse_then_detect`` package:
 types / stages / orchestration / report / cli), the shared error policy and ``--set`` option
 (``cli``), the pipeline config (``config``), the cached fusion-metric stage (``fusion_metrics``)
-and report helpers (``reports``). The top of the import graph: may import detection/, fusion/ and
-data/; nothing imports pipelines/.
+and report helpers (``reports``). The top of the import graph: may import detection/, fusion/,
+data/ and runtime/; nothing imports pipelines/.
 """

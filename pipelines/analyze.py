@@ -30,7 +30,7 @@ import pandas as pd
 
 from data.adapters import DATASET_NAMES, DatasetError, open_dataset
 from data.io import write_text_atomic
-from fusion.checkpoints import CHECKPOINT_ALIASES, missing_checkpoint_message, resolve_checkpoint
+from fusion.shipped_weights import CHECKPOINT_ALIASES, missing_checkpoint_message, resolve_checkpoint
 from pipelines.reports import markdown_table, write_csv_atomic
 
 RANDOM_WEIGHTS_WARNING = "WARNING: untrained (random) ResNet50 - these entropies are NOT the paper's measure"
@@ -133,9 +133,9 @@ def _load_models(checkpoints: list[Checkpoint]) -> dict:
 
 def _analyze_all(models: dict, dataset, stems: list[str], resnet_weights: str) -> dict:
     """{label: CheckpointAnalysis} over ``stems``."""
-    from fusion.analysis import analyze_model
     import torch
 
+    from fusion.analysis import analyze_model
     from fusion.losses import PerceptionNet
 
     with torch.random.fork_rng():  # `random` weights come from the global RNG: seeded, so reruns match

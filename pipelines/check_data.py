@@ -6,9 +6,8 @@ from __future__ import annotations
 import argparse
 
 from data.adapters import DATASET_NAMES
-from data.validation import check_dataset
+from data.dataset_check import check_dataset
 from pipelines.cli import run_cli
-
 
 # Ctrl-C (pipelines.run)
 RESUME_HINT = "rerun the same command to check again (it writes nothing)"

@@ -1,6 +1,6 @@
 """What every command line shares: the ``--set KEY=VALUE`` option and the error policy.
 
-Error policy: a typed input error (data.errors.InputError and its subclasses: config, dataset,
+Error policy: a typed input error (runtime.errors.InputError and its subclasses: config, dataset,
 image, checkpoint, run folder) is printed as one line on stderr, ``<command>: error: <message>``,
 and the command exits with code 2; any other exception is a bug and propagates with its traceback.
 """
@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from data.errors import InputError
+from runtime.errors import InputError
 
 
 def add_set_argument(parser: argparse.ArgumentParser, example: str) -> None:

@@ -1,9 +1,9 @@
-"""Configuration of ``fuse_then_detect``: dataclass sections read by the shared loader (data.config).
+"""Configuration of ``fuse_then_detect``: dataclass sections read by the shared loader (runtime.config).
 
 Everything is validated on load -- nested sections included (``dataset.synthetic``, inline
 ``methods[].train``) -- so that a typo or a missing file fails in the first second, not after an
 hour of training; all problems are reported at once. A relative ``dataset.root`` is relative to the
-repository root (data.experiments.config_data_path), whatever the current directory; the other
+repository root (runtime.profiles.config_data_path), whatever the current directory; the other
 relative paths (``runs_dir``, method checkpoints and folders) to the current working directory.
 """
 
@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data.config import ConfigError, apply_overrides, build, read_yaml_mapping
-from data.experiments import config_data_path, experiments_dir, resolve_experiment
 from detection.yolo import DetectorConfig
-from fusion.checkpoints import missing_checkpoint_message, resolve_checkpoint
+from fusion.shipped_weights import missing_checkpoint_message, resolve_checkpoint
 from pipelines.executor import ExecutorConfig
+from runtime.config import ConfigError, apply_overrides, build, read_yaml_mapping
+from runtime.profiles import config_data_path, experiments_dir, resolve_experiment
 
 EXPERIMENTS_DIR = experiments_dir()
 DEFAULT_CONFIG = EXPERIMENTS_DIR / "fuse_then_detect_demo.yaml"

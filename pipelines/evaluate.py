@@ -26,16 +26,16 @@ import numpy as np
 import pandas as pd
 
 from data.adapters import DatasetError, PairedImageDataset, open_dataset
-from data.config import ConfigError
+from data.dataset_check import bad_pairs
 from data.io import digest, file_sha256, index_images_by_stem, write_csv_atomic, write_text_atomic
-from data.validation import bad_pairs
 from fusion.baselines import BASELINES
-from fusion.checkpoints import missing_checkpoint_message, resolve_checkpoint
 from fusion.metrics import CONVENTIONS, load_image, resolve_metrics
+from fusion.shipped_weights import missing_checkpoint_message, resolve_checkpoint
 from pipelines.cli import configure_logging, run_cli
 from pipelines.fusion_metrics import per_image_metrics
 from pipelines.paper_columns import fusion_table_params, fusion_table_vs_paper, table7_params, table7_vs_paper
 from pipelines.reports import comparison_grid, markdown_table, summary_plain, write_summary
+from runtime.config import ConfigError
 
 LATENCY_SIZE = (480, 640)
 
@@ -271,7 +271,7 @@ def _log_mlflow(
     stems: list[str],
     paths: dict[str, Path],
 ) -> str:
-    from data.tracking import Tracker, default_tracking_uri
+    from runtime.tracking import Tracker, default_tracking_uri
 
     tracker = Tracker(
         args.tracking_uri or default_tracking_uri(out),
@@ -338,8 +338,8 @@ def _paper_beside_ours(dataset: str, paths: dict[str, Path], out: Path) -> dict[
 
 def _checkpoint_problem(checkpoint: str) -> str | None:
     """Why the S4Fusion checkpoint cannot be loaded (corrupt, not a model), or None."""
-    from data.errors import InputError
     from fusion.inference import load_model
+    from runtime.errors import InputError
 
     try:
         load_model(checkpoint)

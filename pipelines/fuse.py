@@ -29,14 +29,14 @@ from data.adapters import (
     open_dataset,
     scan_pairs,
 )
-from data.config import ConfigError
-from data.errors import RunFolderError, capped_list
+from data.dataset_check import bad_pairs
 from data.io import file_sha256, write_png_atomic, write_text_atomic
-from data.validation import bad_pairs
 from fusion.baselines import BASELINES
-from fusion.checkpoints import resolve_checkpoint
 from fusion.inference import make_fuser
+from fusion.shipped_weights import resolve_checkpoint
 from pipelines.cli import run_cli
+from runtime.config import ConfigError
+from runtime.errors import RunFolderError, capped_list
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,7 +13,7 @@ Outputs in ``--out`` (atomic): ``per_pair.csv`` (run, pair, method, metrics), ``
 paired t-test and Wilcoxon p, :func:`pipelines.statistics.paired_comparison`) and
 ``per_pair_differences.png`` (each pair's difference, coloured by run, with the mean and its 95%
 t-interval). Relative data roots in the configs are relative to the repository root, as in training
-(data.experiments.config_data_path), whatever the current directory.
+(runtime.profiles.config_data_path), whatever the current directory.
 """
 
 from __future__ import annotations
@@ -27,15 +27,15 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from data.config import ConfigError
-from data.errors import InputError
-from data.validation import bad_pairs
+from data.dataset_check import bad_pairs
 from data.io import write_csv_atomic, write_figure_atomic, write_text_atomic
 from fusion.baselines import BASELINES
 from fusion.metrics import CONVENTIONS, METRIC_DIRECTIONS, resolve_metrics
 from pipelines.cli import configure_logging, run_cli
 from pipelines.reports import render_markdown
 from pipelines.statistics import paired_comparison
+from runtime.config import ConfigError
+from runtime.errors import InputError
 
 DEFAULT_METRICS = ("SF", "AG", "Qabf", "VIF")
 

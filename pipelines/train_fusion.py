@@ -14,7 +14,6 @@ from pathlib import Path
 
 from pipelines.cli import add_set_argument, configure_logging, run_cli
 
-
 # Ctrl-C (pipelines.run)
 RESUME_HINT = (
     "rerun the same command with --resume to continue from the last checkpoint (<out>/checkpoints/last.pt)"

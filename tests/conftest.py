@@ -1,16 +1,17 @@
-"""Shared fixtures: the read-only ``../shared/data`` beside the checkout (CI has it there too)."""
+"""Fixtures every test folder shares: the same random state per module and test, the read-only
+``../shared/data`` beside the checkout (CI has it there too) and two TNO pairs. Plain helpers are in
+helpers.py (``from helpers import ...``): importing from a conftest is ambiguous once folders have their own."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported; see fusion/__init__.py
 
 import pytest
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("S4FUSE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+from helpers import SHARED_DATA
 
 
 def _seed_everything() -> None:
@@ -47,13 +48,12 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def search_runs(uri: str, experiment: str):
-    """mlflow.search_runs against ``uri`` (it reads the global tracking URI), restoring it after."""
-    import mlflow
-
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        return mlflow.search_runs(experiment_names=[experiment])
-    finally:
-        mlflow.set_tracking_uri(previous)
+@pytest.fixture()
+def small_tno(shared_data, tmp_path):
+    """TNO pairs 01 and 02 (gray IR and VIS) copied into ``ir/`` and ``vi/``."""
+    root = tmp_path / "tno"
+    for sub in ("ir", "vi"):
+        (root / sub).mkdir(parents=True)
+        for stem in ("01", "02"):
+            shutil.copy(shared_data / "samples" / "TNO" / sub / f"{stem}.png", root / sub / f"{stem}.png")
+    return root

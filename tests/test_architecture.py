@@ -9,13 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import REPO_ROOT
 
-from conftest import REPO_ROOT
-
-PACKAGES = ("data", "fusion", "detection", "pipelines")
+PACKAGES = ("runtime", "data", "fusion", "detection", "pipelines")
 # Imports flow down: a package may import itself and the floors below it.
-FLOOR = {"data": 0, "fusion": 1, "detection": 1, "pipelines": 2}
-MAX_CODE_LINES, MAX_FUNCTION_LINES = 400, 100
+FLOOR = {"runtime": 0, "data": 1, "fusion": 2, "detection": 2, "pipelines": 3}
+# Counted on ruff-formatted code (one argument per line where a call does not fit): 450 formatted lines
+# hold what 400 hand-packed lines held before the tree was formatted.
+MAX_CODE_LINES, MAX_FUNCTION_LINES = 450, 100
 
 
 def _modules() -> dict[str, Path]:
@@ -153,7 +154,7 @@ def _run(code: str) -> subprocess.CompletedProcess:
 
 def test_metrics_baselines_and_checkpoint_names_import_without_torch():
     proc = _run(
-        "import sys, fusion.metrics, fusion.baselines, fusion.checkpoints; print('torch' in sys.modules)"
+        "import sys, fusion.metrics, fusion.baselines, fusion.shipped_weights; print('torch' in sys.modules)"
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
@@ -221,7 +222,7 @@ def test_experiments_are_found_in_a_non_editable_install(tmp_path):
     )
     assert install.returncode == 0, install.stderr[-2000:]
     code = (
-        "from data.experiments import experiments_dir, resolve_experiment; "
+        "from runtime.profiles import experiments_dir, resolve_experiment; "
         "print(experiments_dir()); print(resolve_experiment('fuse_then_detect_demo.yaml'))"
     )
     proc = subprocess.run(

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 CHECK = REPO_ROOT / ".ci" / "check_slow_suite.py"
 FLOOR_FILE = REPO_ROOT / "tests" / "slow_floor.txt"
 

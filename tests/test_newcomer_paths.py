@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from pipelines.run import INTERRUPTED_EXIT, main
-from test_fuse_cli import small_tno  # noqa: F401 (a fixture: TNO pairs 01 and 02)
 
 
 def error_lines(capsys, command: str) -> list[str]:
@@ -169,7 +168,7 @@ def test_skip_bad_fuses_the_pairs_when_files_are_unpaired_and_caps_the_list(smal
 # ---- the demo checkpoint ------------------------------------------------------------------------
 def test_demo_is_accepted_wherever_a_checkpoint_is_taken(tmp_path):
     from fusion import S4Fusion
-    from fusion.checkpoints import resolve_checkpoint
+    from fusion.shipped_weights import resolve_checkpoint
     from pipelines.analyze import _checkpoints
 
     assert sum(p.numel() for p in S4Fusion.load("demo").parameters()) == sum(
@@ -206,10 +205,10 @@ def test_pyfunc_accepts_what_the_cli_accepts_and_its_errors_print_no_array(tmp_p
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
     from data.io import read_image
-    from data.tracking import Tracker
-    from fusion.checkpoints import resolve_checkpoint
     from fusion.inference import fuse_image_arrays, load_model
     from fusion.mlflow_model import log_s4fusion_model
+    from fusion.shipped_weights import resolve_checkpoint
+    from runtime.tracking import Tracker
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = Tracker(uri, "pyfunc")
@@ -239,11 +238,11 @@ def test_pyfunc_accepts_what_the_cli_accepts_and_its_errors_print_no_array(tmp_p
 def test_config_data_paths_resolve_from_another_directory(shared_data, tmp_path, monkeypatch):
     import os
 
-    from data.experiments import REPO_ROOT, config_data_path
     from fusion.train import TrainConfig
     from fusion.train.data import resolve_sources
     from pipelines.ablate.config import load_ablation_config
     from pipelines.config import load_config
+    from runtime.profiles import REPO_ROOT, config_data_path
 
     monkeypatch.chdir(tmp_path)  # not the repository root
     assert config_data_path("../shared/data") == REPO_ROOT / "../shared/data"
@@ -255,7 +254,7 @@ def test_config_data_paths_resolve_from_another_directory(shared_data, tmp_path,
     tno = os.path.relpath(shared_data / "samples" / "TNO", REPO_ROOT)
     assert not tno.startswith("/")
     assert (
-        load_config("fuse_then_detect_tiny.yaml", ["dataset={name: tno, root: %s}" % tno]).dataset.root == tno
+        load_config("fuse_then_detect_tiny.yaml", [f"dataset={{name: tno, root: {tno}}}"]).dataset.root == tno
     )
 
 
@@ -267,7 +266,7 @@ def test_a_real_sigint_during_fuse_prints_one_line_and_the_rerun_resumes(small_t
     import sys
     import time
 
-    from conftest import REPO_ROOT
+    from helpers import REPO_ROOT
 
     out = tmp_path / "out"
     argv = [

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from data.config import ConfigError, build
+from data.color import rgb_to_ycbcr
 from data.io import FolderIndexError, index_images_by_stem, write_png_atomic
 from fusion.baselines import fuse_baseline
-from data.color import rgb_to_ycbcr
 from fusion.inference import fuse, fuse_image_arrays
 from fusion.model import S4Fusion, S4FusionConfig
+from runtime.config import ConfigError, build
 
 TINY = {"size": "tiny"}
 
@@ -97,7 +97,7 @@ class _Outer:
 
 
 def test_config_loader_coerces_and_reports_every_problem_with_its_path():
-    from data.config import apply_overrides
+    from runtime.config import apply_overrides
 
     raw = apply_overrides({"items": [{"lr": 1}]}, ["inner.lr=1e-3", "items.0.steps=[1, 2]"])
     cfg = build(_Outer, raw)

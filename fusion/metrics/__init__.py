@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from data.config import ConfigError, match_names
 from data.io import read_image
 from fusion.metrics import mmif, vifb
+from runtime.config import ConfigError, match_names
 
 # +1: higher is better, -1: lower is better
 METRIC_DIRECTIONS: dict[str, int] = {

@@ -85,7 +85,7 @@ def _fill_decays(delta_t, A, d, out, out_bits, row, polynomial_exp):  # pragma: 
 
     Indices instead of row views: a view per time step costs numba a reference count update. Inlined, it
     compiles with the kernels' reassoc/contract flags; the range reduction x - k*ln2 keeps its accuracy
-    under them (tests/test_selective_scan.py measures the kernel's decays against float64 exp).
+    under them (tests/fusion/ops/test_selective_scan.py measures the kernel's decays against float64 exp).
     Arguments below -87 (subnormal results, only from decays < 1.7e-38) return exp(-87); above 88, exp(88).
     """
     if not polynomial_exp:

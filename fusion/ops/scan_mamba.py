@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import functools
 import importlib
+from collections.abc import Callable
 from types import ModuleType
-from typing import Callable
 
 import torch
 from torch import Tensor

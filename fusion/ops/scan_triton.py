@@ -36,7 +36,7 @@ Launch: the forward's channels per program and warps are ``triton.autotune`` con
 fastest); the backward's channels per program are chosen here (they size the dB/dC buffer) and its warps are
 tuned. A tile is BLOCK_L = 64 steps up to N_PAD 16 and 32 steps at N_PAD 32 (:func:`tile_length`: the same
 floats per channel), and warps are sized so a tile tensor is <= 8 (forward) / 4 (backward) floats per
-thread, so nothing spills at S4Fusion's d_state 12 and 18 (``tests/test_scan_triton_compile.py`` compiles them all for sm_80 and sm_90 and checks ptxas).
+thread, so nothing spills at S4Fusion's d_state 12 and 18 (``tests/fusion/ops/test_scan_triton_compile.py`` compiles them all for sm_80 and sm_90 and checks ptxas).
 
 Only ``tl.exp``/``tl.log`` are used (no libdevice externs), softplus' log1p via log(w)*e/(w-1), w = 1+e.
 With ``TRITON_INTERPRET=1`` in the environment before Triton is first imported, the kernels run in Triton's

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from data.config import flatten
-from data.errors import InputError
 from data.io import write_atomic
+from runtime.config import flatten
+from runtime.errors import InputError
 
 CHECKPOINT_FORMAT = "s4fuse-train-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -33,7 +33,7 @@ class CheckpointError(InputError, RuntimeError):
     """A training checkpoint is unreadable, incomplete, tampered with or incompatible."""
 
 
-def _digest(obj: Any, h: "hashlib._Hash") -> None:
+def _digest(obj: Any, h: hashlib._Hash) -> None:
     if isinstance(obj, torch.Tensor):
         t = obj.detach().cpu().contiguous()
         h.update(f"T{t.dtype}{tuple(t.shape)}".encode())

@@ -1,4 +1,4 @@
-"""The training configuration: dataclass sections read from YAML by the shared loader (data.config)."""
+"""The training configuration: dataclass sections read from YAML by the shared loader (runtime.config)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from data.config import ConfigError, apply_overrides, build, read_yaml_mapping, to_plain
 from fusion.losses import LossConfig
 from fusion.validation import ValidationConfig
+from runtime.config import ConfigError, apply_overrides, build, read_yaml_mapping, to_plain
 
 
 @dataclass
@@ -90,7 +90,7 @@ class TrainConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)  # held-out metrics at val_every
 
     def validate(self) -> list[str]:
-        """Checks across sections, run on load (data.config.build)."""
+        """Checks across sections, run on load (runtime.config.build)."""
         from fusion.model import S4FusionConfig  # torch: only when a training config is built
 
         try:
@@ -118,16 +118,16 @@ class TrainConfig:
         d: Mapping[str, Any],
         overrides: Sequence[str] | Mapping[str, Any] | None = None,
         source: str = "config",
-    ) -> "TrainConfig":
+    ) -> TrainConfig:
         """Build from plain data; ``overrides`` are ``"a.b.0.c=VALUE"`` strings or a mapping."""
         return build(cls, apply_overrides(to_plain(dict(d)), overrides), source)
 
     @classmethod
     def from_yaml(
         cls, path: str | os.PathLike, overrides: Sequence[str] | Mapping[str, Any] | None = None
-    ) -> "TrainConfig":
+    ) -> TrainConfig:
         """Load a YAML config (a bare name is looked up among the shipped experiments)."""
-        from data.experiments import resolve_experiment
+        from runtime.profiles import resolve_experiment
 
         path = resolve_experiment(path)
         return cls.from_dict(read_yaml_mapping(path), overrides, source=str(path))

@@ -63,6 +63,6 @@ class TrainCost:
         return {**dataclasses.asdict(self), "load_mean": self.load_mean}
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "TrainCost":
+    def from_dict(cls, d: dict | None) -> TrainCost:
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in (d or {}).items() if k in fields})

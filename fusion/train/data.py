@@ -17,14 +17,14 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from data.adapters import DatasetError, PairedImageDataset, open_dataset
 from data.color import to_gray
-from data.config import ConfigError
-from data.experiments import config_data_path
+from data.dataset_check import bad_pairs
 from data.splits import build_fusion_mix
 from data.transforms import PairedAugment
-from data.validation import bad_pairs
 from fusion.train.config import DataSource, TrainConfig
 from fusion.train.distributed import DistContext
 from fusion.validation import HeldOutValidation
+from runtime.config import ConfigError
+from runtime.profiles import config_data_path
 
 
 class PairedCropDataset(Dataset):

@@ -18,12 +18,8 @@ import yaml
 from PIL import Image
 from tqdm import tqdm
 
-from data.config import ConfigError, flatten
-from data.errors import RunFolderError
 from data.io import digest, write_atomic, write_text_atomic
-from data.kill_points import kill_point
 from data.splits import split_hash, write_split
-from data.tracking import RunHandle, Tracker, default_tracking_uri
 from fusion.losses import S4FusionLoss
 from fusion.model import S4Fusion
 from fusion.train.checkpoint import (
@@ -44,6 +40,10 @@ from fusion.train.ema import build_ema
 from fusion.train.schedule import build_optimizer
 from fusion.train.val_grid import validation_grid
 from fusion.validation import record_metrics
+from runtime.config import ConfigError, flatten
+from runtime.errors import RunFolderError
+from runtime.kill_points import kill_point
+from runtime.tracking import RunHandle, Tracker, default_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -350,8 +350,8 @@ class Trainer:
             export_path = self.result_model.save_exported(self.out_dir / EXPORT_NAME)
             if self.run is not None:
                 from fusion.mlflow_model import (
-                    log_training_split,
                     log_s4fusion_model,
+                    log_training_split,
                 )  # mlflow only when tracking
 
                 self.run.log_artifact(export_path, "model")

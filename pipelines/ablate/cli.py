@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 
-from data.config import ConfigError
 from pipelines.ablate.config import AblationConfig, load_ablation_config
 from pipelines.cli import add_run_folder_arguments, add_set_argument, run_cli, run_folder_overrides
+from runtime.config import ConfigError
 
 DEFAULT_CONFIG = "table5_cpu.yaml"
 

@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data.config import (
+from fusion.train.config import DataSource, TrainConfig
+from pipelines.config import TrackingConfig
+from pipelines.executor import ExecutorConfig
+from runtime.config import (
     ConfigError,
     apply_overrides,
     build,
@@ -25,10 +28,7 @@ from data.config import (
     read_yaml_mapping,
     to_plain,
 )
-from data.experiments import config_data_path, resolve_experiment
-from fusion.train.config import DataSource, TrainConfig
-from pipelines.config import TrackingConfig
-from pipelines.executor import ExecutorConfig
+from runtime.profiles import config_data_path, resolve_experiment
 
 PERCEPTUAL = {"MUSIQ": "musiq", "TOPIQ": "topiq_nr"}  # Table V column -> pyiqa metric
 _NAME = re.compile(r"[^a-z0-9]+")

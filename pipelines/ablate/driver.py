@@ -17,12 +17,12 @@ from typing import Any
 import yaml
 
 from data.io import digest, file_sha256, write_text_atomic
-from data.tracking import Tracker, default_tracking_uri, environment_info
 from pipelines.ablate.config import PERCEPTUAL, AblationConfig, Variant
 from pipelines.ablate.jobs import VariantResult, VariantSpec, run_variant
 from pipelines.ablate.report import write_table5
 from pipelines.executor import Job, JobFailure, make_executor
 from pipelines.paper_columns import table5_params
+from runtime.tracking import Tracker, default_tracking_uri, environment_info
 
 
 @dataclass

@@ -78,8 +78,8 @@ def run_variant(ctx: JobContext, spec: VariantSpec) -> VariantResult:
 def train_stage(spec: VariantSpec, ctx: JobContext) -> tuple[Path, bool]:
     """The variant's exported model (trained unless the run folder has it; training resumes from
     its own checkpoints). Returns (path, trained in this call)."""
-    from data.tracking import Tracker
     from fusion.train import TrainConfig, train
+    from runtime.tracking import Tracker
 
     out = Path(spec.run_dir) / "train" / f"{spec.slug}-{digest(spec.train)}"
     done = read_done(out)

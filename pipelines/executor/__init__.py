@@ -8,7 +8,7 @@ every side effect that must happen once, e.g. MLflow: executors never touch it.
 
 ``SerialExecutor`` runs in this process and needs no Ray; ``RayExecutor`` submits Ray tasks
 (``pip install -e '.[ray]'``) and imports ``ray`` only when used. Imports: the standard library,
-tqdm, (lazily) ray, and data.errors (bad input -- :class:`data.errors.InputError` -- fails a job at
+tqdm, (lazily) ray, and runtime.errors (bad input -- :class:`runtime.errors.InputError` -- fails a job at
 once: retrying cannot fix it).
 """
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from data.errors import InputError
+from runtime.errors import InputError
 
 JobKey = tuple[Hashable, ...]
 EXECUTOR_KINDS = ("serial", "ray")
@@ -136,8 +136,8 @@ class JobFailure:
         return f"job {self.key} failed: {self.error}"
 
 
-def call_job(fn: Callable[..., Any], ctx: "JobContext", kwargs: Mapping[str, Any]) -> Any:
-    """``fn(ctx, **kwargs)``, with bad input (:class:`data.errors.InputError`: a config error, a
+def call_job(fn: Callable[..., Any], ctx: JobContext, kwargs: Mapping[str, Any]) -> Any:
+    """``fn(ctx, **kwargs)``, with bad input (:class:`runtime.errors.InputError`: a config error, a
     corrupt file) returned as a permanent :class:`JobFailure` instead of raised: a retry cannot fix
     it, and an exception returned is one neither executor retries (Ray retries what a task raises)."""
     try:
@@ -234,7 +234,7 @@ class Executor(ABC):
         # filled before ``on_job_end`` is called for it
         self.placement: dict[JobKey, str] = {}
 
-    def __enter__(self) -> "Executor":
+    def __enter__(self) -> Executor:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -99,7 +99,7 @@ class RayExecutor(Executor):
         self._refs: dict[Any, JobKey] = {}
         self._num_gpus = 0.0
 
-    def __enter__(self) -> "RayExecutor":
+    def __enter__(self) -> RayExecutor:
         ray = self._ray
         if not ray.is_initialized():
             try:

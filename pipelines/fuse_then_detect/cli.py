@@ -6,8 +6,6 @@ import argparse
 import json
 import sys
 
-from data.config import ConfigError
-from data.errors import RunFolderError
 from pipelines.cli import (
     add_run_folder_arguments,
     add_set_argument,
@@ -16,6 +14,8 @@ from pipelines.cli import (
     run_folder_overrides,
 )
 from pipelines.config import PipelineConfig, load_config
+from runtime.config import ConfigError
+from runtime.errors import RunFolderError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from data.io import read_csv_cached
-from data.tracking import RunHandle
 from pipelines.config import MethodConfig, PipelineConfig
 from pipelines.executor import Job, JobContext
 from pipelines.fuse_then_detect import stages
 from pipelines.fuse_then_detect.types import DetectorOutput, FusionOutput, PreparedData
+from runtime.tracking import RunHandle
 
 # Fault injection for the retry/failure tests: the env var names a JSON file of rules
 # [{"key": ["detect", "VI", 1], "times": 1}] (times: failing attempts; null = always). Unset: no effect.
@@ -34,7 +34,7 @@ FAULTS_ENV = "S4FUSE_INJECT_JOB_FAULTS"
 
 
 class RecordingTracker:
-    """Stands in for data.tracking.Tracker in a job: records the calls the driver replays.
+    """Stands in for runtime.tracking.Tracker in a job: records the calls the driver replays.
 
     With ``path`` every call is also appended to that JSON-lines file (in the training's own folder),
     so a training killed and resumed keeps what it logged before: :meth:`last_step` then tells the

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data.tracking import Tracker
 from pipelines.fuse_then_detect.types import PreparedData
+from runtime.tracking import Tracker
 
 MODEL_NAME = "s4fusion"
 NOTE_TAG = "mlflow.note.content"  # a run's description, rendered as Markdown on its run page

@@ -15,9 +15,7 @@ from typing import Any
 from tqdm import tqdm
 
 from data.adapters import DatasetError, open_dataset
-from data.config import ConfigError
-from data.errors import RunFolderError
-from data.experiments import config_data_path
+from data.dataset_check import bad_pairs
 from data.io import (
     digest,
     file_sha256,
@@ -27,18 +25,20 @@ from data.io import (
     write_png_atomic,
     write_text_atomic,
 )
-from data.kill_points import kill_point
 from data.splits import SplitMismatchError, split_stems, write_split
-from data.tracking import RunHandle
-from data.validation import bad_pairs
 from data.yolo_export import export_yolo, yolo_dataset_yaml
 from detection.coco_eval import CocoMetrics, coco_map, ground_truth_from_yolo
 from detection.yolo import DetectionResult, train_and_evaluate
-from fusion.checkpoints import resolve_checkpoint
+from fusion.shipped_weights import resolve_checkpoint
 from pipelines.cache import DONE, commit, fresh_tmp, read_done
 from pipelines.config import MethodConfig, PipelineConfig
 from pipelines.fuse_then_detect.types import FusedImages, PreparedData, image_for
 from pipelines.fusion_metrics import metrics_cache_file, per_image_metrics
+from runtime.config import ConfigError
+from runtime.errors import RunFolderError
+from runtime.kill_points import kill_point
+from runtime.profiles import config_data_path
+from runtime.tracking import RunHandle
 
 log = logging.getLogger(__name__)
 
