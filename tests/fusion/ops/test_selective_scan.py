@@ -217,7 +217,7 @@ def test_long_sequence_float32_is_stable(backend, long_sequence_case):
 
 _THREAD_RUNS = """
 import sys, numba, torch
-sys.path.insert(0, "tests")
+sys.path[:0] = ["tests", "tests/fusion/ops"]
 from test_selective_scan import make_inputs, run_with_grads
 inputs = make_inputs(length=300, groups=2, dtype=torch.float32, seed=11)  # 2 x 8 channels: work for 3 threads
 runs = {}

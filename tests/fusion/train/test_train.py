@@ -489,8 +489,8 @@ def test_cli_logs_to_mlflow(tmp_path, monkeypatch):
 DDP_SCRIPT = textwrap.dedent("""
     import sys, warnings
     warnings.simplefilter("ignore")
-    sys.path[:0] = [{repo!r}, {repo!r} + "/tests"]  # tests/ too: test_train imports conftest
-    from tests.test_train import tiny_config
+    sys.path[:0] = [{repo!r}, {repo!r} + "/tests", {repo!r} + "/tests/fusion/train"]  # test_train imports helpers
+    from test_train import tiny_config
     from fusion.train import train
     train(tiny_config(max_steps=2), {out!r})
 """)
