@@ -1,17 +1,17 @@
 """The demo's run record: ``fuse_then_detect`` run by each executor asked for, into fresh run folders,
-each in its own subprocess, written with where it ran into a results file that the README quotes.
+each in its own subprocess, written with where it ran into a results file that docs/benchmarks.md quotes.
 
     python -m bench.demo_record --executors ray,serial   # the demo profile: Ray (= make demo), then serial
     python -m bench.demo_record --config fuse_then_detect_tiny.yaml --seeds 0,1 --executors serial,ray \\
-        --record runs/bench_executor/record.json --readme none   # docs/benchmarks.md's executor benchmark
+        --record runs/bench_executor/record.json --doc none   # docs/benchmarks.md's executor benchmark
 
 The record (``--record``, default ``docs/results/demo_record.json``, written atomically) holds the
 date (UTC), the commit (``+dirty`` when tracked files differ from it), the CPU model and count, the
 CPUs (= torch threads) a job gets, the python/torch/ultralytics versions, the profile, and per
 executor: the command, its wall time (Ray's start included), the pipeline's own time
-(``timings.json``), mAP@50 per method (``report/table6.csv``) and the verdict line. The README block
-between :data:`BEGIN` and :data:`END` is rendered from it, and its bar chart copied from the first
-run's report (``--readme``; ``none`` leaves both alone);
+(``timings.json``), mAP@50 per method (``report/table6.csv``) and the verdict line. The block between
+:data:`BEGIN` and :data:`END` of docs/benchmarks.md (``--doc``; the README links it) is rendered from it,
+and its bar chart (which the README shows) copied from the first run's report (``none`` leaves both alone);
 ``tests/bench/test_demo_record.py`` checks that the committed block is the rendering of the committed record.
 
 Ray runs on a local instance of ``--ray-cpus`` CPUs that the subprocess starts itself (never one
@@ -40,7 +40,8 @@ from fusion.train.cost import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RECORD = REPO / "docs" / "results" / "demo_record.json"
-DEMO_FIGURE = "docs/images/demo_table6_map50.png"  # relative to the README's folder
+DEFAULT_DOC = REPO / "docs" / "benchmarks.md"  # the document holding the rendered block
+DEMO_FIGURE = "images/demo_table6_map50.png"  # relative to that document's folder (docs/)
 BEGIN, END = (
     "<!-- demo-record: rendered from the record by python -m bench.demo_record -->",
     "<!-- /demo-record -->",
@@ -129,7 +130,7 @@ def run_pipeline(
 
 
 def render(record: dict | None, record_link: str) -> str:
-    """The README block (markers included) for ``record`` (``None``: no run recorded yet)."""
+    """The docs block (markers included) for ``record`` (``None``: no run recorded yet)."""
     if record is None:
         return "\n".join([BEGIN, NO_RECORD, END])
     env, runs = record["environment"], record["runs"]
@@ -177,15 +178,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/demo_record"), help="run folders (replaced)")
     parser.add_argument("--record", type=Path, default=DEFAULT_RECORD, help="the record file (JSON)")
     parser.add_argument(
-        "--readme", default=str(REPO / "README.md"), help="README to render the record into, or none"
+        "--doc",
+        "--readme",
+        dest="doc",
+        default=str(DEFAULT_DOC),
+        help="Markdown file to render the record into (docs/benchmarks.md), or none",
     )
     args = parser.parse_args(argv)
     kinds = [k.strip() for k in args.executors.split(",") if k.strip()]
     if not kinds or set(kinds) - {"serial", "ray"}:
         parser.error(f"--executors: serial and/or ray, got {args.executors!r}")
-    readme = None if args.readme.lower() == "none" else Path(args.readme)
-    if readme is not None and BEGIN not in readme.read_text(encoding="utf-8"):  # before the long runs
-        parser.error(f"--readme {readme} has no {BEGIN} block; pass --readme none")
+    doc = None if args.doc.lower() == "none" else Path(args.doc)
+    if doc is not None and BEGIN not in doc.read_text(encoding="utf-8"):  # before the long runs
+        parser.error(f"--doc {doc} has no {BEGIN} block; pass --doc none")
     record = {
         "profile": Path(args.config).stem,
         "environment": environment(),
@@ -193,12 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     write_text_atomic(args.record, json.dumps(record, indent=2) + "\n")
     print(f"record: {args.record}")
-    if readme is not None:
-        link = os.path.relpath(args.record.resolve(), readme.resolve().parent)
-        write_text_atomic(readme, replace_block(readme.read_text(encoding="utf-8"), render(record, link)))
+    if doc is not None:
+        link = os.path.relpath(args.record.resolve(), doc.resolve().parent)
+        write_text_atomic(doc, replace_block(doc.read_text(encoding="utf-8"), render(record, link)))
         figure = args.out / kinds[0] / "report" / "table6_map50.png"  # the README's chart, from the same run
-        shutil.copyfile(figure, readme.resolve().parent / DEMO_FIGURE)
-        print(f"rendered into {readme} and {DEMO_FIGURE}")
+        shutil.copyfile(figure, doc.resolve().parent / DEMO_FIGURE)
+        print(f"rendered into {doc} and {doc.resolve().parent / DEMO_FIGURE}")
     print(render(record, str(args.record)))
     return 0
 

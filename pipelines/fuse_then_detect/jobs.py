@@ -110,7 +110,7 @@ def _job_threads(n: int):
     """A job computes with the CPUs it reserved, whichever executor runs it, and starts from torch's
     default algorithms whatever ran before it in this process (ultralytics turns deterministic
     algorithms on and leaves them on, which changes some CPU kernels' rounding), so that serial, Ray
-    and resumed runs give the same results (also a second run in one process: docs/testing.md)."""
+    and resumed runs give the same results (also a second run in one process: CHANGELOG.md, 2026-11-30)."""
     import torch
 
     previous = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()

@@ -10,7 +10,7 @@ before any work.
 One serial and one Ray run are shared by the Ray tests; the failure and resume tests reuse the Ray
 run's committed stages, so they retrain only the detectors they remove. That serial run is the
 second pipeline run in this process: it must equal Ray's fresh workers (it did not while numba's
-first scan reset torch's thread count mid-job, docs/testing.md), which is why both live in one
+first scan reset torch's thread count mid-job, CHANGELOG.md 2026-11-30), which is why both live in one
 module (pytest-xdist keeps a module on one worker).
 """
 
