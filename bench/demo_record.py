@@ -35,6 +35,7 @@ from pathlib import Path
 
 import yaml
 
+from bench.doc_blocks import replace_between
 from data.io import write_text_atomic
 from fusion.train.cost import cpu_model
 
@@ -161,10 +162,7 @@ def render(record: dict | None, record_link: str) -> str:
 
 def replace_block(text: str, block: str) -> str:
     """``text`` with the block between :data:`BEGIN` and :data:`END` replaced by ``block``."""
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
-        raise ValueError(f"no block {BEGIN} ... {END} to replace")
-    return text[:start] + block + text[end + len(END) :]
+    return replace_between(text, BEGIN, END, block)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,6 +41,7 @@ import numpy as np
 
 from bench.scaling_stage import STAGES
 from data.io import write_text_atomic
+from fusion.train.cost import cpu_model
 
 SIZES = {"quick": (25, 100, 200), "default": (100, 400, 1000), "full": (525, 1050, 2100, 4200)}
 S4FUSION_EVERY = {"quick": 32, "default": 16, "full": 16}
@@ -243,15 +244,16 @@ def plot(stages: dict[str, list[dict]], slopes: dict, path: Path) -> None:
 
 
 def extrapolate(stages: dict[str, list[dict]], slopes: dict, n_target: int) -> dict:
-    """Each stage at ``n_target`` pairs from its largest measured size and its slope (at least 1: a
-    slope below 1 comes from fixed costs that do not shrink the per-image work)."""
+    """Each stage at ``n_target`` pairs from its largest measured size and its CPU-time slope (at
+    least 1: a slope below 1 comes from fixed costs that do not shrink the per-image work). Wall time
+    uses the same exponent: its own slope measures how the machine's load changed during the run."""
     out = {}
     for name, points in stages.items():
         last = points[-1]
-        factor = {k: (n_target / last["n"]) ** max(1.0, slopes[name][k]) for k in ("cpu", "wall")}
+        factor = (n_target / last["n"]) ** max(1.0, slopes[name]["cpu"])
         out[name] = {
-            "cpu_s": round(last["cpu_s"] * factor["cpu"], 1),
-            "wall_s": round(last["wall_s"] * factor["wall"], 1),
+            "cpu_s": round(last["cpu_s"] * factor, 1),
+            "wall_s": round(last["wall_s"] * factor, 1),
             "disk_mb": round(last["disk_mb"] * n_target / last["n"], 1),
         }
     return out
@@ -362,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         "s4fusion_every": args.s4fusion_every,
         "mode": mode_name,
         "machine": {
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": cpu_model(),
             "cores": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
@@ -381,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'ok  ' if c['ok'] else 'FAIL'} {c['check']}")
     print(
         f"wrote {out / 'scaling.json'} and {out / 'scaling.png'} ({summary['bench_wall_s'] / 60:.1f} min); "
-        f"{len(failed)} check(s) failed",
+        f"{len(failed)} check(s) failed; into the docs: python -m bench.scaling_report {out / 'scaling.json'}",
         flush=True,
     )
     return 1 if failed else 0
