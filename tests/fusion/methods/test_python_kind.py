@@ -56,6 +56,18 @@ def test_identity_is_target_and_module_source_hash_and_follows_an_edit(tmp_path,
     assert PythonMethod("Mine", "edited_fusion:fuse").identity() != first  # edited: not the cached images
 
 
+def test_only_the_targets_own_module_is_hashed(tmp_path, monkeypatch):
+    """docs/pipeline.md: an edit in a module the target imports is not seen (a documented limit)."""
+    (tmp_path / "helper_for_fusion.py").write_text("SCALE = 1\n")
+    (tmp_path / "uses_helper.py").write_text(
+        "import helper_for_fusion\n\n\ndef fuse(ir, vi):\n    return ir\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first = PythonMethod("M", "uses_helper:fuse").identity()
+    (tmp_path / "helper_for_fusion.py").write_text("SCALE = 2\n")
+    assert PythonMethod("M", "uses_helper:fuse").identity() == first
+
+
 def test_without_a_source_file_the_installed_version_is_the_identity(monkeypatch):
     import inspect
 
@@ -128,6 +140,25 @@ def test_registry_is_the_one_place_kinds_are_named():
         "path or mapping)"
     ]
     assert method_from_config("G", "baseline", {"baseline": "gff"}).label == "baseline gff"
+    # docs/pipeline.md "Method kinds": only S4Fusion wants a GPU
+    gpu = {k: [c.needs_gpu for c in classes] for k, classes in METHOD_KINDS.items()}
+    assert gpu == {
+        "source": [False],
+        "baseline": [False],
+        "s4fusion": [True, True],
+        "precomputed": [False],
+        "python": [False],
+    }
     spec = method_from_spec("Named=plugins.my_fusion:brightest")
     assert (spec.name, spec.kind, spec.needs_gpu) == ("Named", "python", False)
     assert "plugins.my_fusion" in sys.modules
+
+
+def test_the_registry_imports_without_torch():
+    """fusion/__init__.py: ``methods`` imports torch only when a model fuses (configs load fast)."""
+    import subprocess
+
+    from helpers import REPO_ROOT
+
+    code = "import sys, fusion.methods, pipelines.config; assert 'torch' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT).returncode == 0
