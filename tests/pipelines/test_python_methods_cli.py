@@ -148,3 +148,25 @@ def test_readme_bring_your_own_method_example_runs_as_shown(tmp_path):
         assert config_problems("python", {"target": method["target"]}) == []
     finally:
         _sys.path.remove(str(plugin))
+
+
+def test_fuse_device_reaches_setup_of_a_class_target(tmp_path):
+    """docs/pipeline.md: a class target is instantiated once and ``setup`` gets ``fuse --device``."""
+    plugin = tmp_path / "plugin"
+    plugin.mkdir()
+    record = tmp_path / "setup.txt"
+    (plugin / "with_setup.py").write_text(
+        "class Fuse:\n"
+        "    def setup(self, device):\n"
+        f"        open({str(record)!r}, 'a').write(str(device) + '\\n')\n"
+        "    def __call__(self, ir, vi):\n"
+        "        return ir\n"
+    )
+    data = _pairs(tmp_path / "data")
+    argv = ("fuse", "--ir", str(data / "ir"), "--vi", str(data / "vi"), "--method", "with_setup:Fuse")
+    done = _run(*argv, "--device", "cuda:7", "--out", str(tmp_path / "out"), plugin_dir=plugin)
+    assert done.returncode == 0, done.stderr
+    assert record.read_text() == "cuda:7\n"  # once, for both pairs
+    assert np.array_equal(
+        read_image(tmp_path / "out" / "b.png", "unchanged"), read_image(data / "ir" / "b.png", "gray")
+    )

@@ -99,3 +99,23 @@ def test_a_wrong_output_fails_the_fusion_naming_method_and_image(inputs, mlflow_
     assert "method 'Mine' returned a uint8 array of shape" in str(err.value) and "for image '" in str(
         err.value
     )
+
+
+def test_fuse_then_detect_and_evaluate_set_a_class_target_up_on_the_cpu(inputs, mlflow_db, tmp_path):
+    """docs/pipeline.md: evaluate and fuse_then_detect fuse on the CPU: ``setup`` gets ``cpu``."""
+    from plugins.my_fusion import Blend
+
+    from fusion.methods import MethodInputs
+    from pipelines.evaluate import fused_images, resolve_methods
+    from pipelines.fuse_then_detect import stages
+
+    cfg = make_cfg(inputs, tmp_path / "run", mlflow_db, "cpu", methods=_methods("plugins.my_fusion:Blend"))
+    data = stages.prepare_data(cfg, cfg.run_dir, progress=False)
+    Blend.device = None
+    stages.fuse_method(cfg.methods[2], data, cfg.run_dir, "k", MethodInputs(), progress=False)
+    assert Blend.device == "cpu"
+
+    Blend.device = None
+    stems = data.all_stems()[:1]
+    (entry,) = resolve_methods(["plugins.my_fusion:Blend"], data.dataset, stems, None, False)
+    assert fused_images(entry, data.dataset)(stems[0]).dtype == np.uint8 and Blend.device == "cpu"
