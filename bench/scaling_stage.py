@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from data.io import write_text_atomic
+from fusion.methods import MethodInputs
 from pipelines.config import PipelineConfig, load_config
 from pipelines.fuse_then_detect import stages
 from pipelines.fuse_then_detect.orchestration import run_pipeline
@@ -37,7 +38,7 @@ def _method(cfg: PipelineConfig, name: str):
 
 
 def _classical_fused(cfg: PipelineConfig, data) -> tuple[str, Path]:
-    key = stages.fused_key(_method(cfg, CLASSICAL), data, None, None)
+    key = stages.fused_key(_method(cfg, CLASSICAL), data, MethodInputs())
     return key, cfg.run_dir / "fused" / f"{CLASSICAL}-{key}"
 
 
@@ -50,9 +51,9 @@ def dataset_check(cfg: PipelineConfig, args) -> tuple[list[Path], int]:
 def fuse_classical(cfg: PipelineConfig, args) -> tuple[list[Path], int]:
     data = stages.prepare_data(cfg, cfg.run_dir, progress=False)
     key, _ = _classical_fused(cfg, data)
-    return [stages.fuse_method(_method(cfg, CLASSICAL), data, cfg.run_dir, key, None, progress=False)], len(
-        data.all_stems()
-    )
+    return [
+        stages.fuse_method(_method(cfg, CLASSICAL), data, cfg.run_dir, key, MethodInputs(), progress=False)
+    ], len(data.all_stems())
 
 
 def fuse_s4fusion(cfg: PipelineConfig, args) -> tuple[list[Path], int]:
@@ -61,11 +62,11 @@ def fuse_s4fusion(cfg: PipelineConfig, args) -> tuple[list[Path], int]:
         data, split={part: stems[:: args.s4fusion_every] for part, stems in data.split.items()}
     )
     method = _method(cfg, S4FUSION)
-    checkpoint = stages.s4fusion_checkpoint(method, None, cfg.run_dir)
-    key = stages.fused_key(method, sample, checkpoint, None)
+    inputs = method.method().prepare()  # a given checkpoint (the scaling profile trains none)
+    key = stages.fused_key(method, sample, inputs)
     # the sample's own folder: the key names the data, not which images of it were sampled
     out = stages.fuse_method(
-        method, sample, cfg.run_dir / f"s4fusion_every{args.s4fusion_every}", key, checkpoint, progress=False
+        method, sample, cfg.run_dir / f"s4fusion_every{args.s4fusion_every}", key, inputs, progress=False
     )
     return [out], len(sample.all_stems())
 

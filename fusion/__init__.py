@@ -4,8 +4,9 @@
 ablation interactions) -> ``model`` (S4Fusion, config, official checkpoints); ``inference``,
 ``flops``, ``losses``, ``train`` (package), ``analysis`` (Table VIII, Fig. 13), ``mlflow_model`` (a trained
 model as an MLflow pyfunc) build on them; ``paper``
-hands out the paper's printed values (``paper_s4fusion.yaml``); ``baselines``, ``metrics`` and
-``shipped_weights`` (shipped checkpoint names) import without torch (the model is exposed lazily below). May import data/
+hands out the paper's printed values (``paper_s4fusion.yaml``); ``methods`` (the FusionMethod
+interface and registry of every method kind) imports torch only when a model fuses; ``baselines``,
+``metrics`` and ``shipped_weights`` (shipped checkpoint names) import without torch (the model is exposed lazily below). May import data/
 and runtime/;
 never detection/ or pipelines/.
 """

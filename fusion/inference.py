@@ -11,7 +11,6 @@ as three equal channels -- gives a gray result.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -76,27 +75,3 @@ def load_model(
     """Load any checkpoint :meth:`S4Fusion.load` accepts (or ``"demo"``), in eval mode on ``device``."""
     overrides = {"scan_backend": scan_backend} if scan_backend else {}
     return S4Fusion.load(resolve_checkpoint(path), **overrides).to(device).eval()
-
-
-def make_fuser(
-    method: str,
-    checkpoint: str | os.PathLike | None = None,
-    device: str | torch.device = "cpu",
-    scan_backend: str | None = None,
-) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """``(ir_u8, vi_u8) -> fused_u8`` for ``method``: ``"s4fusion"`` (needs ``checkpoint``: a file or
-    ``"demo"``, the shipped demo weights) or a name of
-    :data:`fusion.baselines.BASELINES`. Every method follows the same color policy (module docstring)."""
-    from fusion.baselines import BASELINES, fuse_baseline
-
-    if method == "s4fusion":
-        if checkpoint is None:
-            raise ValueError(
-                "the s4fusion method needs a checkpoint (the official model.pkl, a model "
-                "exported by `python -m pipelines.run train_fusion`, or 'demo')"
-            )
-        model = load_model(checkpoint, device=device, scan_backend=scan_backend)
-        return lambda ir, vi: fuse_image_arrays(model, ir, vi)
-    if method not in BASELINES:
-        raise KeyError(f"unknown fusion method {method!r}; expected 's4fusion' or one of {sorted(BASELINES)}")
-    return lambda ir, vi: fuse_baseline(method, ir, vi)

@@ -3,7 +3,7 @@
     from fusion.validation import ValidationConfig, HeldOutValidation, fuser_metrics
     fuser_metrics(fuser, pairs, metrics=("SF", "AG", "Qabf", "VIF")) -> {"Qabf": mean, ...}
 
-A *fuser* is ``(ir_u8, vi_u8) -> fused_u8`` (``fusion.inference.make_fuser`` returns one; color VIS is
+A *fuser* is ``(ir_u8, vi_u8) -> fused_u8`` (``fusion.methods.make_fuser`` returns one; color VIS is
 fused by its Y and recolored, the project's policy). Metrics are ``fusion.metrics.compute_metrics``
 (MMIF convention by default), averaged over the pairs ignoring undefined (NaN) values.
 :class:`HeldOutValidation` holds the pairs of the training config's ``data.val`` sources, computes

@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from detection.yolo import DetectorConfig
-from fusion.shipped_weights import missing_checkpoint_message, resolve_checkpoint
+from fusion.methods import FusionMethod, config_problems, method_from_config
 from pipelines.executor import ExecutorConfig
 from runtime.config import ConfigError, apply_overrides, build, read_yaml_mapping
 from runtime.profiles import config_data_path, experiments_dir, resolve_experiment
 
 EXPERIMENTS_DIR = experiments_dir()
 DEFAULT_CONFIG = EXPERIMENTS_DIR / "fuse_then_detect_demo.yaml"
-METHOD_KINDS = ("source", "baseline", "s4fusion", "precomputed")
 _METHOD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 __all__ = [
@@ -65,7 +64,9 @@ class MethodConfig:
     kind ``source``: ``source`` is ``ir`` or ``vi``; ``baseline``: ``baseline`` names a
     fusion.baselines entry; ``s4fusion``: exactly one of ``checkpoint`` (exported model file) or
     ``train`` (a train_fusion YAML path or an inline mapping, trained in-run on the detection
-    train split); ``precomputed``: ``folder`` holds one fused image per dataset stem.
+    train split); ``precomputed``: ``folder`` holds one fused image per dataset stem; ``python``:
+    ``target`` is ``package.module:function`` (or an ``s4fuse.methods`` entry-point name).
+    The kinds themselves live in fusion.methods; this is their YAML form.
     """
 
     name: str
@@ -75,12 +76,19 @@ class MethodConfig:
     checkpoint: str | None = None
     train: str | dict[str, Any] | None = None
     folder: str | None = None
+    target: str | None = None
 
-    def identity(self) -> dict[str, Any]:
-        """What determines this method's fused images (the display name does not)."""
+    def fields(self) -> dict[str, Any]:
+        """The kind's keys as given (name and kind left out; unset keys too)."""
         d = dataclasses.asdict(self)
-        d.pop("name")
-        return {k: v for k, v in d.items() if v is not None}
+        return {k: v for k, v in d.items() if k not in ("name", "kind") and v is not None}
+
+    def method(self) -> FusionMethod:
+        """The fusion.methods object this entry describes (built once: a python target is imported
+        and hashed once per process)."""
+        if "_method" not in self.__dict__:
+            self.__dict__["_method"] = method_from_config(self.name, self.kind, self.fields())
+        return self.__dict__["_method"]
 
 
 @dataclass
@@ -187,63 +195,16 @@ def validate(cfg: PipelineConfig) -> list[str]:
 
 
 def _method_problems(m: MethodConfig, index: int) -> list[str]:
-    from fusion.baselines import BASELINES
-
     where = f"methods.{index} ({m.name!r})"
     problems: list[str] = []
     if not _METHOD_NAME.match(str(m.name)):
         problems.append(f"{where}: method names may use letters, digits and _ . + - only")
-    if m.kind not in METHOD_KINDS:
-        problems.append(f"{where}: unknown method kind {m.kind!r}; expected one of {list(METHOD_KINDS)}")
-        return problems
-    allowed = {
-        "source": {"source"},
-        "baseline": {"baseline"},
-        "s4fusion": {"checkpoint", "train"},
-        "precomputed": {"folder"},
-    }[m.kind]
-    extra = sorted(k for k in m.identity() if k != "kind" and k not in allowed)
-    if extra:
-        problems.append(
-            f"{where}: key(s) {extra} do not apply to kind {m.kind!r} (allowed: {sorted(allowed)})"
-        )
-    if m.kind == "source" and m.source not in ("ir", "vi"):
-        problems.append(f"{where}: source must be 'ir' or 'vi', got {m.source!r}")
-    if m.kind == "baseline" and m.baseline not in BASELINES:
-        problems.append(f"{where}: unknown baseline {m.baseline!r}; available: {sorted(BASELINES)}")
-    if m.kind == "s4fusion":
-        if (m.checkpoint is None) == (m.train is None):
-            problems.append(
-                f"{where}: give exactly one of 'checkpoint' (a trained model file) or "
-                f"'train' (a train_fusion config, path or mapping)"
-            )
-        elif m.checkpoint is not None and not resolve_checkpoint(m.checkpoint).is_file():
-            problems.append(f"{where}: {missing_checkpoint_message(m.checkpoint)}")
-        elif m.train is not None:
-            problems += _train_problems(m.train, f"methods.{index}.train")
-    if m.kind == "precomputed":
-        if not m.folder:
-            problems.append(f"{where}: 'folder' (the method's fused images) is required")
-        elif not Path(m.folder).expanduser().is_dir():
-            problems.append(
-                f"{where}: folder {m.folder} does not exist; put the method's fused images "
-                f"there, one per dataset image, named by the dataset's file stems"
-            )
+    # an inline train config's problems carry their own dotted path (methods.<i>.train.<key>)
+    problems += [
+        f"methods.{index}.{p}" if p.startswith("train") else f"{where}: {p}"
+        for p in config_problems(m.kind, m.fields())
+    ]
     return problems
-
-
-def _train_problems(train: str | dict[str, Any], path: str) -> list[str]:
-    """An in-run S4Fusion's train config (a file, or inline at ``path``) is checked on load too."""
-    from fusion.train import TrainConfig
-
-    try:
-        if isinstance(train, str):
-            TrainConfig.from_yaml(train)
-        else:
-            build(TrainConfig, train, source="", path=path)
-    except ConfigError as exc:
-        return [f"{path}: {p}" if isinstance(train, str) else p for p in exc.problems]
-    return []
 
 
 def _dataset_problems(cfg: PipelineConfig) -> list[str]:

@@ -1,8 +1,10 @@
 """``python -m pipelines.run evaluate``: fusion metrics per method, Tables I-IV / VII style reports, MLflow.
 
-Methods (``--methods``, any mix):
+Methods (``--methods``, any mix; resolved by fusion.methods.method_from_spec):
 - a baseline name from :data:`fusion.baselines.BASELINES` (``ir vi average max dwt laplacian gff msvd``);
 - ``s4fusion`` -- the checkpoint given by ``--checkpoint``;
+- ``[NAME=]package.module:function`` (any importable fusion callable) or an installed
+  ``s4fuse.methods`` entry-point name;
 - a folder of precomputed fused images matched to the dataset by file stem (``NAME=PATH`` names the
   row, otherwise the folder name is used). Missing images are listed: an error by default, or
   NaN rows counted in the report with ``--allow-missing``.
@@ -27,37 +29,35 @@ import pandas as pd
 
 from data.adapters import DatasetError, PairedImageDataset, open_dataset
 from data.dataset_check import bad_pairs
-from data.io import digest, file_sha256, index_images_by_stem, write_csv_atomic, write_text_atomic
+from data.io import digest, write_csv_atomic, write_text_atomic
 from fusion.baselines import BASELINES
+from fusion.methods import FusionMethod, MethodInputs, PairSet, fuse_checked, method_from_spec
 from fusion.metrics import CONVENTIONS, load_image, resolve_metrics
-from fusion.shipped_weights import missing_checkpoint_message, resolve_checkpoint
 from pipelines.cli import configure_logging, run_cli
 from pipelines.fusion_metrics import per_image_metrics
 from pipelines.paper_columns import fusion_table_params, fusion_table_vs_paper, table7_params, table7_vs_paper
 from pipelines.reports import comparison_grid, markdown_table, summary_plain, write_summary
 from runtime.config import ConfigError
+from runtime.errors import InputError
 
 LATENCY_SIZE = (480, 640)
 
 
 @dataclass
-class Method:
-    name: str
-    kind: str  # "baseline" | "s4fusion" | "precomputed"
-    source: str  # baseline name, checkpoint path or folder
-    files: dict[str, Path] | None = None  # precomputed: stem -> file
-    missing: list[str] | None = None  # precomputed: dataset stems without a file
+class EvaluatedMethod:
+    """A ``--methods`` entry: the fusion method and what its ``prepare`` found (for a precomputed
+    folder: its files and the stems it lacks)."""
 
-    def identity(self, stems: list[str]) -> dict:
+    method: FusionMethod
+    inputs: MethodInputs
+
+    @property
+    def name(self) -> str:
+        return self.method.name
+
+    def identity(self) -> dict:
         """What determines this method's fused images, by content (cache key of the metric stage)."""
-        if self.kind == "s4fusion":
-            return {"kind": self.kind, "checkpoint_sha256": file_sha256(self.source)}
-        if self.kind == "precomputed":
-            return {
-                "kind": self.kind,
-                "files": {s: file_sha256(f) for s, f in self.files.items() if s in stems},
-            }
-        return {"kind": self.kind, "baseline": self.source}
+        return self.method.content_identity(self.inputs)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,7 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--methods",
         nargs="+",
         required=True,
-        help=f"baselines ({' '.join(BASELINES)}), 's4fusion', or folders of fused images (NAME=PATH)",
+        help=f"baselines ({' '.join(BASELINES)}), 's4fusion', [NAME=]package.module:function, an installed "
+        "s4fuse.methods name, or folders of fused images ([NAME=]PATH)",
     )
     parser.add_argument("--convention", default="mmif", choices=sorted(CONVENTIONS), help="metric convention")
     parser.add_argument(
@@ -98,86 +99,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_methods(
-    specs: list[str], stems: list[str], checkpoint: str | None, allow_missing: bool
-) -> list[Method]:
-    """Turn ``--methods`` entries into :class:`Method` s; every problem is reported before any work starts."""
+    specs: list[str],
+    dataset: PairedImageDataset,
+    stems: list[str],
+    checkpoint: str | None,
+    allow_missing: bool,
+) -> list[EvaluatedMethod]:
+    """Turn ``--methods`` entries into prepared methods; every problem is reported before any work starts."""
     methods, errors = [], []
     for spec in specs:
-        name, _, path = spec.partition("=") if "=" in spec else ("", "", spec)
-        if not name and spec in BASELINES:
-            methods.append(Method(spec, "baseline", spec))
-        elif not name and spec == "s4fusion":
-            if checkpoint is None:
-                errors.append("method 's4fusion' needs --checkpoint PATH")
-            elif not resolve_checkpoint(checkpoint).is_file():
-                errors.append(f"--checkpoint: {missing_checkpoint_message(checkpoint)}")
-            elif (problem := _checkpoint_problem(checkpoint)) is not None:
-                errors.append(problem)
-            else:
-                methods.append(Method("s4fusion", "s4fusion", str(resolve_checkpoint(checkpoint))))
-        elif Path(path).is_dir():
-            folder = Path(path)
-            files = index_images_by_stem(folder)
-            missing = [s for s in stems if s not in files]
-            if missing and not allow_missing:
-                shown = ", ".join(missing[:20]) + (
-                    f" ... (+{len(missing) - 20})" if len(missing) > 20 else ""
-                )
-                errors.append(
-                    f"{folder}: {len(missing)} of {len(stems)} fused image(s) missing: {shown} "
-                    "(pass --allow-missing to evaluate the rest and count them as missing)"
-                )
-            methods.append(Method(name or folder.name, "precomputed", str(folder), files, missing))
-        else:
-            errors.append(
-                f"method {spec!r}: not a baseline ({', '.join(BASELINES)}), not 's4fusion' "
-                "and not an existing folder"
-            )
+        try:
+            method = method_from_spec(spec, checkpoint, folders=True, allow_missing=allow_missing)
+            problems = method.problems()
+            if problems:
+                errors += problems
+                continue
+            methods.append(EvaluatedMethod(method, method.prepare(PairSet(dataset, stems))))
+        except InputError as exc:
+            errors.append(str(exc))
     names = [m.name for m in methods]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        errors.append(f"method names used twice: {duplicates} (name folders with NAME=PATH)")
-    if errors:
-        raise ConfigError(["cannot start:"] + errors)
+        errors.append(f"method names used twice: {duplicates} (name them with NAME=SPEC)")
+    if errors:  # one problem is one line (a bad python target among them)
+        raise ConfigError(f"cannot start: {errors[0]}" if len(errors) == 1 else ["cannot start:"] + errors)
     return methods
 
 
-def _fuser(method: Method):
-    """A function stem -> fused uint8 image (None where a precomputed folder lacks it)."""
-    if method.kind in ("baseline", "s4fusion"):
-        from fusion.inference import make_fuser  # lazy: torch model code only when needed
-
-        return make_fuser(
-            method.kind if method.kind == "s4fusion" else method.source,
-            method.source if method.kind == "s4fusion" else None,
-        )
-    return None
-
-
-def fused_images(method: Method, dataset: PairedImageDataset):
-    """``stem -> fused uint8 image or None`` for this method."""
-    fuse = _fuser(method)
+def fused_images(entry: EvaluatedMethod, dataset: PairedImageDataset):
+    """``stem -> fused uint8 image or None`` (a precomputed folder lacking it) for this method."""
+    fuse = entry.method.fuser(entry.inputs)
+    files = entry.inputs.files or {}
 
     def get(stem: str) -> np.ndarray | None:
         if fuse is not None:
             sample = dataset[stem]
-            return fuse(sample.ir, sample.vi)
-        if stem not in method.files:
+            return fuse_checked(entry.name, fuse, stem, sample.ir, sample.vi)
+        if stem not in files:
             return None
-        fused = load_image(method.files[stem], f"{method.name} fused image")
-        ir_shape = dataset[stem].ir.shape
-        if fused.shape[:2] != ir_shape[:2]:
-            raise ConfigError(
-                f"{method.files[stem]}: size {fused.shape[1]}x{fused.shape[0]} differs from the "
-                f"source pair {stem} ({ir_shape[1]}x{ir_shape[0]})"
-            )
-        return fused
+        return load_image(files[stem], f"{entry.name} fused image")  # sizes checked by prepare
 
     return get
 
 
 def evaluate_method(
-    method: Method,
+    method: EvaluatedMethod,
     dataset: PairedImageDataset,
     data_identity: dict,
     stems: list[str],
@@ -196,14 +162,14 @@ def evaluate_method(
         stems,
         pair,
         fused_images(method, dataset),
-        {"method": method.identity(stems), "data": data_identity},
+        {"method": method.identity(), "data": data_identity},
         convention,
         metrics,
         cache_dir,
     )
 
 
-def measure_learned(method: Method, runs: int) -> dict[str, float | int | str]:
+def measure_learned(method: EvaluatedMethod, runs: int) -> dict[str, float | int | str]:
     """Table VII row: parameters and FLOPs from ``fusion.flops.count_model`` and measured CPU latency at 480x640."""
     import time
 
@@ -212,7 +178,7 @@ def measure_learned(method: Method, runs: int) -> dict[str, float | int | str]:
     from fusion.flops import count_model
     from fusion.inference import fuse, load_model
 
-    model = load_model(method.source)
+    model = load_model(method.inputs.checkpoint)
     cost = count_model(model, *LATENCY_SIZE)
     row: dict[str, float | int | str] = {
         "method": method.name,
@@ -243,14 +209,13 @@ def _data_identity(dataset: PairedImageDataset, stems: list[str]) -> dict:
     return {"pairs": digest(files, 32)}
 
 
-SOURCES = ("ir", "vi")  # the source "baselines": references, never ranked or drawn twice
+def is_source(method: EvaluatedMethod) -> bool:
+    return method.method.passes_through
 
 
-def is_source(method: Method) -> bool:
-    return method.kind == "baseline" and method.source in SOURCES
-
-
-def _grid(dataset: PairedImageDataset, methods: list[Method], grid_stems: list[str], out: Path, title: str):
+def _grid(
+    dataset: PairedImageDataset, methods: list[EvaluatedMethod], grid_stems: list[str], out: Path, title: str
+):
     rows = {}
     getters = {m.name: fused_images(m, dataset) for m in methods}
     for stem in grid_stems:
@@ -266,7 +231,7 @@ def _grid(dataset: PairedImageDataset, methods: list[Method], grid_stems: list[s
 def _log_mlflow(
     args: argparse.Namespace,
     out: Path,
-    methods: list[Method],
+    methods: list[EvaluatedMethod],
     metrics: tuple[str, ...],
     stems: list[str],
     paths: dict[str, Path],
@@ -311,7 +276,9 @@ def _log_mlflow(
         )
         if done:
             continue
-        tracker.log_params(child, {"method": method.name, "kind": method.kind, "source": method.source})
+        tracker.log_params(
+            child, {"method": method.name, "kind": method.method.kind, "source": method.method.label}
+        )
         row = summary[summary["method"] == method.name].iloc[0]
         tracker.log_metrics(
             child,
@@ -336,24 +303,12 @@ def _paper_beside_ours(dataset: str, paths: dict[str, Path], out: Path) -> dict[
     return {"paper_csv": write_csv_atomic(out / "summary_vs_paper.csv", frame)}
 
 
-def _checkpoint_problem(checkpoint: str) -> str | None:
-    """Why the S4Fusion checkpoint cannot be loaded (corrupt, not a model), or None."""
-    from fusion.inference import load_model
-    from runtime.errors import InputError
-
-    try:
-        load_model(checkpoint)
-    except InputError as exc:
-        return str(exc)
-    return None
-
-
 def _evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     metrics = resolve_metrics(args.convention, args.metrics)
     dataset = open_dataset(args.dataset, args.root, split=args.split)
     stems = dataset.stems[: args.limit] if args.limit else dataset.stems
-    methods = resolve_methods(args.methods, stems, args.checkpoint, args.allow_missing)
+    methods = resolve_methods(args.methods, dataset, stems, args.checkpoint, args.allow_missing)
     bad = bad_pairs([dataset.files(s) for s in stems], desc="checking pairs")
     if bad:
         raise DatasetError(f"{len(bad)} bad pair(s), nothing evaluated: " + "; ".join(bad.values()))
@@ -381,7 +336,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             unranked=[m.name for m in methods if is_source(m)],
         )
     )
-    missing = {m.name: m.missing for m in methods if m.missing}
+    missing = {m.name: m.inputs.missing for m in methods if m.inputs.missing}
     if missing:
         report = "\n".join(f"{name}: {', '.join(stems_)}" for name, stems_ in missing.items())
         paths["missing"] = write_text_atomic(out / "missing.txt", report + "\n")
@@ -390,7 +345,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     grid = _grid(dataset, methods, grid_stems, out, title)
     if grid is not None:
         paths["grid"] = grid
-    learned = [m for m in methods if m.kind == "s4fusion"]
+    learned = [m for m in methods if m.method.learned]
     if learned:
         table7 = pd.DataFrame([measure_learned(m, args.latency_runs) for m in learned])
         paths["table7_csv"] = write_csv_atomic(out / "table7.csv", table7)

@@ -1,12 +1,15 @@
-"""``fuse``: fuse every IR/VIS pair of a dataset (or two folders) with S4Fusion or a baseline.
+"""``fuse``: fuse every IR/VIS pair of a dataset (or two folders) with S4Fusion, a baseline or
+any python callable (fusion.methods).
 
     python -m pipelines.run fuse --dataset tno --root ../shared/data/samples/TNO \
         --checkpoint model.pkl --out runs/fused/tno
     python -m pipelines.run fuse --ir IR_DIR --vi VI_DIR --method gff --out runs/fused/gff
+    python -m pipelines.run fuse --ir IR_DIR --vi VI_DIR --method my_fusion:fuse --out runs/fused/mine
 
 Outputs are 8-bit PNGs named by pair stem, written atomically; existing outputs are kept, so an
 interrupted run resumes (``--overwrite`` redoes them). ``fuse.json`` in the output folder records
-what made them (method, checkpoint sha256); a folder made by something else is refused.
+what made them (method, checkpoint sha256, a python target's source sha256); a folder made by
+something else (another method, an edited function) is refused.
 Every pair is checked before any fusion: bad pairs (unreadable, corrupt, size mismatch) are refused,
 named in one error (the first 10, then a count), or skipped and listed at the end with ``--skip-bad``;
 so are files of ``--ir``/``--vi`` without a partner of the same stem.
@@ -30,9 +33,9 @@ from data.adapters import (
     scan_pairs,
 )
 from data.dataset_check import bad_pairs
-from data.io import file_sha256, write_png_atomic, write_text_atomic
+from data.io import write_png_atomic, write_text_atomic
 from fusion.baselines import BASELINES
-from fusion.inference import make_fuser
+from fusion.methods import FusionMethod, MethodInputs, PairSet, fuse_checked, method_from_spec
 from fusion.shipped_weights import resolve_checkpoint
 from pipelines.cli import run_cli
 from runtime.config import ConfigError
@@ -49,8 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--method",
         default="s4fusion",
-        choices=["s4fusion", *BASELINES],
-        help="s4fusion (needs --checkpoint) or a classical baseline (default: s4fusion)",
+        help=f"s4fusion (needs --checkpoint), a classical baseline ({' '.join(BASELINES)}), "
+        "package.module:function (any importable fusion callable) or an installed s4fuse.methods "
+        "name (default: s4fusion)",
     )
     parser.add_argument(
         "--checkpoint",
@@ -107,15 +111,16 @@ def main(args: argparse.Namespace) -> int:
     return run_cli("fuse", lambda: _fuse(args))
 
 
+def _resolve_method(args: argparse.Namespace) -> FusionMethod:
+    """The --method (a python target is imported here), checked before anything is read or written."""
+    method = method_from_spec(args.method, args.checkpoint, args.scan_backend)
+    if method.learned:
+        _check_model_options(args)
+    return method
+
+
 def _check_model_options(args: argparse.Namespace) -> None:
-    """Checkpoint, device and scan backend, checked before anything is read or written."""
-    if args.method != "s4fusion":
-        return
-    if args.checkpoint is None:
-        raise ConfigError(
-            "--method s4fusion needs --checkpoint (the official release's model.pkl, "
-            "a model exported by `python -m pipelines.run train_fusion`, or 'demo')"
-        )
+    """Checkpoint, device and scan backend of a model."""
     args.checkpoint = resolve_checkpoint(args.checkpoint)  # "demo": the shipped CPU-trained weights
     if args.checkpoint.name == "last.pt" and args.checkpoint.parent.name == "checkpoints":
         raise ConfigError(
@@ -134,11 +139,11 @@ def _check_model_options(args: argparse.Namespace) -> None:
         raise ConfigError(f"--scan-backend {args.scan_backend}: {exc}; use --scan-backend auto") from None
 
 
-def _provenance(args: argparse.Namespace) -> dict:
-    prov = {"method": args.method}
-    if args.method == "s4fusion":
-        prov["checkpoint_sha256"] = file_sha256(args.checkpoint)
-    return prov
+def _provenance(args: argparse.Namespace, method: FusionMethod, inputs: MethodInputs) -> dict:
+    """What made the outputs, by content: ``{"method": "gff"}``, plus the checkpoint's sha256 or a
+    python target's identity (so an edited function does not resume into the old images)."""
+    ident = method.content_identity(inputs)
+    return {"method": args.method, **{k: v for k, v in ident.items() if k not in ("kind", "baseline")}}
 
 
 def _claim_output_folder(args: argparse.Namespace, provenance: dict) -> None:
@@ -160,9 +165,10 @@ def _claim_output_folder(args: argparse.Namespace, provenance: dict) -> None:
 
 def _fuse(args: argparse.Namespace) -> int:
     dataset, unpaired = _dataset(args)
-    _check_model_options(args)
-    fuse_one = make_fuser(args.method, args.checkpoint, device=args.device, scan_backend=args.scan_backend)
-    provenance = _provenance(args)
+    method = _resolve_method(args)
+    inputs = method.prepare(PairSet(dataset, dataset.stems))
+    fuse_one = method.fuser(inputs, device=args.device)
+    provenance = _provenance(args, method, inputs)
     todo = [s for s in dataset.stems if args.overwrite or not (args.out / f"{s}.png").exists()]
     bad = bad_pairs([dataset.files(s) for s in todo], desc="checking pairs")
     if bad and not args.skip_bad:
@@ -174,7 +180,9 @@ def _fuse(args: argparse.Namespace) -> int:
     done = 0
     for stem in tqdm([s for s in todo if s not in bad], desc=f"fuse [{args.method}]", unit="pair"):
         sample = dataset[stem]
-        write_png_atomic(args.out / f"{stem}.png", fuse_one(sample.ir, sample.vi))
+        write_png_atomic(
+            args.out / f"{stem}.png", fuse_checked(method.name, fuse_one, stem, sample.ir, sample.vi)
+        )
         done += 1
     print(
         f"fused {done} pair(s) with {args.method} into {args.out} ({len(dataset) - len(todo)} already there)"

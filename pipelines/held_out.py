@@ -141,7 +141,7 @@ def per_pair_metrics(
     runs: list[HeldOutRun], references: list[str], metrics: list[str], convention: str
 ) -> pd.DataFrame:
     """One row per run, pair and method (``s4fusion`` and each reference)."""
-    from fusion.inference import make_fuser
+    from fusion.methods import make_fuser
     from fusion.validation import load_pairs, model_fuser, pair_metrics
 
     rows = []

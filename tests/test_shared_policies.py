@@ -118,7 +118,8 @@ def test_config_loader_coerces_and_reports_every_problem_with_its_path():
 def test_metric_cache_is_keyed_by_checkpoint_content_not_path(tmp_path, shared_data):
     """evaluate's cached stage: a retrained model written to the same path is measured again."""
     from data.adapters import open_dataset
-    from pipelines.evaluate import Method, evaluate_method
+    from fusion.methods import MethodInputs, method_from_spec
+    from pipelines.evaluate import EvaluatedMethod, evaluate_method
 
     dataset = open_dataset("tno", shared_data / "samples" / "TNO").subset(["01"])
     ckpt, cache = tmp_path / "s4fusion.pt", tmp_path / "cache"
@@ -127,7 +128,7 @@ def test_metric_cache_is_keyed_by_checkpoint_content_not_path(tmp_path, shared_d
         torch.manual_seed(seed)
         S4Fusion(S4FusionConfig.from_spec(TINY)).save_exported(ckpt)
         frame = evaluate_method(
-            Method("s4fusion", "s4fusion", str(ckpt)),
+            EvaluatedMethod(method_from_spec("s4fusion", str(ckpt)), MethodInputs(checkpoint=ckpt)),
             dataset,
             {"pairs": "tno-01"},
             ["01"],

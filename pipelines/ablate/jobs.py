@@ -120,14 +120,14 @@ def _test_identity(pairs: list[tuple[str, Any, str]]) -> str:
 
 def fuse_stage(spec: VariantSpec, checkpoint: Path, pairs: list[tuple[str, Any, str]]) -> Path:
     """``<run>/fused/<slug>-<key>/<source>/<stem>.png`` for every test pair (cached)."""
-    from fusion.inference import make_fuser
+    from fusion.methods import MethodInputs, S4FusionCheckpoint
 
     key = digest([file_sha256(checkpoint), _test_identity(pairs)], 16)
     out = Path(spec.run_dir) / "fused" / f"{spec.slug}-{key}"
     if read_done(out) is not None:
         return out
     tmp = fresh_tmp(out)
-    fuse = make_fuser("s4fusion", checkpoint)
+    fuse = S4FusionCheckpoint(spec.name, str(checkpoint)).fuser(MethodInputs(checkpoint=checkpoint))
     for image_id, ds, stem in tqdm(pairs, desc=f"fuse {spec.name}", unit="img", leave=False):
         sample = ds[stem]
         write_png_atomic(tmp / f"{image_id}.png", fuse(sample.ir, sample.vi))

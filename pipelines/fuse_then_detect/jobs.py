@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from data.io import read_csv_cached
+from fusion.methods import MethodInputs
 from pipelines.config import MethodConfig, PipelineConfig
 from pipelines.executor import Job, JobContext
 from pipelines.fuse_then_detect import stages
@@ -131,7 +132,7 @@ def _train_device(ctx: JobContext) -> str | None:
 def fuse_job(
     ctx: JobContext,
     method: MethodConfig,
-    prepared: Any,
+    inputs: MethodInputs,
     data: PreparedData,
     cfg: PipelineConfig,
     run_dir: Path,
@@ -139,24 +140,23 @@ def fuse_job(
     """S4Fusion model (trained here if configured) -> fused split -> YOLO export."""
     _inject_fault(ctx.key)
     start = time.perf_counter()
-    trained_here = method.kind == "s4fusion" and method.checkpoint is None
+    trained_here = method.method().trains_in_run
     recorder = RecordingTracker(
-        stages.s4fusion_dir(method, prepared, run_dir) / "tracking_calls.jsonl" if trained_here else None
+        stages.s4fusion_dir(method, inputs.train_config, run_dir) / "tracking_calls.jsonl"
+        if trained_here
+        else None
     )
     with _job_threads(ctx.workers):
-        checkpoint = None
-        if method.kind == "s4fusion":
-            run = RunHandle(recorder, "recorded", owns_run=False)  # type: ignore[arg-type]
-            checkpoint = stages.s4fusion_checkpoint(method, prepared, run_dir, run, _train_device(ctx))
-        precomputed = prepared if method.kind == "precomputed" else None
-        key = stages.fused_key(method, data, checkpoint, precomputed)
+        run = RunHandle(recorder, "recorded", owns_run=False) if trained_here else None  # type: ignore[arg-type]
+        inputs = stages.model_inputs(method, inputs, run_dir, run, _train_device(ctx))
+        key = stages.fused_key(method, data, inputs)
         fused = (
-            precomputed
-            if precomputed is not None
-            else stages.fuse_method(method, data, run_dir, key, checkpoint, progress=False)
+            inputs.files
+            if inputs.files is not None
+            else stages.fuse_method(method, data, run_dir, key, inputs, progress=False)
         )
         data_yaml = stages.export_method(method.name, key, fused, data, run_dir)
-    return FusionOutput(key, fused, data_yaml, checkpoint, recorder.calls, time.perf_counter() - start)
+    return FusionOutput(key, fused, data_yaml, inputs.checkpoint, recorder.calls, time.perf_counter() - start)
 
 
 def _fusion_input(ctx: JobContext, method: str, fusion: FusionOutput | None) -> FusionOutput:
@@ -201,52 +201,49 @@ def detect_job(
 
 # ---- the job list, without what is committed ----------------------------------------------------------
 def committed_fusion(
-    method: MethodConfig, prepared: Any, data: PreparedData, run_dir: Path
+    method: MethodConfig, inputs: MethodInputs, data: PreparedData, run_dir: Path
 ) -> FusionOutput | None:
     """The fusion job's result when its stage folders are complete (done.json), else None."""
-    checkpoint = None
-    if method.kind == "s4fusion":
-        if (
-            method.checkpoint is None
-            and stages.read_done(stages.s4fusion_dir(method, prepared, run_dir)) is None
-        ):
+    if method.method().trains_in_run:
+        if stages.read_done(stages.s4fusion_dir(method, inputs.train_config, run_dir)) is None:
             return None
-        checkpoint = stages.s4fusion_checkpoint(method, prepared, run_dir)  # returns the committed export
-    precomputed = prepared if method.kind == "precomputed" else None
-    key = stages.fused_key(method, data, checkpoint, precomputed)
-    fused = precomputed if precomputed is not None else run_dir / "fused" / f"{method.name}-{key}"
-    if precomputed is None and stages.read_done(fused) is None:
+        inputs = stages.model_inputs(method, inputs, run_dir)  # the committed export
+    key = stages.fused_key(method, data, inputs)
+    fused = inputs.files if inputs.files is not None else run_dir / "fused" / f"{method.name}-{key}"
+    if inputs.files is None and stages.read_done(fused) is None:
         return None
     if stages.read_done(run_dir / "yolo" / f"{method.name}-{key}") is None:
         return None
-    return FusionOutput(key, fused, stages.export_method(method.name, key, fused, data, run_dir), checkpoint)
+    return FusionOutput(
+        key, fused, stages.export_method(method.name, key, fused, data, run_dir), inputs.checkpoint
+    )
 
 
 def plan_jobs(
-    cfg: PipelineConfig, data: PreparedData, prepared: Mapping[str, Any], run_dir: Path
+    cfg: PipelineConfig, data: PreparedData, method_inputs: Mapping[str, MethodInputs], run_dir: Path
 ) -> tuple[list[Job], dict[tuple, Any]]:
     """Jobs still to run, and the results of committed stages by job key (loaded here)."""
     jobs: list[Job] = []
     done: dict[tuple, Any] = {}
     for m in cfg.methods:
         fuse_key = ("fuse", m.name)
-        fusion = committed_fusion(m, prepared.get(m.name), data, run_dir)
+        method = m.method()
+        fusion = committed_fusion(m, method_inputs[m.name], data, run_dir)
         # a method trained in this run is the longest chain (training, then its detectors): it goes first
-        priority = int(m.kind == "s4fusion" and m.checkpoint is None and fusion is None)
+        priority = int(method.trains_in_run and fusion is None)
         if fusion is None:
-            gpu = m.kind == "s4fusion"  # sources, baselines and precomputed folders need no GPU
             jobs.append(
                 Job(
                     fuse_key,
                     fuse_job,
                     {
                         "method": m,
-                        "prepared": prepared.get(m.name),
+                        "inputs": method_inputs[m.name],
                         "data": data,
                         "cfg": cfg,
                         "run_dir": run_dir,
                     },
-                    uses_gpu=gpu,
+                    uses_gpu=method.needs_gpu,
                     priority=priority,
                 )
             )

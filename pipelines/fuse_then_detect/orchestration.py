@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from data.io import digest, file_sha256, write_text_atomic
+from fusion.methods import MethodInputs
 from pipelines.config import MethodConfig, PipelineConfig
 from pipelines.executor import JobFailure, make_executor
 from pipelines.fuse_then_detect import mlflow_view, stages
@@ -58,15 +59,15 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> PipelineResult:
     timings: dict[str, float] = {}
     tick = time.perf_counter()
     data = stages.prepare_data(cfg, run_dir, progress)
-    prepared = stages.check_inputs(cfg, data)
+    method_inputs = stages.check_inputs(cfg, data)
     timings["data+checks"] = time.perf_counter() - tick
 
     with make_executor(cfg.executor) as executor:
         executor.check_storage(run_dir)  # refuses a run folder the workers do not share, before any work
         tracker, parent_id = _open_parent_run(cfg, data, run_dir)
-        driver = MethodRuns(cfg, data, prepared, run_dir, tracker, parent_id, executor.placement)
+        driver = MethodRuns(cfg, data, method_inputs, run_dir, tracker, parent_id, executor.placement)
         try:
-            jobs, done = plan_jobs(cfg, data, prepared, run_dir)
+            jobs, done = plan_jobs(cfg, data, method_inputs, run_dir)
             for key, result in done.items():
                 driver.job_ended(key, result)
             tick = time.perf_counter()
@@ -162,13 +163,13 @@ class MethodRuns:
         self,
         cfg: PipelineConfig,
         data: PreparedData,
-        prepared: dict[str, Any],
+        method_inputs: dict[str, MethodInputs],
         run_dir: Path,
         tracker: Tracker,
         parent_id: str,
         placement: dict[tuple, str],
     ):
-        self.cfg, self.data, self.prepared, self.run_dir = cfg, data, prepared, run_dir
+        self.cfg, self.data, self.method_inputs, self.run_dir = cfg, data, method_inputs, run_dir
         self.tracker, self.parent_id = tracker, parent_id
         self.placement = placement
         self.results: dict[tuple, Any] = {}
@@ -204,14 +205,12 @@ class MethodRuns:
 
     def _child(self, m: MethodConfig) -> tuple[str, bool]:
         if m.name not in self.runs:
-            prepared = self.prepared.get(m.name)
             # The child run is keyed by what determines its results; for a trained S4Fusion that is
             # its train config (the checkpoint does not exist yet on the first run).
-            ident = (
-                m.identity()
-                if m.kind != "s4fusion" or m.train is None
-                else {**m.identity(), "train": prepared.to_dict()}
-            )
+            inputs = self.method_inputs[m.name]
+            ident = m.method().identity()
+            if inputs.train_config is not None:
+                ident = {**ident, "train": inputs.train_config.to_dict()}
             child_key = digest(
                 [
                     m.name,
@@ -323,7 +322,9 @@ def _log_method(
 
 def child_params(m: MethodConfig, cfg: PipelineConfig) -> dict:
     return {
-        "method": {k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in m.identity().items()},
+        "method": {
+            k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in m.method().identity().items()
+        },
         "detector": cfg.detector.to_dict(),
         "detector.initialisation": cfg.detector.initialisation,
         "seeds": cfg.seeds,

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from data.io import read_image, write_csv_atomic, write_figure_atomic, write_text_atomic
+from fusion.methods import LEARNED_KINDS, SOURCE_KINDS  # kinds whose rows are references / models
 from pipelines.config import PipelineConfig
 from pipelines.fuse_then_detect import mlflow_view
 from pipelines.fuse_then_detect.types import MethodOutcome, PipelineResult, PreparedData
@@ -17,7 +18,6 @@ from pipelines.paper_columns import table6_paper_map50
 from pipelines.reports import render_markdown, write_summary
 from pipelines.statistics import BootstrapDifference, match_detections, paired_bootstrap
 
-SOURCE_KINDS = ("source",)
 SCORE_THRESHOLD = 0.25  # detections drawn in the sample images (mAP itself uses every score)
 
 
@@ -498,7 +498,7 @@ def summary_text(result: PipelineResult, cfg: PipelineConfig) -> str:
         f"model  : {o.name}: mlflow.pyfunc.load_model('runs:/{o.run_id}/{mlflow_view.MODEL_NAME}') "
         "(tracking URI as above)"
         for o in outcomes
-        if o.kind == "s4fusion" and o.run_id
+        if o.kind in LEARNED_KINDS and o.run_id
     ]
     lines.append(f"time   : {result.timings.get('total', float('nan')) / 60:.1f} min")
     return "\n".join(lines)

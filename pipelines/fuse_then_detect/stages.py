@@ -16,20 +16,12 @@ from tqdm import tqdm
 
 from data.adapters import DatasetError, open_dataset
 from data.dataset_check import bad_pairs
-from data.io import (
-    digest,
-    file_sha256,
-    image_size,
-    index_images_by_stem,
-    read_image,
-    write_png_atomic,
-    write_text_atomic,
-)
+from data.io import digest, file_sha256, read_image, write_png_atomic, write_text_atomic
 from data.splits import SplitMismatchError, split_stems, write_split
 from data.yolo_export import export_yolo, yolo_dataset_yaml
 from detection.coco_eval import CocoMetrics, coco_map, ground_truth_from_yolo
 from detection.yolo import DetectionResult, train_and_evaluate
-from fusion.shipped_weights import resolve_checkpoint
+from fusion.methods import MethodInputs, PairSet, fuse_checked
 from pipelines.cache import DONE, commit, fresh_tmp, read_done
 from pipelines.config import MethodConfig, PipelineConfig
 from pipelines.fuse_then_detect.types import FusedImages, PreparedData, image_for
@@ -117,70 +109,23 @@ def files_identity(dataset) -> str:
 
 
 # ---- checks before long work ---------------------------------------------------------------------
-def precomputed_files(method: MethodConfig, data: PreparedData) -> dict[str, Path]:
-    """Map stem -> fused image of a ``precomputed`` method, checking completeness and sizes."""
-    by_stem = index_images_by_stem(method.folder)
-    missing, mis_sized = [], []
-    for stem in data.all_stems():
-        f = by_stem.get(stem)
-        if f is None:
-            missing.append(stem)
-            continue
-        expected, got = image_size(data.dataset.files(stem).ir), image_size(f)
-        if got != expected:
-            mis_sized.append(f"{f} is {got[0]}x{got[1]}, the pair is {expected[0]}x{expected[1]}")
-    problems = []
-    if missing:
-        problems.append(
-            f"{len(missing)} image(s) missing (expected <stem>.png/.jpg/... for every dataset image), "
-            f"e.g. {missing[:10]}"
-        )
-    if mis_sized:
-        problems.append(
-            f"{len(mis_sized)} image(s) of the wrong size, e.g.\n    " + "\n    ".join(mis_sized[:10])
-        )
-    if problems:
-        raise ConfigError(
-            f"method {method.name!r} (precomputed, folder {method.folder}):\n  " + "\n  ".join(problems)
-        )
-    return {s: by_stem[s] for s in data.all_stems()}
+def method_pairs(data: PreparedData) -> PairSet:
+    """The pairs every method fuses, as fusion.methods' ``prepare`` sees them."""
+    return PairSet(data.dataset, data.all_stems(), data.split, data.root)
 
 
-def train_config(method: MethodConfig, data: PreparedData):
-    """The method's train_fusion config (checked on load), its data set to the detection splits."""
-    from fusion.train import DataSource, TrainConfig
-
-    if isinstance(method.train, str):
-        cfg = TrainConfig.from_yaml(method.train)
-    else:
-        cfg = TrainConfig.from_dict(method.train, source=f"methods.{method.name}.train")
-    root = str(data.root)
-    cfg.data.train = [DataSource(dataset=data.dataset.name, root=root, stems=list(data.split["train"]))]
-    cfg.data.val = [DataSource(dataset=data.dataset.name, root=root, stems=list(data.split["val"]))]
-    cfg.tracking.enabled = False  # logged into the method's child run instead
-    return cfg
-
-
-def check_inputs(cfg: PipelineConfig, data: PreparedData) -> dict[str, Any]:
+def check_inputs(cfg: PipelineConfig, data: PreparedData) -> dict[str, MethodInputs]:
     """Everything that can fail is checked here, before fusion or training starts: every dataset
-    pair (decoded: corrupt files, size mismatches) and every method's inputs."""
+    pair (decoded: corrupt files, size mismatches) and every method's inputs (``prepare``: a model
+    file loads, a folder is complete, a python target imports)."""
     bad = bad_pairs([data.dataset.files(s) for s in data.all_stems()], desc="checking pairs")
     if bad:
         raise DatasetError(
             f"{cfg.dataset.name}: {len(bad)} bad pair(s), nothing started (fix or remove "
             "them): " + "; ".join(bad.values())
         )
-    prepared: dict[str, Any] = {}
-    for m in cfg.methods:
-        if m.kind == "precomputed":
-            prepared[m.name] = precomputed_files(m, data)
-        elif m.kind == "s4fusion" and m.train is not None:
-            prepared[m.name] = train_config(m, data)
-        elif m.kind == "s4fusion":
-            from fusion.inference import load_model
-
-            load_model(m.checkpoint)  # a bad file raises fusion.model.CheckpointLoadError (an input error)
-    return prepared
+    pairs = method_pairs(data)
+    return {m.name: m.method().prepare(pairs) for m in cfg.methods}
 
 
 # ---- S4Fusion model ----------------------------------------------------------------------------
@@ -188,45 +133,50 @@ def s4fusion_dir(method: MethodConfig, train_cfg, run_dir: Path) -> Path:
     return run_dir / "s4fusion" / f"{method.name}-{digest(train_cfg.to_dict())}"
 
 
-def s4fusion_checkpoint(
-    method: MethodConfig, train_cfg, run_dir: Path, run: RunHandle | None = None, device: str | None = None
-) -> Path:
-    """The exported model of an ``s4fusion`` method (trained here when ``train`` is given; the
-    trainer logs its curves into ``run``, which the caller owns). ``device`` (e.g. the GPU an
-    executor pinned) replaces the config's device without changing the cache folder."""
-    if method.checkpoint is not None:
-        return resolve_checkpoint(method.checkpoint).resolve()  # a file, or "demo" (the shipped weights)
+def model_inputs(
+    method: MethodConfig,
+    inputs: MethodInputs,
+    run_dir: Path,
+    run: RunHandle | None = None,
+    device: str | None = None,
+) -> MethodInputs:
+    """``inputs`` with the model file of a method trained in this run (trained here unless
+    committed; the trainer logs its curves into ``run``, which the caller owns); other methods'
+    inputs as they are. ``device`` (e.g. the GPU an executor pinned) replaces the config's device
+    without changing the cache folder."""
+    if not method.method().trains_in_run:
+        return inputs
     from fusion.train import train
 
+    train_cfg = inputs.train_config
     out = s4fusion_dir(method, train_cfg, run_dir)
     done = read_done(out)
-    if done is not None:
-        return Path(done["export"])
-    if device is not None:
-        train_cfg = dataclasses.replace(train_cfg, device=device)
-    # fusion.train resumes from its own checkpoints (written atomically) in `out`.
-    export = train(train_cfg, out, resume=True, run=run)
-    write_text_atomic(
-        out / DONE,
-        json.dumps({"export": str(Path(export).resolve()), "sha256": file_sha256(export)}, indent=2) + "\n",
-    )
-    return Path(export).resolve()
+    if done is None:
+        if device is not None:
+            train_cfg = dataclasses.replace(train_cfg, device=device)
+        # fusion.train resumes from its own checkpoints (written atomically) in `out`.
+        export = Path(train(train_cfg, out, resume=True, run=run)).resolve()
+        record = {"export": str(export), "sha256": file_sha256(export)}
+        write_text_atomic(out / DONE, json.dumps(record, indent=2) + "\n")
+        done = record
+    return dataclasses.replace(inputs, checkpoint=Path(done["export"]))
 
 
 # ---- one method's fusion ---------------------------------------------------------------------------
-def fused_key(
-    method: MethodConfig, data: PreparedData, checkpoint: Path | None, precomputed: dict[str, Path] | None
-) -> str:
-    """Content identity of a method's fused images: method, data, checkpoint / file hashes."""
-    ident: dict[str, Any] = {"method": method.identity(), "data": data.data_id}
-    ident["method"].pop("train", None)  # a trained model is identified by its checkpoint hash
-    ident["method"].pop("checkpoint", None)  # ... and a given one too, not by its path
-    if checkpoint is not None:
-        ident["checkpoint_sha256"] = file_sha256(checkpoint)
-    if precomputed is not None:
-        ident["method"].pop("folder", None)
-        ident["files"] = [(stem, file_sha256(p)) for stem, p in precomputed.items()]
-    return digest(ident)
+def fused_key(method: MethodConfig, data: PreparedData, inputs: MethodInputs) -> str:
+    """Content identity of a method's fused images: the method's content identity (checkpoint and
+    file hashes, not paths; a python target's source hash) and the data. Laid out as before the
+    method interface existed, so that existing run folders keep their caches."""
+    ident = method.method().content_identity(inputs)
+    key: dict[str, Any] = {
+        "method": {k: v for k, v in ident.items() if k not in ("checkpoint_sha256", "files")},
+        "data": data.data_id,
+    }
+    if "checkpoint_sha256" in ident:
+        key["checkpoint_sha256"] = ident["checkpoint_sha256"]
+    if "files" in ident:
+        key["files"] = list(ident["files"].items())
+    return digest(key)
 
 
 def fuse_method(
@@ -234,7 +184,7 @@ def fuse_method(
     data: PreparedData,
     run_dir: Path,
     key: str,
-    checkpoint: Path | None,
+    inputs: MethodInputs,
     progress: bool = True,
 ) -> Path:
     """Folder with ``<stem>.png`` for every split image (cached; written to a temp folder first)."""
@@ -242,18 +192,10 @@ def fuse_method(
     if read_done(out) is not None:
         return out
     tmp = fresh_tmp(out)
-    if method.kind in ("s4fusion", "baseline"):
-        from fusion.inference import make_fuser
-
-        fuse = make_fuser(method.baseline if method.kind == "baseline" else "s4fusion", checkpoint)
-    else:  # source
-
-        def fuse(ir, vi):
-            return ir if method.source == "ir" else vi
-
+    fuse = method.method().fuser(inputs)
     for stem in tqdm(data.all_stems(), desc=f"fuse {method.name}", unit="img", disable=not progress):
         sample = data.dataset[stem]
-        write_png_atomic(tmp / f"{stem}.png", fuse(sample.ir, sample.vi))
+        write_png_atomic(tmp / f"{stem}.png", fuse_checked(method.name, fuse, stem, sample.ir, sample.vi))
         kill_point("fuse.image")
     commit(tmp, out, {"method": method.name, "key": key, "images": len(data.all_stems())})
     return out

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +13,8 @@ import torch
 from helpers import REPO_ROOT
 
 from fusion import S4Fusion
-from fusion.inference import load_model, make_fuser
+from fusion.inference import load_model
+from fusion.methods import make_fuser
 from fusion.shipped_weights import CHECKPOINT_ALIASES, resolve_checkpoint
 from fusion.train import TrainConfig, resolve_sources
 from fusion.validation import fuser_metrics, load_pairs, model_fuser
@@ -159,9 +159,9 @@ def test_fuse_command_accepts_demo(shared_data, tmp_path):
 
 
 def test_fuse_then_detect_and_evaluate_accept_demo(tmp_path):
+    from data.adapters import PairedImageDataset
     from pipelines.config import parse_config
     from pipelines.evaluate import resolve_methods
-    from pipelines.fuse_then_detect.stages import s4fusion_checkpoint
 
     pipeline = parse_config(
         {
@@ -170,9 +170,9 @@ def test_fuse_then_detect_and_evaluate_accept_demo(tmp_path):
             "detector": {"model": "yolov8n.yaml", "imgsz": 64, "epochs": 1},
         }
     )  # validates
-    assert s4fusion_checkpoint(pipeline.methods[0], None, tmp_path) == WEIGHTS.resolve()
-    (method,) = resolve_methods(["s4fusion"], [], "demo", allow_missing=False)
-    assert method.kind == "s4fusion" and Path(method.source) == WEIGHTS.resolve()
+    assert pipeline.methods[0].method().prepare().checkpoint == WEIGHTS.resolve()
+    (method,) = resolve_methods(["s4fusion"], PairedImageDataset([]), [], "demo", allow_missing=False)
+    assert method.method.kind == "s4fusion" and method.inputs.checkpoint == WEIGHTS.resolve()
 
 
 def test_crossval_curves_pool_the_folds_as_one_mean_over_all_pairs(tmp_path, shared_data, monkeypatch):

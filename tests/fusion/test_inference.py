@@ -11,7 +11,8 @@ from PIL import Image
 from data.color import rgb_to_ycbcr
 from data.io import read_image
 from fusion import S4Fusion, S4FusionConfig
-from fusion.inference import fuse, fuse_files, fuse_image_arrays, make_fuser, padding_for
+from fusion.inference import fuse, fuse_files, fuse_image_arrays, padding_for
+from fusion.methods import MethodError, make_fuser
 
 TINY = dict(
     dims=(8, 16, 32), depths=(1, 1, 1), depths_decoder=(1, 1, 1), num_cmsa=1, d_state=4, d_state_fusion=4
@@ -89,7 +90,7 @@ def test_make_fuser_dispatch_and_errors(tiny_model, tmp_path):
     assert np.array_equal(make_fuser("average")(ir, vi), np.full((20, 30), 150, np.uint8))
     path = tiny_model.save_exported(tmp_path / "m.pt")
     assert np.array_equal(make_fuser("s4fusion", path)(ir, vi), fuse_image_arrays(tiny_model, ir, vi))
-    with pytest.raises(ValueError, match="needs a checkpoint"):
+    with pytest.raises(MethodError, match="needs --checkpoint"):
         make_fuser("s4fusion")
-    with pytest.raises(KeyError, match="unknown fusion method 'nope'"):
+    with pytest.raises(MethodError, match="method 'nope': not a baseline"):
         make_fuser("nope")

@@ -549,7 +549,8 @@ def demo_recipe_scores(tmp_path_factory):
     """Train the CPU demo recipe from scratch as docs/training.md runs it (torchrun, 2 CPU processes
     of one thread each, the recipe's global batch) and score it and plain averaging on the held-out
     pairs of its config (TNO 21-25, RoadScene FLIR_04688/04722, 6 VIFB pairs)."""
-    from fusion.inference import load_model, make_fuser
+    from fusion.inference import load_model
+    from fusion.methods import make_fuser
     from fusion.validation import fuser_metrics, load_pairs, model_fuser
 
     out = tmp_path_factory.mktemp("demo_recipe")

@@ -25,6 +25,7 @@ from data.adapters import open_dataset
 from data.io import write_png_atomic
 from detection.coco_eval import ground_truth_from_yolo
 from fusion import S4Fusion, S4FusionConfig
+from fusion.methods import MethodInputs
 from pipelines.config import ConfigError
 from pipelines.fuse_then_detect.orchestration import run_pipeline
 from pipelines.fuse_then_detect.report import verdict_line
@@ -149,7 +150,7 @@ def test_interrupted_run_resumes_without_retraining_or_duplicate_runs(
     }
     # a temp folder left by a crash while fusing S4Fusion must be discarded, never used
     data = stages.prepare_data(cfg, cfg.run_dir, progress=False)
-    key = stages.fused_key(cfg.methods[-1], data, inputs["checkpoint"], None)
+    key = stages.fused_key(cfg.methods[-1], data, MethodInputs(checkpoint=inputs["checkpoint"]))
     stale = tmp_path / "run" / "fused" / f"S4Fusion-{key}.tmp"
     stale.mkdir(parents=True)
     (stale / "junk.png").write_bytes(b"partial")
@@ -178,11 +179,11 @@ def test_cache_keys_follow_the_checkpoint_content(inputs, tmp_path):
     cfg = make_cfg(inputs, tmp_path / "run", "sqlite:///unused.db", "keys")
     data = stages.prepare_data(cfg, cfg.run_dir, progress=False)
     method = cfg.methods[-1]
-    key = stages.fused_key(method, data, inputs["checkpoint"], None)
+    key = stages.fused_key(method, data, MethodInputs(checkpoint=inputs["checkpoint"]))
     torch.manual_seed(1)  # other weights than the fixture's checkpoint (each test starts from seed 0)
     other = S4Fusion(S4FusionConfig(**TINY_MODEL)).save_exported(tmp_path / "other.pt")
-    assert stages.fused_key(method, data, other, None) != key
-    assert stages.fused_key(method, data, inputs["checkpoint"], None) == key
+    assert stages.fused_key(method, data, MethodInputs(checkpoint=other)) != key
+    assert stages.fused_key(method, data, MethodInputs(checkpoint=inputs["checkpoint"])) == key
 
 
 def test_bad_precomputed_folder_fails_before_any_work(inputs, mlflow_db, tmp_path, stub, capsys):
