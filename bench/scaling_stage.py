@@ -28,6 +28,7 @@ from fusion.methods import MethodInputs
 from pipelines.config import PipelineConfig, load_config
 from pipelines.fuse_then_detect import stages
 from pipelines.fuse_then_detect.orchestration import run_pipeline
+from pipelines.fuse_then_detect.types import RunContext
 
 CLASSICAL = "Average"
 S4FUSION = "S4Fusion"
@@ -43,21 +44,23 @@ def _classical_fused(cfg: PipelineConfig, data) -> tuple[str, Path]:
 
 
 def dataset_check(cfg: PipelineConfig, args) -> tuple[list[Path], int]:
-    data = stages.prepare_data(cfg, cfg.run_dir, progress=False)
-    stages.check_inputs(cfg, data)  # decodes every pair
+    data = stages.prepare_data(cfg.dataset, cfg.run_dir, progress=False)
+    stages.check_inputs(RunContext(cfg, data))  # decodes every pair
     return [cfg.run_dir / "split"], len(data.all_stems())
 
 
 def fuse_classical(cfg: PipelineConfig, args) -> tuple[list[Path], int]:
-    data = stages.prepare_data(cfg, cfg.run_dir, progress=False)
+    data = stages.prepare_data(cfg.dataset, cfg.run_dir, progress=False)
     key, _ = _classical_fused(cfg, data)
     return [
-        stages.fuse_method(_method(cfg, CLASSICAL), data, cfg.run_dir, key, MethodInputs(), progress=False)
+        stages.fuse_method(
+            RunContext(cfg, data), _method(cfg, CLASSICAL), key, MethodInputs(), progress=False
+        )
     ], len(data.all_stems())
 
 
 def fuse_s4fusion(cfg: PipelineConfig, args) -> tuple[list[Path], int]:
-    data = stages.prepare_data(cfg, cfg.run_dir, progress=False)
+    data = stages.prepare_data(cfg.dataset, cfg.run_dir, progress=False)
     sample = dataclasses.replace(
         data, split={part: stems[:: args.s4fusion_every] for part, stems in data.split.items()}
     )
@@ -65,30 +68,31 @@ def fuse_s4fusion(cfg: PipelineConfig, args) -> tuple[list[Path], int]:
     inputs = method.method().prepare()  # a given checkpoint (the scaling profile trains none)
     key = stages.fused_key(method, sample, inputs)
     # the sample's own folder: the key names the data, not which images of it were sampled
-    out = stages.fuse_method(
-        method, sample, cfg.run_dir / f"s4fusion_every{args.s4fusion_every}", key, inputs, progress=False
-    )
+    sample_dir = cfg.run_dir / f"s4fusion_every{args.s4fusion_every}"
+    run = RunContext(dataclasses.replace(cfg, runs_dir=str(sample_dir)), sample)
+    out = stages.fuse_method(run, method, key, inputs, progress=False)
     return [out], len(sample.all_stems())
 
 
 def split_export(cfg: PipelineConfig, args) -> tuple[list[Path], int]:
-    data = stages.prepare_data(cfg, cfg.run_dir, progress=False)
+    data = stages.prepare_data(cfg.dataset, cfg.run_dir, progress=False)
     key, fused = _classical_fused(cfg, data)
-    return [stages.export_method(CLASSICAL, key, fused, data, cfg.run_dir).parent], len(data.all_stems())
+    return [stages.export_method(RunContext(cfg, data), CLASSICAL, key, fused).parent], len(data.all_stems())
 
 
 def fusion_metrics(cfg: PipelineConfig, args) -> tuple[list[Path], int]:
-    data = stages.prepare_data(cfg, cfg.run_dir, progress=False)
+    data = stages.prepare_data(cfg.dataset, cfg.run_dir, progress=False)
     key, fused = _classical_fused(cfg, data)
-    stages.fusion_metrics(CLASSICAL, key, fused, data, cfg.run_dir, cfg, progress=False)
+    stages.fusion_metrics(RunContext(cfg, data), CLASSICAL, key, fused, progress=False)
     return [cfg.run_dir / "fusion_metrics"], len(data.split["test"])
 
 
 def detector_epoch(cfg: PipelineConfig, args) -> tuple[list[Path], int]:
-    data = stages.prepare_data(cfg, cfg.run_dir, progress=False)
+    data = stages.prepare_data(cfg.dataset, cfg.run_dir, progress=False)
     key, fused = _classical_fused(cfg, data)
-    data_yaml = stages.export_method(CLASSICAL, key, fused, data, cfg.run_dir)  # committed by split_export
-    *_, folder = stages.detect_seed(CLASSICAL, key, data_yaml, data, cfg, cfg.run_dir, cfg.seeds[0])
+    run = RunContext(cfg, data)
+    data_yaml = stages.export_method(run, CLASSICAL, key, fused)  # committed by split_export
+    *_, folder = stages.detect_seed(run, CLASSICAL, key, data_yaml, cfg.seeds[0])
     return [folder], len(data.all_stems())
 
 

@@ -70,6 +70,7 @@ def _run(args: argparse.Namespace) -> int:
     from pipelines.fuse_then_detect.orchestration import JobsFailedError, run_pipeline
     from pipelines.fuse_then_detect.report import summary_text
     from pipelines.fuse_then_detect.stages import check_inputs, prepare_data, synthetic_pending
+    from pipelines.fuse_then_detect.types import RunContext
 
     cfg = resolve_args(args)
     if args.check:
@@ -81,8 +82,8 @@ def _run(args: argparse.Namespace) -> int:
                 "--check, so the data-dependent checks wait for that run)"
             )
             return 0
-        data = prepare_data(cfg, cfg.run_dir)
-        check_inputs(cfg, data)
+        data = prepare_data(cfg.dataset, cfg.run_dir)
+        check_inputs(RunContext(cfg, data))
         print(
             f"config {cfg.name}: OK ({len(cfg.methods)} methods, dataset {cfg.dataset.name}: "
             f"{ {p: len(v) for p, v in data.split.items()} } pairs, split {data.split_hash[:12]})"

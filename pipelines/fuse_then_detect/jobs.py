@@ -23,10 +23,10 @@ from typing import Any
 
 from data.io import read_csv_cached
 from fusion.methods import MethodInputs
-from pipelines.config import MethodConfig, PipelineConfig
+from pipelines.config import MethodConfig
 from pipelines.executor import Job, JobContext
 from pipelines.fuse_then_detect import stages
-from pipelines.fuse_then_detect.types import DetectorOutput, FusionOutput, PreparedData
+from pipelines.fuse_then_detect.types import DetectorOutput, FusionOutput, RunContext
 from runtime.tracking import RunHandle
 
 # Fault injection for the retry/failure tests: the env var names a JSON file of rules
@@ -129,33 +129,26 @@ def _train_device(ctx: JobContext) -> str | None:
 
 
 # ---- job functions ------------------------------------------------------------------------------
-def fuse_job(
-    ctx: JobContext,
-    method: MethodConfig,
-    inputs: MethodInputs,
-    data: PreparedData,
-    cfg: PipelineConfig,
-    run_dir: Path,
-) -> FusionOutput:
+def fuse_job(ctx: JobContext, run: RunContext, method: MethodConfig, inputs: MethodInputs) -> FusionOutput:
     """S4Fusion model (trained here if configured) -> fused split -> YOLO export."""
     _inject_fault(ctx.key)
     start = time.perf_counter()
     trained_here = method.method().trains_in_run
     recorder = RecordingTracker(
-        stages.s4fusion_dir(method, inputs.train_config, run_dir) / "tracking_calls.jsonl"
+        stages.s4fusion_dir(method, inputs.train_config, run.run_dir) / "tracking_calls.jsonl"
         if trained_here
         else None
     )
     with _job_threads(ctx.workers):
-        run = RunHandle(recorder, "recorded", owns_run=False) if trained_here else None  # type: ignore[arg-type]
-        inputs = stages.model_inputs(method, inputs, run_dir, run, _train_device(ctx))
-        key = stages.fused_key(method, data, inputs)
+        handle = RunHandle(recorder, "recorded", owns_run=False) if trained_here else None  # type: ignore[arg-type]
+        inputs = stages.model_inputs(method, inputs, run.run_dir, handle, _train_device(ctx))
+        key = stages.fused_key(method, run.data, inputs)
         fused = (
             inputs.files
             if inputs.files is not None
-            else stages.fuse_method(method, data, run_dir, key, inputs, progress=False)
+            else stages.fuse_method(run, method, key, inputs, progress=False)
         )
-        data_yaml = stages.export_method(method.name, key, fused, data, run_dir)
+        data_yaml = stages.export_method(run, method.name, key, fused)
     return FusionOutput(key, fused, data_yaml, inputs.checkpoint, recorder.calls, time.perf_counter() - start)
 
 
@@ -163,72 +156,53 @@ def _fusion_input(ctx: JobContext, method: str, fusion: FusionOutput | None) -> 
     return fusion if fusion is not None else ctx.inputs[("fuse", method)]
 
 
-def metrics_job(
-    ctx: JobContext,
-    method: str,
-    fusion: FusionOutput | None,
-    data: PreparedData,
-    cfg: PipelineConfig,
-    run_dir: Path,
-):
+def metrics_job(ctx: JobContext, run: RunContext, method: str, fusion: FusionOutput | None):
     """Per-image fusion metrics of one method on the test split (a DataFrame)."""
     _inject_fault(ctx.key)
     fusion = _fusion_input(ctx, method, fusion)
     with _job_threads(ctx.workers):
-        return stages.fusion_metrics(method, fusion.key, fusion.fused, data, run_dir, cfg, progress=False)
+        return stages.fusion_metrics(run, method, fusion.key, fusion.fused, progress=False)
 
 
 def detect_job(
-    ctx: JobContext,
-    method: str,
-    seed: int,
-    fusion: FusionOutput | None,
-    data: PreparedData,
-    cfg: PipelineConfig,
-    run_dir: Path,
+    ctx: JobContext, run: RunContext, method: str, seed: int, fusion: FusionOutput | None
 ) -> DetectorOutput:
     """One detector: training on the GPU the executor pinned (device 0) + test evaluation + COCO check."""
     _inject_fault(ctx.key)
     start = time.perf_counter()
     fusion = _fusion_input(ctx, method, fusion)
-    device = None if ctx.device is None else ctx.resolve_device(cfg.detector.device)
+    device = None if ctx.device is None else ctx.resolve_device(run.cfg.detector.device)
     with _job_threads(ctx.workers):
-        result, coco, folder = stages.detect_seed(
-            method, fusion.key, fusion.data_yaml, data, cfg, run_dir, seed, device
-        )
+        result, coco, folder = stages.detect_seed(run, method, fusion.key, fusion.data_yaml, seed, device)
     return DetectorOutput(seed, result, coco, folder, time.perf_counter() - start)
 
 
 # ---- the job list, without what is committed ----------------------------------------------------------
-def committed_fusion(
-    method: MethodConfig, inputs: MethodInputs, data: PreparedData, run_dir: Path
-) -> FusionOutput | None:
+def committed_fusion(run: RunContext, method: MethodConfig, inputs: MethodInputs) -> FusionOutput | None:
     """The fusion job's result when its stage folders are complete (done.json), else None."""
     if method.method().trains_in_run:
-        if stages.read_done(stages.s4fusion_dir(method, inputs.train_config, run_dir)) is None:
+        if stages.read_done(stages.s4fusion_dir(method, inputs.train_config, run.run_dir)) is None:
             return None
-        inputs = stages.model_inputs(method, inputs, run_dir)  # the committed export
-    key = stages.fused_key(method, data, inputs)
-    fused = inputs.files if inputs.files is not None else run_dir / "fused" / f"{method.name}-{key}"
+        inputs = stages.model_inputs(method, inputs, run.run_dir)  # the committed export
+    key = stages.fused_key(method, run.data, inputs)
+    fused = inputs.files if inputs.files is not None else run.run_dir / "fused" / f"{method.name}-{key}"
     if inputs.files is None and stages.read_done(fused) is None:
         return None
-    if stages.read_done(run_dir / "yolo" / f"{method.name}-{key}") is None:
+    if stages.read_done(run.run_dir / "yolo" / f"{method.name}-{key}") is None:
         return None
-    return FusionOutput(
-        key, fused, stages.export_method(method.name, key, fused, data, run_dir), inputs.checkpoint
-    )
+    return FusionOutput(key, fused, stages.export_method(run, method.name, key, fused), inputs.checkpoint)
 
 
 def plan_jobs(
-    cfg: PipelineConfig, data: PreparedData, method_inputs: Mapping[str, MethodInputs], run_dir: Path
+    run: RunContext, method_inputs: Mapping[str, MethodInputs]
 ) -> tuple[list[Job], dict[tuple, Any]]:
     """Jobs still to run, and the results of committed stages by job key (loaded here)."""
     jobs: list[Job] = []
     done: dict[tuple, Any] = {}
-    for m in cfg.methods:
+    for m in run.cfg.methods:
         fuse_key = ("fuse", m.name)
         method = m.method()
-        fusion = committed_fusion(m, method_inputs[m.name], data, run_dir)
+        fusion = committed_fusion(run, m, method_inputs[m.name])
         # a method trained in this run is the longest chain (training, then its detectors): it goes first
         priority = int(method.trains_in_run and fusion is None)
         if fusion is None:
@@ -236,13 +210,7 @@ def plan_jobs(
                 Job(
                     fuse_key,
                     fuse_job,
-                    {
-                        "method": m,
-                        "inputs": method_inputs[m.name],
-                        "data": data,
-                        "cfg": cfg,
-                        "run_dir": run_dir,
-                    },
+                    {"run": run, "method": m, "inputs": method_inputs[m.name]},
                     uses_gpu=method.needs_gpu,
                     priority=priority,
                 )
@@ -250,11 +218,9 @@ def plan_jobs(
         else:
             done[fuse_key] = fusion
         after = () if fusion is not None else (fuse_key,)
-        common = {"method": m.name, "fusion": fusion, "data": data, "cfg": cfg, "run_dir": run_dir}
+        common = {"run": run, "method": m.name, "fusion": fusion}
         cached = (
-            None
-            if fusion is None
-            else read_csv_cached(stages.fusion_metrics_file(m.name, fusion.key, data, run_dir, cfg))
+            None if fusion is None else read_csv_cached(stages.fusion_metrics_file(run, m.name, fusion.key))
         )
         if cached is None:
             jobs.append(
@@ -262,16 +228,14 @@ def plan_jobs(
             )
         else:
             done[("metrics", m.name)] = cached
-        for seed in cfg.seeds:
+        for seed in run.cfg.seeds:
             key = ("detect", m.name, seed)
             if (
                 fusion is not None
-                and (
-                    stages.detector_dir(run_dir, m.name, fusion.key, cfg, data, seed) / "result.json"
-                ).is_file()
+                and (stages.detector_dir(run, m.name, fusion.key, seed) / "result.json").is_file()
             ):
                 done[key] = DetectorOutput(
-                    seed, *stages.detect_seed(m.name, fusion.key, fusion.data_yaml, data, cfg, run_dir, seed)
+                    seed, *stages.detect_seed(run, m.name, fusion.key, fusion.data_yaml, seed)
                 )
             else:
                 jobs.append(Job(key, detect_job, {**common, "seed": seed}, after=after, priority=priority))

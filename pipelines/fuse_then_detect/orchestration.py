@@ -22,7 +22,7 @@ from pipelines.executor import JobFailure, make_executor
 from pipelines.fuse_then_detect import mlflow_view, stages
 from pipelines.fuse_then_detect.jobs import plan_jobs, replay
 from pipelines.fuse_then_detect.report import build_report, method_samples_png, table6_frame, verdict_line
-from pipelines.fuse_then_detect.types import MethodOutcome, PipelineResult, PreparedData
+from pipelines.fuse_then_detect.types import MethodOutcome, PipelineResult, RunContext
 from pipelines.paper_columns import table6_params
 from runtime.tracking import Tracker, default_tracking_uri, environment_info
 
@@ -58,16 +58,17 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> PipelineResult:
     write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     timings: dict[str, float] = {}
     tick = time.perf_counter()
-    data = stages.prepare_data(cfg, run_dir, progress)
-    method_inputs = stages.check_inputs(cfg, data)
+    run = RunContext(cfg, stages.prepare_data(cfg.dataset, run_dir, progress))
+    data = run.data
+    method_inputs = stages.check_inputs(run)
     timings["data+checks"] = time.perf_counter() - tick
 
     with make_executor(cfg.executor) as executor:
         executor.check_storage(run_dir)  # refuses a run folder the workers do not share, before any work
-        tracker, parent_id = _open_parent_run(cfg, data, run_dir)
-        driver = MethodRuns(cfg, data, method_inputs, run_dir, tracker, parent_id, executor.placement)
+        tracker, parent_id = _open_parent_run(run)
+        driver = MethodRuns(run, method_inputs, tracker, parent_id, executor.placement)
         try:
-            jobs, done = plan_jobs(cfg, data, method_inputs, run_dir)
+            jobs, done = plan_jobs(run, method_inputs)
             for key, result in done.items():
                 driver.job_ended(key, result)
             tick = time.perf_counter()
@@ -77,7 +78,7 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> PipelineResult:
             outcomes = [driver.outcomes[m.name] for m in cfg.methods if m.name in driver.outcomes]
             tick = time.perf_counter()
             report_dir = (
-                build_report(outcomes, data, cfg, run_dir / "report", [describe(f) for f in driver.failures])
+                build_report(run, outcomes, run_dir / "report", [describe(f) for f in driver.failures])
                 if outcomes
                 else None
             )
@@ -117,7 +118,8 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> PipelineResult:
     )
 
 
-def _open_parent_run(cfg: PipelineConfig, data: PreparedData, run_dir: Path) -> tuple[Tracker, str]:
+def _open_parent_run(run: RunContext) -> tuple[Tracker, str]:
+    cfg, data, run_dir = run.cfg, run.data, run.run_dir
     uri = cfg.tracking.uri or default_tracking_uri(run_dir)
     tracker = Tracker(uri, cfg.tracking.experiment or f"fuse_then_detect/{cfg.dataset.name}/{cfg.name}")
     parent_id, _ = tracker.start_run(
@@ -161,15 +163,14 @@ class MethodRuns:
 
     def __init__(
         self,
-        cfg: PipelineConfig,
-        data: PreparedData,
+        run: RunContext,
         method_inputs: dict[str, MethodInputs],
-        run_dir: Path,
         tracker: Tracker,
         parent_id: str,
         placement: dict[tuple, str],
     ):
-        self.cfg, self.data, self.method_inputs, self.run_dir = cfg, data, method_inputs, run_dir
+        self.run, self.method_inputs = run, method_inputs
+        self.cfg, self.data = run.cfg, run.data  # read everywhere below
         self.tracker, self.parent_id = tracker, parent_id
         self.placement = placement
         self.results: dict[tuple, Any] = {}
@@ -216,7 +217,7 @@ class MethodRuns:
                     m.name,
                     ident,
                     self.data.data_id,
-                    stages.detector_key(self.cfg, self.data),
+                    stages.detector_key(self.cfg.detector, self.data.class_names),
                     self.cfg.seeds,
                     self.cfg.report.fusion_metrics,
                     self.cfg.report.metrics_convention,
@@ -263,9 +264,7 @@ class MethodRuns:
                 outcome,
                 fusion.checkpoint,
                 [d.folder for d in detectors],
-                self.cfg,
-                self.data,
-                self.run_dir,
+                self.run,
             )
             self._log_seed_runs(m, outcome, run_id)
             self.tracker.finish(run_id)
@@ -305,14 +304,13 @@ def _log_method(
     outcome: MethodOutcome,
     checkpoint: Path | None,
     detector_dirs: list[Path],
-    cfg: PipelineConfig,
-    data: PreparedData,
-    run_dir: Path,
+    run: RunContext,
 ) -> None:
+    cfg, data = run.cfg, run.data
     tracker.log_params(run_id, child_params(m, cfg))
     tracker.log_metrics(run_id, child_metrics(outcome, data.class_names, cfg.report.fusion_metrics))
     tracker.set_tags(run_id, child_tags(outcome.key, checkpoint, cfg))
-    samples = method_samples_png(outcome, data, cfg, run_dir / "report" / "methods")
+    samples = method_samples_png(run, outcome, run.run_dir / "report" / "methods")
     tracker.log_artifact(run_id, samples, "samples")
     for seed, r, folder in zip(cfg.seeds, outcome.detections, detector_dirs):
         tracker.log_artifact(run_id, r.weights, f"weights/seed{seed}")

@@ -13,7 +13,7 @@ from data.io import read_image, write_csv_atomic, write_figure_atomic, write_tex
 from fusion.methods import LEARNED_KINDS, SOURCE_KINDS  # kinds whose rows are references / models
 from pipelines.config import PipelineConfig
 from pipelines.fuse_then_detect import mlflow_view
-from pipelines.fuse_then_detect.types import MethodOutcome, PipelineResult, PreparedData
+from pipelines.fuse_then_detect.types import MethodOutcome, PipelineResult, PreparedData, RunContext
 from pipelines.paper_columns import table6_paper_map50
 from pipelines.reports import render_markdown, write_summary
 from pipelines.statistics import BootstrapDifference, match_detections, paired_bootstrap
@@ -132,10 +132,9 @@ def bootstrap_differences(
     }
 
 
-def bootstrap_section(
-    outcomes: list[MethodOutcome], data: PreparedData, cfg: PipelineConfig, report_dir: Path
-) -> list[str]:
+def bootstrap_section(run: RunContext, outcomes: list[MethodOutcome], report_dir: Path) -> list[str]:
     """The report's bootstrap table (also ``bootstrap.csv``); empty without source and fused rows."""
+    cfg, data = run.cfg, run.data
     best, diffs = bootstrap_differences(outcomes, data.class_names, cfg.detector.max_det)
     if best is None:
         return []
@@ -371,23 +370,21 @@ def detections_grid(outcomes: list[MethodOutcome], data: PreparedData, n: int, p
     return _save(fig, path)
 
 
-def method_samples_png(
-    outcome: MethodOutcome, data: PreparedData, cfg: PipelineConfig, out_dir: Path
-) -> Path:
+def method_samples_png(run: RunContext, outcome: MethodOutcome, out_dir: Path) -> Path:
     return detections_grid(
-        [outcome], data, max(cfg.report.sample_images, 1), out_dir / f"{outcome.name}_samples.png"
+        [outcome], run.data, max(run.cfg.report.sample_images, 1), out_dir / f"{outcome.name}_samples.png"
     )
 
 
 # ---- report ---------------------------------------------------------------------------------
 def build_report(
+    run: RunContext,
     outcomes: list[MethodOutcome],
-    data: PreparedData,
-    cfg: PipelineConfig,
     report_dir: Path,
     failures: list[str] | tuple[str, ...] = (),
 ) -> Path:
     """The report of the methods in ``outcomes``; ``failures`` (failed jobs) get their own section."""
+    cfg, data = run.cfg, run.data
     report_dir.mkdir(parents=True, exist_ok=True)
     df = table6_frame(outcomes, data.class_names)
     write_csv_atomic(
@@ -435,7 +432,7 @@ def build_report(
         "![AP@50 per class](table6_heatmap.png)",
         "",
     ]
-    lines += bootstrap_section(outcomes, data, cfg, report_dir)
+    lines += bootstrap_section(run, outcomes, report_dir)
     if failures:
         lines += [
             "## Failed jobs",

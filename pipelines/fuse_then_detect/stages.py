@@ -20,11 +20,11 @@ from data.io import digest, file_sha256, read_image, write_png_atomic, write_tex
 from data.splits import SplitMismatchError, split_stems, write_split
 from data.yolo_export import export_yolo, yolo_dataset_yaml
 from detection.coco_eval import CocoMetrics, coco_map, ground_truth_from_yolo
-from detection.yolo import DetectionResult, train_and_evaluate
+from detection.yolo import DetectionResult, DetectorConfig, train_and_evaluate
 from fusion.methods import MethodInputs, PairSet, fuse_checked
 from pipelines.cache import DONE, commit, fresh_tmp, read_done
-from pipelines.config import MethodConfig, PipelineConfig
-from pipelines.fuse_then_detect.types import FusedImages, PreparedData, image_for
+from pipelines.config import DatasetConfig, MethodConfig, PipelineConfig, ReportConfig
+from pipelines.fuse_then_detect.types import FusedImages, PreparedData, RunContext, image_for
 from pipelines.fusion_metrics import metrics_cache_file, per_image_metrics
 from runtime.config import ConfigError
 from runtime.errors import RunFolderError
@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 
 
 # ---- data ------------------------------------------------------------------------------------
-def synthetic_target(cfg: PipelineConfig, run_dir: Path) -> Path:
-    return config_data_path(cfg.dataset.root) if cfg.dataset.root else run_dir / "data" / "synthetic"
+def synthetic_target(dataset: DatasetConfig, run_dir: Path) -> Path:
+    return config_data_path(dataset.root) if dataset.root else run_dir / "data" / "synthetic"
 
 
 def synthetic_pending(cfg: PipelineConfig) -> Path | None:
@@ -46,18 +46,18 @@ def synthetic_pending(cfg: PipelineConfig) -> Path | None:
 
     if cfg.dataset.name != "synthetic":
         return None
-    target = synthetic_target(cfg, cfg.run_dir)
+    target = synthetic_target(cfg.dataset, cfg.run_dir)
     return None if is_generated(target, cfg.dataset.synthetic_config()) else target
 
 
-def prepare_data(cfg: PipelineConfig, run_dir: Path, progress: bool = True) -> PreparedData:
-    """The dataset (the synthetic one generated on first use) and its seeded train/val/test split."""
-    ds_cfg = cfg.dataset
+def prepare_data(ds_cfg: DatasetConfig, run_dir: Path, progress: bool = True) -> PreparedData:
+    """The dataset (the synthetic one generated on first use) and its seeded train/val/test split,
+    written to ``run_dir/split``."""
     if ds_cfg.name == "synthetic":
         from data.synthetic import generate_synthetic_dataset
 
         synth = ds_cfg.synthetic_config()
-        target = synthetic_target(cfg, run_dir)
+        target = synthetic_target(ds_cfg, run_dir)
         try:
             root = generate_synthetic_dataset(target, synth, progress=progress)
         except FileExistsError as exc:  # the folder holds another synthetic config's images
@@ -114,18 +114,19 @@ def method_pairs(data: PreparedData) -> PairSet:
     return PairSet(data.dataset, data.all_stems(), data.split, data.root)
 
 
-def check_inputs(cfg: PipelineConfig, data: PreparedData) -> dict[str, MethodInputs]:
+def check_inputs(run: RunContext) -> dict[str, MethodInputs]:
     """Everything that can fail is checked here, before fusion or training starts: every dataset
     pair (decoded: corrupt files, size mismatches) and every method's inputs (``prepare``: a model
     file loads, a folder is complete, a python target imports)."""
+    data = run.data
     bad = bad_pairs([data.dataset.files(s) for s in data.all_stems()], desc="checking pairs")
     if bad:
         raise DatasetError(
-            f"{cfg.dataset.name}: {len(bad)} bad pair(s), nothing started (fix or remove "
+            f"{run.cfg.dataset.name}: {len(bad)} bad pair(s), nothing started (fix or remove "
             "them): " + "; ".join(bad.values())
         )
     pairs = method_pairs(data)
-    return {m.name: m.method().prepare(pairs) for m in cfg.methods}
+    return {m.name: m.method().prepare(pairs) for m in run.cfg.methods}
 
 
 # ---- S4Fusion model ----------------------------------------------------------------------------
@@ -180,15 +181,11 @@ def fused_key(method: MethodConfig, data: PreparedData, inputs: MethodInputs) ->
 
 
 def fuse_method(
-    method: MethodConfig,
-    data: PreparedData,
-    run_dir: Path,
-    key: str,
-    inputs: MethodInputs,
-    progress: bool = True,
+    run: RunContext, method: MethodConfig, key: str, inputs: MethodInputs, progress: bool = True
 ) -> Path:
     """Folder with ``<stem>.png`` for every split image (cached; written to a temp folder first)."""
-    out = run_dir / "fused" / f"{method.name}-{key}"
+    data = run.data
+    out = run.run_dir / "fused" / f"{method.name}-{key}"
     if read_done(out) is not None:
         return out
     tmp = fresh_tmp(out)
@@ -201,9 +198,10 @@ def fuse_method(
     return out
 
 
-def export_method(name: str, key: str, fused: FusedImages, data: PreparedData, run_dir: Path) -> Path:
+def export_method(run: RunContext, name: str, key: str, fused: FusedImages) -> Path:
     """One YOLO tree per method (its own label caches); returns its data YAML."""
-    out = run_dir / "yolo" / f"{name}-{key}"
+    data = run.data
+    out = run.run_dir / "yolo" / f"{name}-{key}"
     if read_done(out) is None:
         tmp = fresh_tmp(out)
         export_yolo(tmp, data.split, image_for(fused), data.dataset.boxes, data.class_names, progress=False)
@@ -214,31 +212,24 @@ def export_method(name: str, key: str, fused: FusedImages, data: PreparedData, r
 
 
 # ---- one (method, seed) detector job ------------------------------------------------------------------
-def detector_key(cfg: PipelineConfig, data: PreparedData) -> str:
-    return digest({"detector": cfg.detector.to_dict(), "classes": data.class_names})
+def detector_key(detector: DetectorConfig, class_names: list[str]) -> str:
+    return digest({"detector": detector.to_dict(), "classes": class_names})
 
 
-def detector_dir(
-    run_dir: Path, name: str, key: str, cfg: PipelineConfig, data: PreparedData, seed: int
-) -> Path:
-    return run_dir / "detect" / f"{name}-{key}" / detector_key(cfg, data) / f"seed{seed}"
+def detector_dir(run: RunContext, name: str, key: str, seed: int) -> Path:
+    detector = detector_key(run.cfg.detector, run.data.class_names)
+    return run.run_dir / "detect" / f"{name}-{key}" / detector / f"seed{seed}"
 
 
 def detect_seed(
-    name: str,
-    key: str,
-    data_yaml: Path,
-    data: PreparedData,
-    cfg: PipelineConfig,
-    run_dir: Path,
-    seed: int,
-    device: str | None = None,
+    run: RunContext, name: str, key: str, data_yaml: Path, seed: int, device: str | None = None
 ) -> tuple[DetectionResult, CocoMetrics, Path]:
     """Train + evaluate one detector; returns its result, the pycocotools check and its folder.
     ``device`` (e.g. the GPU an executor pinned) replaces the config's, not the cache folder."""
-    out = detector_dir(run_dir, name, key, cfg, data, seed)
-    detector = cfg.detector if device is None else dataclasses.replace(cfg.detector, device=device)
-    result = train_and_evaluate(data_yaml, out, detector, seed, data.class_names)
+    out, class_names = detector_dir(run, name, key, seed), run.data.class_names
+    configured = run.cfg.detector
+    detector = configured if device is None else dataclasses.replace(configured, device=device)
+    result = train_and_evaluate(data_yaml, out, detector, seed, class_names)
     gt = ground_truth_from_yolo(data_yaml.parent, "test")
     # In the job's log only: the console's line per job is the executor's; ultralytics' output is in its log file.
     log.debug(
@@ -249,33 +240,26 @@ def detect_seed(
         result.train_seconds,
         out / "ultralytics.log",
     )
-    return result, coco_map(gt, result.predictions, data.class_names, max_dets=cfg.detector.max_det), out
+    return result, coco_map(gt, result.predictions, class_names, max_dets=configured.max_det), out
 
 
 # ---- fusion metrics on the test split ------------------------------------------------------------------
-def fusion_metrics_file(name: str, key: str, data: PreparedData, run_dir: Path, cfg: PipelineConfig) -> Path:
+def fusion_metrics_file(run: RunContext, name: str, key: str) -> Path:
     """The cache file of :func:`fusion_metrics` (complete once it exists)."""
+    report: ReportConfig = run.cfg.report
     return metrics_cache_file(
         name,
-        data.split["test"],
-        {"fused": key, "data": data.data_id},
-        cfg.report.metrics_convention,
-        cfg.report.fusion_metrics,
-        run_dir / "fusion_metrics",
+        run.data.split["test"],
+        {"fused": key, "data": run.data.data_id},
+        report.metrics_convention,
+        report.fusion_metrics,
+        run.run_dir / "fusion_metrics",
     )
 
 
-def fusion_metrics(
-    name: str,
-    key: str,
-    fused: FusedImages,
-    data: PreparedData,
-    run_dir: Path,
-    cfg: PipelineConfig,
-    progress: bool = True,
-):
+def fusion_metrics(run: RunContext, name: str, key: str, fused: FusedImages, progress: bool = True):
     """Per-image fusion metrics of one method on the test split (pipelines.fusion_metrics, cached)."""
-    get = image_for(fused)
+    get, data, report = image_for(fused), run.data, run.cfg.report
 
     def pair(stem: str):
         sample = data.dataset[stem]
@@ -287,8 +271,8 @@ def fusion_metrics(
         pair,
         lambda stem: read_image(get(stem), "unchanged"),
         {"fused": key, "data": data.data_id},
-        cfg.report.metrics_convention,
-        cfg.report.fusion_metrics,
-        run_dir / "fusion_metrics",
+        report.metrics_convention,
+        report.fusion_metrics,
+        run.run_dir / "fusion_metrics",
         progress,
     )

@@ -11,6 +11,7 @@ import numpy as np
 from data.adapters import PairedImageDataset
 from detection.coco_eval import CocoMetrics
 from detection.yolo import DetectionResult
+from pipelines.config import PipelineConfig
 from pipelines.statistics import mean_std
 
 
@@ -26,6 +27,19 @@ class PreparedData:
 
     def all_stems(self) -> list[str]:
         return [s for part in ("train", "val", "test") for s in self.split[part]]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """One fuse_then_detect run as its stages, jobs and report see it: the config and the prepared
+    data; the run folder is ``cfg.run_dir``. Picklable: a job receives it whole on its worker."""
+
+    cfg: PipelineConfig
+    data: PreparedData
+
+    @property
+    def run_dir(self) -> Path:
+        return self.cfg.run_dir
 
 
 # A method's fused images: a folder of <stem>.png (fused here) or {stem: file} (precomputed).

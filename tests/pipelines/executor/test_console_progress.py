@@ -13,6 +13,7 @@ from pipelines.config import EXPERIMENTS_DIR, load_config
 from pipelines.executor import SerialExecutor
 from pipelines.fuse_then_detect import stages
 from pipelines.fuse_then_detect.jobs import plan_jobs
+from pipelines.fuse_then_detect.types import RunContext
 
 TINY = EXPERIMENTS_DIR / "fuse_then_detect_tiny.yaml"
 
@@ -25,9 +26,9 @@ def console_of_a_run(run_dir, n_images: int, capsys) -> tuple[list[str], int, li
         only_methods=["VI", "Average"],
     )
     capsys.readouterr()
-    data = stages.prepare_data(cfg, cfg.run_dir, progress=True)
-    prepared = stages.check_inputs(cfg, data)
-    jobs, _ = plan_jobs(cfg, data, prepared, cfg.run_dir)
+    run = RunContext(cfg, stages.prepare_data(cfg.dataset, cfg.run_dir, progress=True))
+    prepared = stages.check_inputs(run)
+    jobs, _ = plan_jobs(run, prepared)
     jobs = [job for job in jobs if job.key[0] != "detect"]
     SerialExecutor(cfg.executor).run(jobs, progress=True)
     captured = capsys.readouterr()

@@ -149,7 +149,7 @@ def test_interrupted_run_resumes_without_retraining_or_duplicate_runs(
         **{f"{m} seed {k}": "FINISHED" for m in ("IR", "VI") for k in (0, 1)},
     }
     # a temp folder left by a crash while fusing S4Fusion must be discarded, never used
-    data = stages.prepare_data(cfg, cfg.run_dir, progress=False)
+    data = stages.prepare_data(cfg.dataset, cfg.run_dir, progress=False)
     key = stages.fused_key(cfg.methods[-1], data, MethodInputs(checkpoint=inputs["checkpoint"]))
     stale = tmp_path / "run" / "fused" / f"S4Fusion-{key}.tmp"
     stale.mkdir(parents=True)
@@ -177,7 +177,7 @@ def test_interrupted_run_resumes_without_retraining_or_duplicate_runs(
 
 def test_cache_keys_follow_the_checkpoint_content(inputs, tmp_path):
     cfg = make_cfg(inputs, tmp_path / "run", "sqlite:///unused.db", "keys")
-    data = stages.prepare_data(cfg, cfg.run_dir, progress=False)
+    data = stages.prepare_data(cfg.dataset, cfg.run_dir, progress=False)
     method = cfg.methods[-1]
     key = stages.fused_key(method, data, MethodInputs(checkpoint=inputs["checkpoint"]))
     torch.manual_seed(1)  # other weights than the fixture's checkpoint (each test starts from seed 0)

@@ -17,6 +17,7 @@ from data.adapters import open_dataset
 from data.io import read_image
 from pipelines.config import ConfigError
 from pipelines.fuse_then_detect.orchestration import run_pipeline
+from pipelines.fuse_then_detect.types import RunContext
 
 MODULE = "def fuse(ir, vi):\n    import numpy as np\n    return np.maximum(ir, {vi})\n"
 
@@ -110,9 +111,9 @@ def test_fuse_then_detect_and_evaluate_set_a_class_target_up_on_the_cpu(inputs, 
     from pipelines.fuse_then_detect import stages
 
     cfg = make_cfg(inputs, tmp_path / "run", mlflow_db, "cpu", methods=_methods("plugins.my_fusion:Blend"))
-    data = stages.prepare_data(cfg, cfg.run_dir, progress=False)
+    data = stages.prepare_data(cfg.dataset, cfg.run_dir, progress=False)
     Blend.device = None
-    stages.fuse_method(cfg.methods[2], data, cfg.run_dir, "k", MethodInputs(), progress=False)
+    stages.fuse_method(RunContext(cfg, data), cfg.methods[2], "k", MethodInputs(), progress=False)
     assert Blend.device == "cpu"
 
     Blend.device = None
