@@ -20,11 +20,11 @@ from fusion.methods import MethodInputs
 from pipelines.config import MethodConfig, PipelineConfig
 from pipelines.executor import JobFailure, make_executor
 from pipelines.fuse_then_detect import mlflow_view, stages
-from pipelines.fuse_then_detect.jobs import plan_jobs, replay
+from pipelines.fuse_then_detect.jobs import plan_jobs
 from pipelines.fuse_then_detect.report import build_report, method_samples_png, table6_frame, verdict_line
 from pipelines.fuse_then_detect.types import MethodOutcome, PipelineResult, PreparedData
 from pipelines.paper_columns import table6_params
-from runtime.tracking import Tracker, default_tracking_uri, environment_info
+from runtime.tracking import Tracker, default_tracking_uri, environment_info, replay
 
 
 class JobsFailedError(RuntimeError):

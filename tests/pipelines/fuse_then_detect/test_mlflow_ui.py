@@ -161,9 +161,7 @@ def test_every_run_names_its_split_as_dataset_input(ui_runs, finished_run):
 
 
 def test_logged_s4fusion_model_fuses_a_pair(ui_runs, server, inputs, finished_run):
-    import mlflow
-    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
-
+    from fusion.mlflow_model import load_logged_model
     from pipelines.fuse_then_detect.report import summary_text
 
     _, _, children = ui_runs
@@ -172,8 +170,7 @@ def test_logged_s4fusion_model_fuses_a_pair(ui_runs, server, inputs, finished_ru
     printed = summary_text(finished_run["result"], finished_run["cfg"])
     (model_uri,) = re.findall(r"runs:/[0-9a-f]+/s4fusion", printed)  # the command prints the child's URI
     assert model_uri == f"runs:/{s4['info']['run_id']}/s4fusion"
-    with _use_tracking_uri(server):
-        model = mlflow.pyfunc.load_model(model_uri)
+    model = load_logged_model(model_uri, server)
     assert model.metadata.signature is not None and model.metadata.saved_input_example_info is not None
     vi = sample.vi if sample.vi.ndim == 3 else sample.vi[..., None]
     fused = model.predict({"ir": sample.ir, "vi": vi})
