@@ -286,7 +286,7 @@ class MethodRuns:
             if finished:
                 continue
             params, metrics = mlflow_view.seed_run_view(
-                m.name, seed, m.kind, result, coco.map50, self.data.class_names, fusion_means
+                m.name, seed, result, coco.map50, self.data.class_names, fusion_means
             )
             self.tracker.log_params(run_id, params)
             self.tracker.log_metrics(run_id, metrics)
