@@ -5,10 +5,13 @@
 Starts ``mlflow server`` on 127.0.0.1 (a free port) on ``RUN_DIR/mlflow.db``, opens the links the run
 printed (with that port) and writes, each downscaled to at most 1200 px wide:
 
-- ``mlflow_table6_chart.png``: the printed link (the experiment's saved Table VI view, chart mode);
-- ``mlflow_table6_runs.png``: the same view as a table (methods x seeds, grouped by method);
+- ``mlflow_table6_chart.png``: the printed link (the experiment's saved Table VI view, chart mode: the
+  Table VI chart and, below it, the Table VI table of the (method, seed) runs);
+- ``mlflow_table6_runs.png``: the same view as a table (one row per method, its seeds under it);
 - ``mlflow_compare_seeds.png``: MLflow's compare page of the run's (method, seed) runs;
-- ``mlflow_table6_table.png``: Table VI as a table on the parent's run page.
+- ``mlflow_table6_table.png``: Table VI as a table on the parent's run page;
+- ``mlflow_figure.png``: the parent's Artifacts tab on ``figures/table6_map50.png``;
+- ``mlflow_child_run.png``: the S4Fusion method run's page (if the run has one).
 
 Then it stops the server. Chromium needs a virtual time budget: the UI is a JS app that loads after
 the page does. Install it with ``apt-get install chromium`` (Debian).
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -29,8 +33,20 @@ from pipelines.mlflow_server import serve
 from runtime.tracking import KIND_TAG, PARENT_TAG, default_tracking_uri
 
 WINDOW = "1600,1000"
+# the printed link's page holds the Table VI charts and, under them, the Table VI table: a taller
+# window shows both (in a 1000 px high one the table starts at the bottom edge, scroll down)
+WINDOWS = {"mlflow_table6_chart.png": "1600,1650"}
 MAX_WIDTH = 1200
-SHOT_TIMEOUT_S = 240
+SHOT_TIMEOUT_S = 600
+VIRTUAL_TIME_MS = 60_000  # time the JS app gets to load its data and draw its charts
+# MLflow 3.17 opens its Assistant side panel (a quarter of the window) on a browser's first visit to a
+# server whose host is loopback; Chromium opens the UI under this name instead (mapped to 127.0.0.1),
+# and the server is told to accept it as a host and as the origin of the UI's requests.
+HOST = "mlflow-ui.screenshot"
+SERVER_ENV = {
+    "MLFLOW_SERVER_ALLOWED_HOSTS": f"{HOST}:*,127.0.0.1,127.0.0.1:*,localhost,localhost:*",
+    "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS": f"http://{HOST}:*",
+}
 
 
 def latest_parent(tracking_uri: str):
@@ -65,8 +81,19 @@ def seed_run_ids(client, parent) -> list[str]:
     ]
 
 
-def screenshot(chromium: str, url: str, out: Path) -> Path:
-    """One headless-Chromium screenshot of ``url``, downscaled to at most MAX_WIDTH px wide."""
+def s4fusion_run_id(client, parent) -> str | None:
+    """The parent's method run that holds an S4Fusion checkpoint (tag ``method.checkpoint_sha256``)."""
+    runs = client.search_runs(
+        [parent.info.experiment_id],
+        f"tags.`{PARENT_TAG}` = '{parent.info.run_id}' and tags.`method.checkpoint_sha256` != ''",
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def screenshot(chromium: str, url: str, out: Path, window: str = WINDOW) -> Path:
+    """One headless-Chromium screenshot of ``url`` in a ``window`` ("width,height") window, downscaled to
+    at most MAX_WIDTH px wide."""
     from PIL import Image
 
     with tempfile.TemporaryDirectory() as profile:
@@ -79,10 +106,11 @@ def screenshot(chromium: str, url: str, out: Path) -> Path:
                 "--disable-gpu",
                 f"--user-data-dir={profile}",
                 f"--screenshot={raw}",
-                f"--window-size={WINDOW}",
+                f"--window-size={window}",
                 "--hide-scrollbars",
-                "--virtual-time-budget=15000",
-                url,
+                f"--host-resolver-rules=MAP {HOST} 127.0.0.1",
+                f"--virtual-time-budget={VIRTUAL_TIME_MS}",
+                url.replace("//127.0.0.1:", f"//{HOST}:", 1),
             ],
             check=True,
             timeout=SHOT_TIMEOUT_S,
@@ -116,20 +144,28 @@ def main(argv: list[str] | None = None) -> int:
     uri = default_tracking_uri(args.run_dir)
     client, parent = latest_parent(uri)
     seeds = seed_run_ids(client, parent)
+    os.environ.update(SERVER_ENV)  # read by the server started below
     with serve(uri, args.run_dir / "ui_screenshots_server.log") as base:
         port = int(base.rsplit(":", 1)[1])
         chart = mlflow_view.ui_link(uri, parent.info.run_id, port)
+        experiment = parent.info.experiment_id
+        run_page = f"{base}/#/experiments/{experiment}/runs"
         pages = {
             "mlflow_table6_chart.png": chart,
             "mlflow_table6_runs.png": chart.replace("compareRunsMode=CHART", "compareRunsMode=TABLE"),
             "mlflow_compare_seeds.png": f"{base}/#/compare-runs?runs={json.dumps(seeds, separators=(',', ':'))}"
-            f'&experiments=["{parent.info.experiment_id}"]',
+            f'&experiments=["{experiment}"]&{mlflow_view.WORKFLOW_PARAM}',
             "mlflow_table6_table.png": mlflow_view.table_link(uri, parent.info.run_id, port),
+            "mlflow_figure.png": f"{run_page}/{parent.info.run_id}/artifacts/figures/table6_map50.png"
+            f"?{mlflow_view.WORKFLOW_PARAM}",
         }
+        if child := s4fusion_run_id(client, parent):
+            pages["mlflow_child_run.png"] = f"{run_page}/{child}?{mlflow_view.WORKFLOW_PARAM}"
         failed = []
         for name, url in pages.items():
             try:
-                print(f"{screenshot(args.chromium, url, args.out / name)}  <- {url}", flush=True)
+                shot = screenshot(args.chromium, url, args.out / name, WINDOWS.get(name, WINDOW))
+                print(f"{shot}  <- {url}", flush=True)
             except subprocess.TimeoutExpired:  # the JS app never settled within the virtual time budget
                 failed.append(name)
                 print(

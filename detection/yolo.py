@@ -21,7 +21,7 @@ from typing import Any
 
 from data.io import write_text_atomic
 from detection.offline import check_local_weight, import_ultralytics
-from runtime.kill_points import kill_point
+from runtime import hooks
 
 LOG_NAME = "ultralytics.log"
 
@@ -247,7 +247,8 @@ def train_and_evaluate(
         plots=False,
         verbose=False,
     )
-    model.add_callback("on_train_batch_end", lambda trainer: kill_point("detector.batch"))
+    # the process-wide hook point inside ultralytics' loop (runtime.hooks: tests kill the process there)
+    model.add_callback("on_train_batch_end", lambda trainer: hooks.fire("detector.batch"))
     with ultralytics_output_to(out_dir / LOG_NAME):
         model.train(**{**train_kwargs, **cfg.train_args})
     train_seconds = time.perf_counter() - start

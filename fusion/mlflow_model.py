@@ -14,8 +14,10 @@ input is checked by :func:`model_input_pair` instead, whose errors name shapes a
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -106,44 +108,75 @@ def log_training_split(run: RunHandle, split: dict[str, list[str]], split_dir: s
 def log_s4fusion_model(run: RunHandle, checkpoint: str | os.PathLike, name: str = MODEL_NAME) -> str:
     """Log ``checkpoint`` (an exported S4Fusion) into ``run`` as the pyfunc ``name``; returns its model URI.
 
-    The logged model is created in the run's experiment first; MLflow's model logging reads the
-    global tracking URI, so it is pointed at the run's store for the call only (MLflow's own
-    context manager restores it; the rest of s4fuse never uses global MLflow state).
+    Only the run's own :class:`mlflow.MlflowClient` is used, never MLflow's global tracking URI or the
+    environment: the logged model is created in the run's experiment and recorded as the run's output,
+    the pyfunc is saved to a temporary folder, and that folder is uploaded as the model's artifacts.
     """
-    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+    from mlflow.models import Model
 
     client = run.tracker.client
     model = client.create_logged_model(run.tracker.experiment_id, name=name, source_run_id=run.run_id)
-    with tempfile.TemporaryDirectory() as tmp, _use_tracking_uri(run.tracker.tracking_uri), _quiet_mlflow():
+    client.log_outputs(run.run_id, models=[LoggedModelOutput(model.model_id, step=0)])
+    with tempfile.TemporaryDirectory() as tmp, _quiet_mlflow():
         requirements = Path(tmp) / "requirements.txt"  # not inferred: that would import and probe packages
         requirements.write_text("mlflow\ntorch\nnumpy\ns4fuse\n", encoding="utf-8")
-        mlflow.models.Model.log(
-            artifact_path=None,
-            name=name,
-            flavor=mlflow.pyfunc,
-            run_id=run.run_id,
-            model_id=model.model_id,
+        local = Path(tmp) / name
+        mlflow.pyfunc.save_model(
+            path=str(local),
+            mlflow_model=Model(
+                artifact_path=model.artifact_location,
+                model_uuid=model.model_id,
+                run_id=run.run_id,
+                model_id=model.model_id,
+            ),
             python_model=S4FusionPyfunc(),
             artifacts={"checkpoint": str(Path(checkpoint).resolve())},
             signature=signature(),
             input_example=input_example(),
             pip_requirements=str(requirements),
         )
+        client.log_model_artifacts(model.model_id, str(local))
+    client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
     return f"runs:/{run.run_id}/{name}"
+
+
+def load_logged_model(model_uri: str, tracking_uri: str):
+    """The pyfunc logged as ``runs:/<run id>/<name>`` (what :func:`log_s4fusion_model` returns) in the
+    store at ``tracking_uri``, found through an explicit client: MLflow's own ``runs:/`` resolution
+    reads the global tracking URI, which s4fuse never sets."""
+    from mlflow import MlflowClient
+
+    run_id, _, name = model_uri.removeprefix("runs:/").partition("/")
+    client = MlflowClient(tracking_uri)
+    experiment_id = client.get_run(run_id).info.experiment_id
+    found = [
+        m
+        for m in client.search_logged_models([experiment_id])
+        if m.source_run_id == run_id and m.name == name
+    ]
+    if not found:
+        raise FileNotFoundError(f"no logged model {name!r} of run {run_id} in {tracking_uri}")
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=found[-1].artifact_location, dst_path=tmp, tracking_uri=tracking_uri
+        )
+        return mlflow.pyfunc.load_model(local)
 
 
 @contextlib.contextmanager
 def _quiet_mlflow():
-    """MLflow's INFO lines and progress bars (input-example validation, artifact downloads) stay off the console."""
+    """MLflow's INFO lines (input-example validation) and progress bars (copying the checkpoint into the
+    model) stay off the console; what was held back is printed if the block fails."""
     logger = logging.getLogger("mlflow")
-    level, bars = logger.level, os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    level = logger.level
     logger.setLevel(logging.ERROR)  # also its WARNING on cloudpickle: the class is ours, pickled by reference
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    held_back = io.StringIO()
     try:
-        yield
+        with contextlib.redirect_stderr(held_back):  # tqdm bars write to sys.stderr
+            yield
+    except BaseException:
+        sys.stderr.write(held_back.getvalue())
+        raise
     finally:
         logger.setLevel(level)
-        if bars is None:
-            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
-        else:
-            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = bars

@@ -42,13 +42,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from fusion.train import TrainConfig, train
+    from fusion.train.mlflow_logger import tracking_callbacks
 
     overrides = list(args.positional_overrides) + list(args.overrides)
     if args.tracking_uri:
         overrides.append(f"tracking.uri={args.tracking_uri}")
     cfg = TrainConfig.from_yaml(args.config, overrides)
     out = args.out if args.out is not None else Path("runs") / "train_fusion" / cfg.name
-    exported = train(cfg, out, resume=args.resume)
+    # this command configures tracking: its MLflow logging is a trainer callback (docs/training.md)
+    exported = train(cfg, out, resume=args.resume, callbacks=tracking_callbacks(cfg))
     if os.environ.get("RANK", "0") == "0":  # under torchrun, once
         print(f"exported model: {exported}")
     return 0

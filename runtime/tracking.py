@@ -15,6 +15,7 @@ run, for code (the trainer) that logs into a run it may not own.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -173,6 +174,10 @@ class Tracker:
         """The highest step logged for metric ``key`` (0 if none): a resumed run skips those."""
         return max((m.step for m in self.client.get_metric_history(run_id, key)), default=0)
 
+    def logged_steps(self, run_id: str, key: str) -> set[int]:
+        """The steps logged for metric ``key``."""
+        return {m.step for m in self.client.get_metric_history(run_id, key)}
+
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         for k, v in tags.items():
             self.client.set_tag(run_id, k, str(v))
@@ -256,3 +261,81 @@ class RunHandle:
     def finish(self, status: str = "FINISHED") -> None:
         if self.owns_run:
             self.tracker.finish(self.run_id, status)
+
+
+# ---- jobs: recorded on the worker, replayed by the driver ----------------------------------------------
+class RecordingTracker:
+    """Stands in for :class:`Tracker` in an executor job: records the calls that the driver replays
+    (:func:`replay`) into the real run. This is the one way a job reaches MLflow, in every pipeline
+    (fuse_then_detect's in-run S4Fusion training, ablate's variants): the driver alone talks to the
+    tracking store, whichever executor or node ran the job.
+
+    With ``path`` every call is also appended to that JSON-lines file (in the job's own folder), so a
+    job killed and resumed keeps what it logged before: :meth:`last_step` then tells the trainer which
+    steps are already recorded, exactly as a real run would, and none is logged twice."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self.calls: list[tuple[str, tuple]] = []
+        if path is not None and path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    name, args = json.loads(line)
+                except ValueError:  # a line cut short by a kill: that call was not completed
+                    continue
+                self.calls.append((name, tuple(args)))
+
+    def handle(self) -> RunHandle:
+        """A run handle that records into this tracker; the driver owns (and finishes) the real run."""
+        return RunHandle(self, "recorded", owns_run=False)  # type: ignore[arg-type]
+
+    def _record(self, name: str, args: tuple) -> None:
+        self.calls.append((name, args))
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps([name, list(args)]) + "\n")
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        self._record("log_params", (dict(params),))
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        self._record("log_metrics", (dict(metrics), step))
+
+    def log_artifact(self, run_id: str, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        self._record("log_artifact", (str(path), artifact_path))
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        self._record("set_tags", (dict(tags),))
+
+    def log_dataset_input(
+        self, run_id: str, name: str, digest: str, source: str, profile: Mapping[str, Any], context: str
+    ) -> None:
+        self._record("log_dataset_input", (name, digest, str(source), dict(profile), context))
+
+    def last_step(self, run_id: str, key: str) -> int:
+        """The highest step recorded for metric ``key`` (0 if none)."""
+        return max(
+            (args[1] for name, args in self.calls if name == "log_metrics" and key in args[0]), default=0
+        )
+
+    def finish(self, run_id: str, status: str = "FINISHED") -> None:
+        return None  # the driver owns the run
+
+
+def replay(calls: list[tuple[str, tuple]], run: RunHandle) -> None:
+    """Log recorded calls into ``run`` in their order. Replaying again is harmless (a driver killed
+    mid-replay replays on its rerun): params, tags, artifacts and dataset inputs are idempotent, and a
+    metric at a step the run already has is skipped."""
+    logged: dict[str, set[int]] = {}  # metric key -> steps the run has, read once per key
+    for name, args in calls:
+        if name == "log_metrics":
+            metrics, step = args
+            for key in metrics:
+                if key not in logged:
+                    logged[key] = run.tracker.logged_steps(run.run_id, key)
+            fresh = {k: v for k, v in metrics.items() if step not in logged[k]}
+            if fresh:
+                run.log_metrics(fresh, step)
+            continue
+        getattr(run, name)(*args)

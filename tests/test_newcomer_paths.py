@@ -201,12 +201,9 @@ def test_a_missing_checkpoint_says_where_model_pkl_comes_from(small_tno, tmp_pat
 
 # ---- the logged pyfunc --------------------------------------------------------------------------
 def test_pyfunc_accepts_what_the_cli_accepts_and_its_errors_print_no_array(tmp_path, shared_data):
-    import mlflow
-    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
-
     from data.io import read_image
     from fusion.inference import fuse_image_arrays, load_model
-    from fusion.mlflow_model import log_s4fusion_model
+    from fusion.mlflow_model import load_logged_model, log_s4fusion_model
     from fusion.shipped_weights import resolve_checkpoint
     from runtime.tracking import Tracker
 
@@ -214,8 +211,7 @@ def test_pyfunc_accepts_what_the_cli_accepts_and_its_errors_print_no_array(tmp_p
     tracker = Tracker(uri, "pyfunc")
     run_id, _ = tracker.start_run("k", "S4Fusion", "method")
     model_uri = log_s4fusion_model(tracker.handle(run_id), resolve_checkpoint("demo"))
-    with _use_tracking_uri(uri):
-        fuser = mlflow.pyfunc.load_model(model_uri)
+    fuser = load_logged_model(model_uri, uri)  # public MLflow API only, no global tracking URI
     ir_file, vi_file = (shared_data / "samples" / "TNO" / sub / "01.png" for sub in ("ir", "vi"))
     ir_gray, vi = read_image(ir_file, "gray")[:64, :80], read_image(vi_file, "gray")[:64, :80]
     ir = np.repeat(ir_gray[..., None], 3, axis=2)  # a gray IR image stored as RGB, which the CLI accepts

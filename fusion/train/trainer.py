@@ -2,6 +2,11 @@
 
 One step = ``train_step`` (forward, loss, backward, optimiser) followed, when due, by
 ``log_interval``, ``checkpoint`` and ``validate``; ``export`` writes the model at the end.
+
+What else happens along the way (MLflow logging, a test's SIGKILL) is a callback on one of the
+trainer's :data:`EVENTS` (docs/training.md, "Callbacks"): the loop fires them and knows nothing of
+their subscribers. Each event is also fired as the process-wide hook point ``train.<event without
+on_>`` (runtime.hooks), where tests subscribe without access to the trainer object.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +24,8 @@ import yaml
 from PIL import Image
 from tqdm import tqdm
 
-from data.io import digest, write_atomic, write_text_atomic
-from data.splits import split_hash, write_split
+from data.io import write_atomic, write_text_atomic
+from data.splits import write_split
 from fusion.losses import S4FusionLoss
 from fusion.model import S4Fusion
 from fusion.train.checkpoint import (
@@ -40,15 +46,24 @@ from fusion.train.ema import build_ema
 from fusion.train.schedule import build_optimizer
 from fusion.train.val_grid import validation_grid
 from fusion.validation import record_metrics
-from runtime.config import ConfigError, flatten
+from runtime import hooks
+from runtime.config import ConfigError
 from runtime.errors import RunFolderError
-from runtime.kill_points import kill_point
-from runtime.tracking import RunHandle, Tracker, default_tracking_uri
 
 log = logging.getLogger(__name__)
 
 EXPORT_NAME = "s4fusion.pt"
 COST_NAME = "train_cost.json"  # fusion.train.cost.TrainCost of the whole run
+
+# The trainer's events, in the order a step meets them; each callback gets the trainer first.
+EVENTS = (
+    "on_train_start",  # (trainer): before the first step (of this attempt: a resumed run starts mid-way)
+    "on_train_metrics",  # (trainer, metrics): every log_every steps, the interval's means, on every rank
+    "on_step_end",  # (trainer): after every step, its metrics logged, before its checkpoint
+    "on_checkpoint_saved",  # (trainer, path): main rank, checkpoints/last.pt written
+    "on_validation_end",  # (trainer, metrics, grid): metrics {} and grid None except on the main rank
+    "on_export_end",  # (trainer, export_path): main rank, s4fusion.pt written
+)
 
 
 def build_model(cfg: TrainConfig) -> S4Fusion:
@@ -56,16 +71,17 @@ def build_model(cfg: TrainConfig) -> S4Fusion:
 
 
 def train(
-    cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool = True, run: RunHandle | None = None
+    cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool = True, callbacks: Iterable[object] = ()
 ) -> Path:
     """Train S4Fusion per ``cfg`` into ``out_dir``; returns the exported model's path.
 
     ``out_dir`` receives ``checkpoints/last.pt`` (every ``ckpt_every`` steps and at the end),
     ``s4fusion.pt`` (the export, loadable by ``S4Fusion.load`` and the fuse command),
     ``config.yaml``, ``fusion_split/`` (the stems trained on, with a content hash), ``val/*.png``
-    and, with default tracking, ``mlflow.db``. A checkpoint in ``out_dir`` is resumed when
-    ``resume`` is true and refused otherwise. ``run``: an MLflow run to log into (its owner, e.g.
-    the fuse_then_detect driver, finishes it), or None to use ``cfg.tracking``.
+    and, with the train command's default tracking, ``mlflow.db``. A checkpoint in ``out_dir`` is
+    resumed when ``resume`` is true and refused otherwise. ``callbacks``: handlers whose methods named
+    like :data:`EVENTS` are registered (e.g. fusion.train.mlflow_logger.MlflowTrainLogger; nothing is
+    tracked without one).
     Launch under ``torchrun`` for multi-GPU/multi-node DDP; plain calls run single-process.
     """
     out_dir = Path(out_dir)
@@ -95,7 +111,8 @@ def train(
     if ctx.is_main:
         write_split(data.split, out_dir / "fusion_split")
     trainer = Trainer(cfg, ctx, data, out_dir, state)
-    trainer.open_tracking(run)
+    for handler in callbacks:
+        trainer.callbacks.add_handler(handler)
     trainer.fit()
     return export_path
 
@@ -120,26 +137,6 @@ def resume_state(cfg: TrainConfig, out_dir: Path, resume: bool) -> dict | None:
     return state
 
 
-def open_run(cfg: TrainConfig, out_dir: Path, run: RunHandle | None, run_id: str | None) -> RunHandle | None:
-    """The caller's run, this config's own run (resumed by id after an interruption), or None."""
-    if run is not None:
-        return RunHandle(run.tracker, run.run_id, owns_run=False)
-    if not cfg.tracking.enabled:
-        return None
-    tracker = Tracker(
-        cfg.tracking.uri or default_tracking_uri(out_dir),
-        cfg.tracking.experiment,
-        artifact_dir=out_dir / "mlartifacts",
-    )
-    if run_id is not None:
-        return tracker.handle(tracker.reopen(run_id))
-    # No checkpoint yet: an attempt killed before its first checkpoint left this run RUNNING; reuse it.
-    found, finished = tracker.start_run(
-        digest([str(out_dir.resolve()), cfg.to_dict()], 24), cfg.name, "train"
-    )
-    return tracker.handle(tracker.new_run(cfg.name, "train") if finished else found)
-
-
 class Trainer:
     """Model, loss, optimiser and schedule of one run; :meth:`fit` is the loop."""
 
@@ -155,8 +152,11 @@ class Trainer:
         self.optimizer, self.scheduler = build_optimizer(
             self.model, cfg.optim, data.steps_per_epoch, data.total_steps
         )
-        self.step, self.run, self.logged_through = 0, None, 0
+        self.step = 0
         self.cost = TrainCost()
+        self.callbacks = hooks.Callbacks(EVENTS)
+        # saved with every checkpoint and back in ``state`` on resume (the MLflow logger's run id)
+        self.checkpoint_extras: dict[str, Any] = {}
         if state is not None:
             self._restore(state)
         self.train_model = wrap_model(self.model, ctx)
@@ -182,37 +182,13 @@ class Trainer:
                 f"epoch (data changed?)"
             )
 
-    # ---- tracking -------------------------------------------------------------------------
-    def open_tracking(self, run: RunHandle | None) -> None:
-        if not self.ctx.is_main:
-            return
-        run_id = self.state.get("mlflow_run_id") if self.state is not None else None
-        self.run = open_run(self.cfg, self.out_dir, run, run_id)
-        # steps a killed attempt logged after its last checkpoint are not logged twice on resume
-        self.logged_through = self.run.tracker.last_step(self.run.run_id, "train/loss") if self.run else 0
-        if self.run is not None and self.state is None:
-            self.run.log_params(self._params())
-            perception = self.loss_fn.perception
-            if perception is not None and perception.source == "random":
-                self.run.set_tags(
-                    {"WARNING": "perception.weights=random: untrained ResNet50 in the loss (not the paper's)"}
-                )
+    def add_callback(self, event: str, fn) -> None:
+        """Run ``fn(trainer, ...)`` at ``event`` (one of :data:`EVENTS`)."""
+        self.callbacks.add(event, fn)
 
-    def _params(self) -> dict[str, Any]:
-        d, perception = self.data, self.loss_fn.perception
-        params = {f"train.{k}": v for k, v in flatten(self.cfg.to_dict()).items()}
-        params.update(
-            {
-                "train.world_size": self.ctx.world_size,
-                "train.steps_per_epoch": d.steps_per_epoch,
-                "train.total_steps": d.total_steps,
-                "train.num_pairs": len(d.train_set),
-                "train.fusion_split_sha256": split_hash(d.split),
-                "train.perception_weights": perception.source if perception else "unused",
-                "train.model_parameters": self.model.num_parameters(),
-            }
-        )
-        return params
+    def fire(self, event: str, *args: Any) -> None:
+        self.callbacks.fire(event, self, *args)
+        hooks.fire(f"train.{event.removeprefix('on_')}", self, *args)
 
     # ---- the loop ---------------------------------------------------------------------------
     def fit(self) -> None:
@@ -226,13 +202,14 @@ class Trainer:
             dynamic_ncols=True,
         )
         self.model.train()
+        self.fire("on_train_start")
         while self.step < d.stop_step:
             for ir, vi in self.epoch_batches():
                 self.train_step(ir, vi)
                 bar.update(1)
                 if self._due(cfg.log_every):
                     bar.set_postfix(self.log_interval())
-                kill_point("train.step")
+                self.fire("on_step_end")
                 if self._due(cfg.ckpt_every):
                     self.checkpoint()
                 if self._due(cfg.val_every):
@@ -288,8 +265,7 @@ class Trainer:
         metrics["train/samples_per_s"] = (
             self.interval_steps * self.cfg.batch_size / max(self.interval_time, 1e-9)
         )
-        if self.run is not None and self.step > self.logged_through:
-            self.run.log_metrics(metrics, self.step)
+        self.fire("on_train_metrics", metrics)
         self.sums, self.interval_steps, self.interval_time = {}, 0, 0.0
         return {k.split("/")[1]: f"{v:.4g}" for k, v in metrics.items() if k != "train/samples_per_s"}
 
@@ -311,10 +287,11 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "rng": rng_state(),
-                "mlflow_run_id": self.run.run_id if self.run is not None and self.run.owns_run else None,
                 "cost": self.cost.to_dict(),
+                **self.checkpoint_extras,
             },
         )
+        self.fire("on_checkpoint_saved", self.ckpt_path)
 
     @property
     def result_model(self) -> S4Fusion:
@@ -323,7 +300,8 @@ class Trainer:
 
     def validate(self) -> None:
         """Held-out metrics (``val/<metric>`` and the reference baselines' lines, also in
-        ``val/metrics.jsonl``) and the validation grid (``val/step_NNNNNNN.png``), logged to MLflow."""
+        ``val/metrics.jsonl``) and the validation grid (``val/step_NNNNNNN.png``), then
+        ``on_validation_end``."""
         metrics = self.data.held_out(
             self.result_model
         )  # {} unless rank 0 with data.val and validation.metrics
@@ -331,34 +309,19 @@ class Trainer:
         if metrics:
             metrics.update({"cost/wall_s": self.cost.wall_s, "cost/cpu_s": self.cost.cpu_s})
             record_metrics(self.out_dir / "val" / "metrics.jsonl", self.step, metrics)
-            if self.run is not None:
-                self.run.log_metrics(metrics, self.step)
-        if not (self.ctx.is_main and self.data.val_pairs):
-            return
-        grid = validation_grid(self.result_model, self.data.val_pairs, self.ctx.device)
-        path = write_atomic(
-            self.out_dir / "val" / f"step_{self.step:07d}.png",
-            lambda fh: Image.fromarray(grid).save(fh, format="PNG"),
-        )
-        if self.run is not None:
-            self.run.log_artifact(path, "val")
+        path = None
+        if self.ctx.is_main and self.data.val_pairs:
+            grid = validation_grid(self.result_model, self.data.val_pairs, self.ctx.device)
+            path = write_atomic(
+                self.out_dir / "val" / f"step_{self.step:07d}.png",
+                lambda fh: Image.fromarray(grid).save(fh, format="PNG"),
+            )
+        self.fire("on_validation_end", metrics, path)
 
     def export(self) -> None:
         self.cost.update(self.ctx)
         if self.ctx.is_main:
             write_text_atomic(self.out_dir / COST_NAME, json.dumps(self.cost.to_dict(), indent=1) + "\n")
             export_path = self.result_model.save_exported(self.out_dir / EXPORT_NAME)
-            if self.run is not None:
-                from fusion.mlflow_model import (
-                    log_s4fusion_model,
-                    log_training_split,
-                )  # mlflow only when tracking
-
-                self.run.log_artifact(export_path, "model")
-                log_training_split(self.run, self.data.split, self.out_dir / "fusion_split")
-                if (
-                    self.run.owns_run
-                ):  # a caller's run (fuse_then_detect) logs the model itself, in its driver
-                    log_s4fusion_model(self.run, export_path)
-                self.run.finish()
+            self.fire("on_export_end", export_path)
         barrier(self.ctx)

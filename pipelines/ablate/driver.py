@@ -2,8 +2,9 @@
 
 MLflow: one parent run per config in one run folder (a rerun continues it), one child run per
 variant (keyed by its training config, test data and metrics; a finished child is never redone
-or duplicated). The job logs its training curves into its child; the driver logs the rest when
-the job ends, and the paper's Table V as params of the parent.
+or duplicated). The job records its training curves (runtime.tracking.RecordingTracker); when it
+ends the driver replays them into its child and logs the rest, and the paper's Table V as params
+of the parent -- the one path from a job to MLflow, shared with fuse_then_detect.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pipelines.ablate.jobs import VariantResult, VariantSpec, run_variant
 from pipelines.ablate.report import write_table5
 from pipelines.executor import Job, JobFailure, make_executor
 from pipelines.paper_columns import table5_params
-from runtime.tracking import Tracker, default_tracking_uri, environment_info
+from runtime.tracking import Tracker, default_tracking_uri, environment_info, replay
 
 
 @dataclass
@@ -73,7 +74,11 @@ def run_ablation(cfg: AblationConfig, progress: bool = True) -> AblationResult:
         for v in variants
     }
     jobs = [
-        Job(("variant", v.slug), run_variant, {"spec": _spec(cfg, v, perceptual, tracker, *children[v.slug])})
+        Job(
+            ("variant", v.slug),
+            run_variant,
+            {"spec": _spec(cfg, v, perceptual, finished=children[v.slug][1])},
+        )
         for v in variants
     ]
     by_slug = {v.slug: v for v in variants}
@@ -142,10 +147,7 @@ def _child_key(cfg: AblationConfig, v: Variant) -> str:
     )
 
 
-def _spec(
-    cfg: AblationConfig, v: Variant, perceptual: dict[str, str], tracker: Tracker, run_id: str, finished: bool
-) -> VariantSpec:
-    tracking = None if finished else (tracker.tracking_uri, tracker.experiment, run_id)
+def _spec(cfg: AblationConfig, v: Variant, perceptual: dict[str, str], finished: bool) -> VariantSpec:
     return VariantSpec(
         v.name,
         v.slug,
@@ -156,7 +158,7 @@ def _spec(
         cfg.metrics_convention,
         tuple(cfg.cost_size),
         str(cfg.run_dir),
-        tracking,
+        record_tracking=not finished,  # a finished child run takes nothing more
     )
 
 
@@ -165,6 +167,7 @@ def _log_child(tracker: Tracker, run_id: str, v: Variant, outcome: Any) -> None:
         tracker.set_tags(run_id, {"error": outcome.error[:5000]})
         tracker.finish(run_id, "FAILED")
         return
+    replay(outcome.tracking_calls, tracker.handle(run_id, owns_run=False))  # the training's curves
     tracker.log_params(
         run_id,
         {

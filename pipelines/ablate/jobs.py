@@ -3,8 +3,10 @@
 :func:`run_variant` is a module-level function of picklable inputs (a :class:`VariantSpec`), so
 the serial and the Ray executor run it alike. Every stage is cached in the run folder by what
 determines it (folders via ``<name>.tmp`` + ``done.json``, pipelines.cache; files atomically), so
-a rerun after an interruption or a finished run redoes nothing that is complete. The job logs
-only its training curves, into the child run the driver opened and passes by id.
+a rerun after an interruption or a finished run redoes nothing that is complete. The job never
+talks to MLflow: its training curves are recorded (runtime.tracking.RecordingTracker, also kept in the
+training folder) and returned, and the driver replays them into the variant's child run -- the same
+path as fuse_then_detect's in-run training.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class VariantSpec:
     convention: str
     cost_size: tuple[int, int]
     run_dir: str
-    tracking: tuple[str, str, str] | None = None  # (uri, experiment, child run id) for the curves
+    record_tracking: bool = False  # record the training's MLflow calls (False: its child run is finished)
 
 
 @dataclass
@@ -56,13 +58,14 @@ class VariantResult:
     per_image: pd.DataFrame
     cost: dict[str, float]
     seconds: dict[str, float] = field(default_factory=dict)
+    tracking_calls: list[tuple[str, tuple]] = field(default_factory=list)  # for the driver to replay
 
 
 def run_variant(ctx: JobContext, spec: VariantSpec) -> VariantResult:
     """The job: every stage in order, each timed."""
     seconds: dict[str, float] = {}
     tick = time.perf_counter()
-    checkpoint, trained_now = train_stage(spec, ctx)
+    checkpoint, trained_now, tracking_calls = train_stage(spec, ctx)
     seconds["train"] = time.perf_counter() - tick
     tick = time.perf_counter()
     pairs = test_pairs(spec)
@@ -72,31 +75,34 @@ def run_variant(ctx: JobContext, spec: VariantSpec) -> VariantResult:
     per_image = metrics_stage(spec, fused_dir, pairs)
     seconds["metrics"] = time.perf_counter() - tick
     cost = cost_stage(spec, checkpoint)
-    return VariantResult(spec.name, spec.slug, str(checkpoint), trained_now, per_image, cost, seconds)
+    return VariantResult(
+        spec.name, spec.slug, str(checkpoint), trained_now, per_image, cost, seconds, tracking_calls
+    )
 
 
-def train_stage(spec: VariantSpec, ctx: JobContext) -> tuple[Path, bool]:
+def train_stage(spec: VariantSpec, ctx: JobContext) -> tuple[Path, bool, list[tuple[str, tuple]]]:
     """The variant's exported model (trained unless the run folder has it; training resumes from
-    its own checkpoints). Returns (path, trained in this call)."""
+    its own checkpoints). Returns (path, trained in this call, the training's recorded MLflow calls:
+    all of them, also those of earlier attempts, as replaying is idempotent)."""
     from fusion.train import TrainConfig, train
-    from runtime.tracking import Tracker
+    from fusion.train.mlflow_logger import MlflowTrainLogger
+    from runtime.tracking import RecordingTracker
 
     out = Path(spec.run_dir) / "train" / f"{spec.slug}-{digest(spec.train)}"
+    recorder = RecordingTracker(out / "tracking_calls.jsonl") if spec.record_tracking else None
+    calls = recorder.calls if recorder is not None else []
     done = read_done(out)
     if done is not None:
-        return Path(done["export"]), False
+        return Path(done["export"]), False, calls
     cfg = TrainConfig.from_dict(spec.train)
     if ctx.device is not None:  # the executor pinned a device (Ray): "0" is the task's GPU
         cfg.device = "cpu" if ctx.device == "cpu" else "cuda"
-    run = None
-    if spec.tracking is not None:
-        uri, experiment, run_id = spec.tracking
-        run = Tracker(uri, experiment).handle(run_id, owns_run=False)
-    export = Path(train(cfg, out, resume=True, run=run)).resolve()
+    callbacks = [MlflowTrainLogger(recorder.handle())] if recorder is not None else []
+    export = Path(train(cfg, out, resume=True, callbacks=callbacks)).resolve()
     write_text_atomic(
         out / DONE, json.dumps({"export": str(export), "sha256": file_sha256(export)}, indent=2) + "\n"
     )
-    return export, True
+    return export, True, calls
 
 
 def test_pairs(spec: VariantSpec) -> list[tuple[str, Any, str]]:

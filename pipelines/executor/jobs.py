@@ -19,6 +19,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from runtime import hooks
 from runtime.errors import InputError
 
 JobKey = tuple[Hashable, ...]
@@ -139,8 +140,12 @@ class JobFailure:
 def call_job(fn: Callable[..., Any], ctx: JobContext, kwargs: Mapping[str, Any]) -> Any:
     """``fn(ctx, **kwargs)``, with bad input (:class:`runtime.errors.InputError`: a config error, a
     corrupt file) returned as a permanent :class:`JobFailure` instead of raised: a retry cannot fix
-    it, and an exception returned is one neither executor retries (Ray retries what a task raises)."""
+    it, and an exception returned is one neither executor retries (Ray retries what a task raises).
+
+    Fires the hook point ``job.start`` (runtime.hooks) with the job's key first, in the process that runs
+    the job: a subscriber that raises is a failing attempt (tests inject faults there)."""
     try:
+        hooks.fire("job.start", ctx.key)
         return fn(ctx, **kwargs)
     except InputError as error:
         return JobFailure(ctx.key, f"{type(error).__name__}: {error}", traceback.format_exc(), permanent=True)

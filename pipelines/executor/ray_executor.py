@@ -9,7 +9,6 @@ retried). Results travel back to the driver; jobs must therefore return small pi
 
 from __future__ import annotations
 
-import os
 import secrets
 import socket
 from pathlib import Path
@@ -26,9 +25,6 @@ from pipelines.executor.jobs import (
     call_job,
 )
 
-# Worker-side override of the folder the storage probe uses. It exists for tests: setting it in a
-# worker's environment simulates a node that mounts a different filesystem at the run folder.
-PROBE_DIR_ENV = "S4FUSE_STORAGE_PROBE_DIR"
 PROBE_TIMEOUT_S = 120.0
 
 
@@ -55,7 +51,7 @@ def _run_job(fn, key: JobKey, workers: int, inputs: dict, kwargs: dict) -> tuple
 
 def _probe_storage(run_dir: str, driver_file: str, driver_token: str, worker_token: str) -> dict[str, Any]:
     """The probe task: read the driver's token, write our own, report what happened."""
-    folder = Path(os.environ.get(PROBE_DIR_ENV) or run_dir)
+    folder = Path(run_dir)
     report: dict[str, Any] = {"host": socket.gethostname(), "read": False, "write_error": None}
     try:
         report["read"] = (folder / driver_file).read_text() == driver_token
@@ -123,11 +119,10 @@ class RayExecutor(Executor):
             self._ray.shutdown()
             self._started_ray = False
 
-    def check_storage(self, run_dir: str | Path, probe_env: dict[str, str] | None = None) -> list[str]:
+    def check_storage(self, run_dir: str | Path) -> list[str]:
         """A probe task on every alive node reads a token the driver wrote into ``run_dir`` and
         writes its own, which the driver must then read. Raises :class:`SharedStorageError`
-        naming each node that failed; returns the hosts checked. ``probe_env`` adds environment
-        variables to the probe tasks (tests: :data:`PROBE_DIR_ENV`)."""
+        naming each node that failed; returns the hosts checked."""
         ray = self._ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -138,8 +133,6 @@ class RayExecutor(Executor):
         driver_file.write_text(driver_token)
         probe = ray.remote(_probe_storage)
         options: dict[str, Any] = {"num_cpus": 0, "max_retries": 0}
-        if probe_env:
-            options["runtime_env"] = {"env_vars": dict(probe_env)}
         pending = {}
         for node in (n for n in ray.nodes() if n.get("Alive")):
             token = secrets.token_hex(16)

@@ -7,18 +7,15 @@ Stages already committed in the run folder are not jobs: :func:`plan_jobs` loads
 in the driver and hands them to the jobs that need them in ``kwargs``.
 
 Job functions run on Ray workers: they are module level, never talk to MLflow (an in-run
-S4Fusion training logs into a :class:`RecordingTracker` that the driver replays) and return
+S4Fusion training logs into a runtime.tracking.RecordingTracker that the driver replays) and return
 small picklable results; their large outputs are the stage folders in the (shared) run folder.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from data.io import read_csv_cached
@@ -27,83 +24,7 @@ from pipelines.config import MethodConfig
 from pipelines.executor import Job, JobContext
 from pipelines.fuse_then_detect import stages
 from pipelines.fuse_then_detect.types import DetectorOutput, FusionOutput, RunContext
-from runtime.tracking import RunHandle
-
-# Fault injection for the retry/failure tests: the env var names a JSON file of rules
-# [{"key": ["detect", "VI", 1], "times": 1}] (times: failing attempts; null = always). Unset: no effect.
-FAULTS_ENV = "S4FUSE_INJECT_JOB_FAULTS"
-
-
-class RecordingTracker:
-    """Stands in for runtime.tracking.Tracker in a job: records the calls the driver replays.
-
-    With ``path`` every call is also appended to that JSON-lines file (in the training's own folder),
-    so a training killed and resumed keeps what it logged before: :meth:`last_step` then tells the
-    trainer which steps are already recorded, exactly as a real run would, and none is logged twice."""
-
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path
-        self.calls: list[tuple[str, tuple]] = []
-        if path is not None and path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    name, args = json.loads(line)
-                except ValueError:  # a line cut short by a kill: that call was not completed
-                    continue
-                self.calls.append((name, tuple(args)))
-
-    def _record(self, name: str, args: tuple) -> None:
-        self.calls.append((name, args))
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps([name, list(args)]) + "\n")
-
-    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
-        self._record("log_params", (dict(params),))
-
-    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
-        self._record("log_metrics", (dict(metrics), step))
-
-    def log_artifact(self, run_id: str, path: str | os.PathLike, artifact_path: str | None = None) -> None:
-        self._record("log_artifact", (str(path), artifact_path))
-
-    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
-        self._record("set_tags", (dict(tags),))
-
-    def log_dataset_input(
-        self, run_id: str, name: str, digest: str, source: str, profile: Mapping[str, Any], context: str
-    ) -> None:
-        self._record("log_dataset_input", (name, digest, str(source), dict(profile), context))
-
-    def last_step(self, run_id: str, key: str) -> int:
-        """The highest step recorded for metric ``key`` (0 if none)."""
-        return max(
-            (args[1] for name, args in self.calls if name == "log_metrics" and key in args[0]), default=0
-        )
-
-    def finish(self, run_id: str, status: str = "FINISHED") -> None:
-        return None  # the driver owns the run
-
-
-def replay(calls: list[tuple[str, tuple]], run: RunHandle) -> None:
-    """Log recorded calls into ``run`` in their order."""
-    for name, args in calls:
-        getattr(run, name)(*args)
-
-
-def _inject_fault(key: tuple) -> None:
-    spec = os.environ.get(FAULTS_ENV)
-    if not spec or not Path(spec).is_file():
-        return
-    for rule in json.loads(Path(spec).read_text()):
-        if tuple(rule["key"]) != tuple(key):
-            continue
-        attempts = Path(f"{spec}.{'-'.join(map(str, key))}.attempts")
-        n = int(attempts.read_text()) if attempts.is_file() else 0
-        attempts.write_text(str(n + 1))
-        if rule.get("times") is None or n < rule["times"]:
-            raise RuntimeError(f"injected fault ({FAULTS_ENV}) in job {key}, attempt {n + 1}")
+from runtime.tracking import RecordingTracker
 
 
 @contextmanager
@@ -131,7 +52,6 @@ def _train_device(ctx: JobContext) -> str | None:
 # ---- job functions ------------------------------------------------------------------------------
 def fuse_job(ctx: JobContext, run: RunContext, method: MethodConfig, inputs: MethodInputs) -> FusionOutput:
     """S4Fusion model (trained here if configured) -> fused split -> YOLO export."""
-    _inject_fault(ctx.key)
     start = time.perf_counter()
     trained_here = method.method().trains_in_run
     recorder = RecordingTracker(
@@ -140,7 +60,7 @@ def fuse_job(ctx: JobContext, run: RunContext, method: MethodConfig, inputs: Met
         else None
     )
     with _job_threads(ctx.workers):
-        handle = RunHandle(recorder, "recorded", owns_run=False) if trained_here else None  # type: ignore[arg-type]
+        handle = recorder.handle() if trained_here else None
         inputs = stages.model_inputs(method, inputs, run.run_dir, handle, _train_device(ctx))
         key = stages.fused_key(method, run.data, inputs)
         fused = (
@@ -158,7 +78,6 @@ def _fusion_input(ctx: JobContext, method: str, fusion: FusionOutput | None) -> 
 
 def metrics_job(ctx: JobContext, run: RunContext, method: str, fusion: FusionOutput | None):
     """Per-image fusion metrics of one method on the test split (a DataFrame)."""
-    _inject_fault(ctx.key)
     fusion = _fusion_input(ctx, method, fusion)
     with _job_threads(ctx.workers):
         return stages.fusion_metrics(run, method, fusion.key, fusion.fused, progress=False)
@@ -168,7 +87,6 @@ def detect_job(
     ctx: JobContext, run: RunContext, method: str, seed: int, fusion: FusionOutput | None
 ) -> DetectorOutput:
     """One detector: training on the GPU the executor pinned (device 0) + test evaluation + COCO check."""
-    _inject_fault(ctx.key)
     start = time.perf_counter()
     fusion = _fusion_input(ctx, method, fusion)
     device = None if ctx.device is None else ctx.resolve_device(run.cfg.detector.device)

@@ -4,10 +4,10 @@
   (name, split hash as digest, source folder, train/val/test sizes), so the runs table's Dataset
   column says which split each number comes from;
 - one run per (method, seed) (nested in the method's run) carries the same metric keys (``mAP50``,
-  ``mAP50_95``, ``AP50/<class>``) and the params ``method``, ``seed``, ``kind``; hashes are tags;
+  ``mAP50_95``, ``AP50/<class>``) and the params ``method`` and ``seed``; hashes are tags;
 - the parent carries Table VI as an MLflow table artifact (``table6.json``) and its figures;
 - the experiment carries a saved view (``mlflow.sharedViewState.table6``): those runs grouped by method,
-  a chart with every method side by side and one point per seed;
+  a chart with every method side by side and one point per seed, and under it a table of their metrics;
 - a method's S4Fusion is logged as a pyfunc model (``runs:/<child>/s4fusion`` fuses a pair);
 - the parent's description (Markdown on its run page) is the verdict and one line of context;
 - :func:`ui_link` is the URL printed at the end: that view on a local ``mlflow ui``; :func:`table_link`
@@ -48,21 +48,22 @@ VIEW_KEY = (
     "table6"  # the experiment's saved view: tag mlflow.sharedViewState.table6, URL ?viewStateShareKey=table6
 )
 TABLE_FILE = "table6.json"  # Table VI on the parent run, an MLflow table artifact
+TABLE_CARD_NAME = "Table VI per (method, seed) run"
 SWEEP_TAG = "sweep"
 
 
 def seed_run_view(
     method: str,
     seed: int,
-    kind: str,
     result,
     coco_map50: float,
     class_names: list[str],
     fusion_means: dict[str, float],
 ) -> tuple[dict, dict[str, float]]:
     """Params and metrics of one (method, seed) run: every such run has the same keys, so MLflow's
-    charts and its compare page line them up; the params are only ``method``, ``seed`` and ``kind``
-    (hashes are tags), so the compare page's parallel coordinates default to them."""
+    charts and its compare page line them up. The params are only ``method`` and ``seed`` (the
+    method's kind is on its method run, hashes are tags): MLflow's compare page plots the params
+    whose values differ, sorted, first three, so its parallel coordinates default to method, seed."""
     metrics = {
         "mAP50": result.map50,
         "mAP50_95": result.map50_95,
@@ -70,22 +71,26 @@ def seed_run_view(
         **{f"AP50/{c}": result.ap50_per_class[c] for c in class_names},
         **{f"fusion/{k}": v for k, v in fusion_means.items()},
     }
-    return {"method": method, "seed": seed, "kind": kind}, metrics
+    return {"method": method, "seed": seed}, metrics
 
 
 def table6_view_state(class_names: list[str], group_by_sweep: bool) -> dict:
     """MLflow 3.17's shared view state (what its "Share" button stores): the (method, seed) runs only,
-    grouped by method (and by sweep when the experiment holds several), charts first: a "Table VI"
-    section whose first chart puts every method side by side on the x axis with one point per seed
-    (the spread), then mAP@50 per run. In the table view the same grouping shows mAP columns."""
+    grouped by method (and by sweep when the experiment holds several), newest first, charts first: a
+    "Table VI" section whose first chart puts every method side by side on the x axis with one point
+    per seed (the spread), then mAP@50 per run; under it a "Table VI as a table" section, MLflow's
+    difference view (one column per run, one row per metric), so the chart and the table are on the
+    page the printed link opens. In the table view the same grouping shows mAP columns (group rows:
+    the mean over seeds)."""
     keys = [{"mode": "param", "groupByData": "method"}]
     if group_by_sweep:
         keys.insert(0, {"mode": "tag", "groupByData": SWEEP_TAG})
-    section = "table6-section"
-    card = {"runsCountToCompare": 100, "metricSectionId": section, "deleted": False, "isGenerated": False}
+    chart_section, table_section = "table6-section", "table6-table-section"
+    card = {"runsCountToCompare": 100, "deleted": False, "isGenerated": False}
     charts = [
         {
             **card,
+            "metricSectionId": chart_section,
             "uuid": "table6-per-method",
             "type": "SCATTER",
             "displayName": "mAP@50 per method (one point per seed)",
@@ -94,17 +99,34 @@ def table6_view_state(class_names: list[str], group_by_sweep: bool) -> dict:
         },
         {
             **card,
+            "metricSectionId": chart_section,
             "uuid": "table6-map50",
             "type": "BAR",
             "metricKey": "mAP50",
             "displayName": "mAP@50 per run",
         },
+        {  # MLflow's "difference view": a table, one column per run, one row per metric
+            **card,
+            "metricSectionId": table_section,
+            "uuid": "table6-table",
+            "type": "DIFFERENCE",
+            "chartName": TABLE_CARD_NAME,
+            "displayName": TABLE_CARD_NAME,
+            "compareGroups": ["Model metrics"],
+            "showChangeFromBaseline": False,
+            "showDifferencesOnly": False,
+            "baselineColumnUuid": "",
+        },
     ]
+    section = {"display": True, "isReordered": True, "deleted": False, "isGenerated": False}
     columns = [f"metrics.`{k}`" for k in ["mAP50", "mAP50_95", *(f"AP50/{c}" for c in class_names)]]
     return {
         "searchFilter": f"tags.`s4fuse.kind` = '{SEED_RUN_KIND}'",
-        "orderByKey": "attributes.start_time",
-        "orderByAsc": True,
+        # Not start_time: sorted by it, MLflow also fetches the runs' parents (the method runs), which
+        # land in an "Additional runs" group and in the charts. Newest first: the table's columns start
+        # with the config's last method (S4Fusion in the profiles), the charts' x axis ends with it.
+        "orderByKey": "attributes.`end_time`",
+        "orderByAsc": False,
         "startTime": "ALL",
         "lifecycleFilter": "Active",
         "datasetsFilter": [],
@@ -117,16 +139,14 @@ def table6_view_state(class_names: list[str], group_by_sweep: bool) -> dict:
         "isAccordionReordered": True,
         "selectedColumns": ["params.`seed`", *columns],
         "compareRunSections": [
+            {**section, "uuid": chart_section, "name": "Table VI", "columns": 2, "cardHeight": 340},
             {
-                "uuid": section,
-                "name": "Table VI",
-                "display": True,
-                "isReordered": True,
-                "deleted": False,
-                "isGenerated": False,
-                "columns": 2,
-                "cardHeight": 460,
-            }
+                **section,
+                "uuid": table_section,
+                "name": "Table VI as a table",
+                "columns": 1,
+                "cardHeight": 760,  # every row: AP50/<class>, fusion/<metric>, then mAP50, mAP50_95, mAP50_coco
+            },
         ],
         "compareRunCharts": charts,
     }

@@ -20,11 +20,11 @@ from fusion.methods import MethodInputs
 from pipelines.config import MethodConfig, PipelineConfig
 from pipelines.executor import JobFailure, make_executor
 from pipelines.fuse_then_detect import mlflow_view, stages
-from pipelines.fuse_then_detect.jobs import plan_jobs, replay
+from pipelines.fuse_then_detect.jobs import plan_jobs
 from pipelines.fuse_then_detect.report import build_report, method_samples_png, table6_frame, verdict_line
 from pipelines.fuse_then_detect.types import MethodOutcome, PipelineResult, RunContext
 from pipelines.paper_columns import table6_params
-from runtime.tracking import Tracker, default_tracking_uri, environment_info
+from runtime.tracking import Tracker, default_tracking_uri, environment_info, replay
 
 
 class JobsFailedError(RuntimeError):
@@ -285,7 +285,7 @@ class MethodRuns:
             if finished:
                 continue
             params, metrics = mlflow_view.seed_run_view(
-                m.name, seed, m.kind, result, coco.map50, self.data.class_names, fusion_means
+                m.name, seed, result, coco.map50, self.data.class_names, fusion_means
             )
             self.tracker.log_params(run_id, params)
             self.tracker.log_metrics(run_id, metrics)

@@ -26,9 +26,9 @@ from pipelines.cache import DONE, commit, fresh_tmp, read_done
 from pipelines.config import DatasetConfig, MethodConfig, PipelineConfig, ReportConfig
 from pipelines.fuse_then_detect.types import FusedImages, PreparedData, RunContext, image_for
 from pipelines.fusion_metrics import metrics_cache_file, per_image_metrics
+from runtime import hooks
 from runtime.config import ConfigError
 from runtime.errors import RunFolderError
-from runtime.kill_points import kill_point
 from runtime.profiles import config_data_path
 from runtime.tracking import RunHandle
 
@@ -148,6 +148,7 @@ def model_inputs(
     if not method.method().trains_in_run:
         return inputs
     from fusion.train import train
+    from fusion.train.mlflow_logger import MlflowTrainLogger, tracking_callbacks
 
     train_cfg = inputs.train_config
     out = s4fusion_dir(method, train_cfg, run_dir)
@@ -156,7 +157,8 @@ def model_inputs(
         if device is not None:
             train_cfg = dataclasses.replace(train_cfg, device=device)
         # fusion.train resumes from its own checkpoints (written atomically) in `out`.
-        export = Path(train(train_cfg, out, resume=True, run=run)).resolve()
+        callbacks = [MlflowTrainLogger(run)] if run is not None else tracking_callbacks(train_cfg)
+        export = Path(train(train_cfg, out, resume=True, callbacks=callbacks)).resolve()
         record = {"export": str(export), "sha256": file_sha256(export)}
         write_text_atomic(out / DONE, json.dumps(record, indent=2) + "\n")
         done = record
@@ -193,7 +195,7 @@ def fuse_method(
     for stem in tqdm(data.all_stems(), desc=f"fuse {method.name}", unit="img", disable=not progress):
         sample = data.dataset[stem]
         write_png_atomic(tmp / f"{stem}.png", fuse_checked(method.name, fuse, stem, sample.ir, sample.vi))
-        kill_point("fuse.image")
+        hooks.fire("fuse.image")
     commit(tmp, out, {"method": method.name, "key": key, "images": len(data.all_stems())})
     return out
 
@@ -205,7 +207,7 @@ def export_method(run: RunContext, name: str, key: str, fused: FusedImages) -> P
     if read_done(out) is None:
         tmp = fresh_tmp(out)
         export_yolo(tmp, data.split, image_for(fused), data.dataset.boxes, data.class_names, progress=False)
-        kill_point("yolo.export")
+        hooks.fire("yolo.export")
         commit(tmp, out, {"method": name, "key": key})
     # data.yaml holds absolute paths: (re)write it for the tree's final location.
     return yolo_dataset_yaml(out, data.class_names)

@@ -101,3 +101,30 @@ def test_a_table_is_an_mlflow_table_and_a_rerun_replaces_it_instead_of_appending
     )
     tags = tracker.client.get_run(run).data.tags
     assert json.loads(tags["mlflow.loggedArtifacts"]) == [{"path": "table6.json", "type": "table"}]
+
+
+def test_recorded_calls_replay_into_a_run_and_a_second_replay_adds_nothing(tracker, tmp_path):
+    """The one way a job reaches MLflow: it records (also into a file, kept across a kill), the driver
+    replays; a driver killed mid-replay replays again on its rerun without repeating a metric step."""
+    from runtime.tracking import RecordingTracker, replay
+
+    recorder = RecordingTracker(tmp_path / "calls.jsonl")
+    run = recorder.handle()
+    run.log_params({"train": {"lr": 0.1}})
+    run.log_metrics({"train/loss": 1.0}, 1)
+    run.log_metrics({"train/loss": 0.5}, 2)
+    run.set_tags({"note": "x"})
+    run.finish()  # the driver owns the real run: recording a finish does nothing
+    (tmp_path / "calls.jsonl").open("a").write('["log_metrics", [{"train/lo')  # a line cut short by a kill
+    again = RecordingTracker(tmp_path / "calls.jsonl")
+    assert again.calls == recorder.calls and again.last_step("recorded", "train/loss") == 2
+
+    run_id, _ = tracker.start_run("replayed", "S4Fusion", "method")
+    for _ in range(2):
+        replay(again.calls, tracker.handle(run_id, owns_run=False))
+    client = tracker.client
+    history = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "train/loss"))
+    assert history == [(1, 1.0), (2, 0.5)]
+    data = client.get_run(run_id).data
+    assert data.params["train.lr"] == "0.1" and data.tags["note"] == "x"
+    assert client.get_run(run_id).info.status == "RUNNING"

@@ -308,6 +308,62 @@ def test_resume_equals_uninterrupted_run(straight_run, tmp_path):
     assert state_dicts_equal(load_model(resumed).state_dict(), b["state_dict"])
 
 
+def test_callbacks_see_the_events_in_order_and_their_extras_ride_in_the_checkpoint(tmp_path):
+    """Trainer events (docs/training.md, "Callbacks"): a handler's methods named like events are called
+    in loop order, each event is also the process hook point ``train.<event>``, what a callback puts in
+    ``checkpoint_extras`` is saved with the checkpoint, and the MLflow logger logs into a caller's
+    recording run (the one way a job reaches MLflow) without logging the pyfunc model itself."""
+    from fusion.train.mlflow_logger import MlflowTrainLogger
+    from runtime import hooks
+    from runtime.tracking import RecordingTracker
+
+    class Events:
+        def __init__(self) -> None:
+            self.seen: list[tuple] = []
+
+        def on_train_start(self, trainer):
+            self.seen.append(("start", trainer.step))
+            trainer.checkpoint_extras["note"] = "kept"
+
+        def on_train_metrics(self, trainer, metrics):
+            self.seen.append(("metrics", trainer.step, "train/loss" in metrics))
+
+        def on_step_end(self, trainer):
+            self.seen.append(("step", trainer.step))
+
+        def on_checkpoint_saved(self, trainer, path):
+            self.seen.append(("checkpoint", trainer.step, path.name))
+
+        def on_validation_end(self, trainer, metrics, grid):
+            self.seen.append(("validation", trainer.step))
+
+        def on_export_end(self, trainer, export_path):
+            self.seen.append(("export", export_path.name))
+
+    events, recorder, hook_steps = Events(), RecordingTracker(), []
+    with hooks.subscribed("train.step_end", lambda trainer: hook_steps.append(trainer.step)):
+        train(tiny_config(max_steps=2), tmp_path, callbacks=[events, MlflowTrainLogger(recorder.handle())])
+    assert events.seen == [
+        ("start", 0),
+        ("metrics", 1, True),
+        ("step", 1),
+        ("metrics", 2, True),
+        ("step", 2),
+        ("checkpoint", 2, "last.pt"),
+        ("validation", 2),
+        ("export", "s4fusion.pt"),
+    ]
+    assert hook_steps == [1, 2]
+    checkpoint = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert checkpoint["note"] == "kept" and "mlflow_run_id" not in checkpoint  # a caller's run is not ours
+    names = [name for name, _ in recorder.calls]
+    assert names[0] == "log_params" and names.count("log_metrics") == 2
+    assert [args for name, args in recorder.calls if name == "log_artifact"] == [
+        (str(tmp_path / "s4fusion.pt"), "model")
+    ]
+    assert names[-1] == "log_dataset_input"  # the trained-on split; no pyfunc: the caller logs it
+
+
 def test_run_measures_its_own_cost_across_a_resume(tmp_path):
     """<out>/train_cost.json (what the model card quotes): wall and CPU time of every process, added up
     over the attempts of a resumed run, kept in the checkpoint."""
@@ -473,13 +529,10 @@ def test_cli_logs_to_mlflow(tmp_path, monkeypatch):
     assert parts and all(
         n == len((tmp_path / "fusion_split" / f"{k}.txt").read_text().split()) for k, n in parts.items()
     )
-    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
-
     from fusion.inference import fuse_image_arrays, load_model
-    from fusion.mlflow_model import input_example
+    from fusion.mlflow_model import input_example, load_logged_model
 
-    with _use_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}"):
-        fuser = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/s4fusion")
+    fuser = load_logged_model(f"runs:/{run.info.run_id}/s4fusion", f"sqlite:///{tmp_path / 'mlflow.db'}")
     pair = input_example(19, 23)
     expected = fuse_image_arrays(load_model(tmp_path / "s4fusion.pt"), pair["ir"], pair["vi"][..., 0])
     assert np.array_equal(fuser.predict(pair)[..., 0], expected)

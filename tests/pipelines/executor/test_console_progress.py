@@ -33,7 +33,7 @@ def console_of_a_run(run_dir, n_images: int, capsys) -> tuple[list[str], int, li
     SerialExecutor(cfg.executor).run(jobs, progress=True)
     captured = capsys.readouterr()
     lines = [line for line in (captured.out + captured.err).split("\n") if line.strip()]
-    return lines, len(jobs), data.all_stems()
+    return lines, len(jobs), run.data.all_stems()
 
 
 def test_console_shows_one_line_per_job_never_per_image(tmp_path, capsys):

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from plugins.storage_probe import probe_elsewhere
 
 from pipelines.executor import (
     ExecutorConfig,
@@ -22,9 +23,10 @@ from pipelines.executor import (
     SerialExecutor,
     SharedStorageError,
     make_executor,
+    ray_executor,
 )
 from pipelines.executor.jobs import check_jobs
-from pipelines.executor.ray_executor import PROBE_DIR_ENV, gpus_per_job_on, job_slots
+from pipelines.executor.ray_executor import gpus_per_job_on, job_slots
 from runtime.config import ConfigError
 
 METHODS = ("IR", "VI", "avg")
@@ -282,14 +284,18 @@ def test_ray_reports_a_failing_job_by_key_while_the_others_finish(ray_instance, 
     assert all(results[("detect", m, s)]["seed"] == s for m in ("IR", "avg") for s in SEEDS)
 
 
-def test_ray_storage_check_accepts_a_shared_folder_and_refuses_one_workers_cannot_see(ray_instance, tmp_path):
+def test_ray_storage_check_accepts_a_shared_folder_and_refuses_one_workers_cannot_see(
+    ray_instance, tmp_path, monkeypatch
+):
     run_dir, elsewhere = tmp_path / "run", tmp_path / "other_mount"
     elsewhere.mkdir()
     with make_executor(ray_cfg()) as executor:
         assert len(executor.check_storage(run_dir)) == 1  # one node, this machine
         assert not [p for p in run_dir.iterdir() if p.name.startswith(".storage-probe")]  # probes cleaned up
+        # a node that mounts another filesystem at the run folder's path (tests/plugins/storage_probe.py)
+        monkeypatch.setattr(ray_executor, "_probe_storage", probe_elsewhere(elsewhere))
         with pytest.raises(SharedStorageError) as err:
-            executor.check_storage(run_dir, probe_env={PROBE_DIR_ENV: str(elsewhere)})
+            executor.check_storage(run_dir)
     message = str(err.value)
     assert str(run_dir) in message and "cannot read the driver's probe file" in message
     assert "the driver does not see it" in message and "--executor serial" in message

@@ -17,7 +17,6 @@ module (pytest-xdist keeps a module on one worker).
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import math
 import shutil
@@ -28,11 +27,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import search_runs
+from plugins import job_faults, storage_probe
 
 import pipelines.fuse_then_detect.cli as cli
 from pipelines.config import EXPERIMENTS_DIR, load_config
 from pipelines.executor import SharedStorageError
-from pipelines.fuse_then_detect.jobs import FAULTS_ENV
 from pipelines.fuse_then_detect.orchestration import run_pipeline
 
 pytestmark = pytest.mark.slow
@@ -104,7 +103,7 @@ def tiny(run_dir: Path, kind: str):
 
 @pytest.fixture(scope="module")
 def faults(tmp_path_factory) -> Path:
-    """The fault-injection rules file the jobs read (FAULTS_ENV); absent = no faults."""
+    """The fault-injection rules file (tests/plugins/job_faults.py) of the Ray workers; absent = no faults."""
     return tmp_path_factory.mktemp("faults") / "faults.json"
 
 
@@ -116,7 +115,7 @@ def ray_instance(faults):
         include_dashboard=False,
         logging_level="ERROR",
         log_to_driver=False,
-        runtime_env={"env_vars": {FAULTS_ENV: str(faults)}},
+        runtime_env=job_faults.ray_runtime_env(faults),
     )
     yield ray
     ray.shutdown()
@@ -236,16 +235,12 @@ def test_a_failing_job_is_reported_while_the_others_finish_and_a_rerun_resumes(
 def test_a_run_folder_the_workers_cannot_see_is_refused_before_any_work(
     ray_instance, tmp_path, monkeypatch, capsys
 ):
-    from pipelines.executor.ray_executor import PROBE_DIR_ENV, RayExecutor
+    from pipelines.executor import ray_executor
 
     elsewhere = tmp_path / "other_mount"
     elsewhere.mkdir()
     # the workers' view of the run folder is another directory (a node mounting a different filesystem)
-    monkeypatch.setattr(
-        RayExecutor,
-        "check_storage",
-        functools.partialmethod(RayExecutor.check_storage, probe_env={PROBE_DIR_ENV: str(elsewhere)}),
-    )
+    monkeypatch.setattr(ray_executor, "_probe_storage", storage_probe.probe_elsewhere(elsewhere))
     cfg = tiny(tmp_path / "run", "ray")
     with pytest.raises(SharedStorageError, match="not on storage every Ray node sees"):
         run_pipeline(cfg, progress=False)

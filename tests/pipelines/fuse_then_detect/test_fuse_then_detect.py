@@ -290,7 +290,8 @@ def test_verdict_is_computed_from_the_numbers():
 def test_report_statistics_and_a_failed_job_reported_by_method_and_seed(
     inputs, mlflow_db, tmp_path, stub, monkeypatch
 ):
-    from pipelines.fuse_then_detect.jobs import FAULTS_ENV
+    from plugins.job_faults import install
+
     from pipelines.fuse_then_detect.orchestration import JobsFailedError
 
     cfg = make_cfg(
@@ -306,9 +307,12 @@ def test_report_statistics_and_a_failed_job_reported_by_method_and_seed(
     )
     faults = tmp_path / "faults.json"
     faults.write_text(json.dumps([{"key": ["detect", "Average", 1], "times": None}]))  # always fails
-    monkeypatch.setenv(FAULTS_ENV, str(faults))
-    with pytest.raises(JobsFailedError) as err:
-        run_pipeline(cfg, progress=False)
+    uninstall = install(faults)  # the serial executor runs the jobs in this process
+    try:
+        with pytest.raises(JobsFailedError) as err:
+            run_pipeline(cfg, progress=False)
+    finally:
+        uninstall()
     assert "1 job(s) failed" in str(err.value)
     assert "detect Average seed 1: RuntimeError: injected fault" in str(err.value)
     assert int(Path(f"{faults}.detect-Average-1.attempts").read_text()) == 1 + cfg.executor.max_retries
@@ -325,7 +329,6 @@ def test_report_statistics_and_a_failed_job_reported_by_method_and_seed(
         **{f"{m} seed {k}": "FINISHED" for m in ("IR", "VI") for k in (0, 1)},
     }
 
-    monkeypatch.delenv(FAULTS_ENV)
     n_calls = len(stub.calls)
     result = run_pipeline(cfg, progress=False)  # resumes: only the failed job runs, in the same MLflow runs
     assert len(stub.calls) == n_calls + 1

@@ -1,8 +1,8 @@
-"""SIGKILL safety: a command killed by a real SIGKILL at a named point (runtime/kill_points.py,
-``S4FUSE_TEST_KILL_AT``) and rerun unchanged gives exactly the uninterrupted result, with its MLflow
+"""SIGKILL safety: a command killed by a real SIGKILL at a named hook point (runtime/hooks.py; the kill
+is installed by tests/plugins/kill_at.py, which launches the command) and rerun unchanged gives exactly the uninterrupted result, with its MLflow
 runs reused (never duplicated, none left RUNNING) and no metric step logged twice.
 
-Kill points: ``train.step`` (S4Fusion training, before and after its first checkpoint),
+Kill points: ``train.step_end`` (S4Fusion training, before and after its first checkpoint),
 ``fuse.image`` (mid-fusion), ``yolo.export`` (YOLO tree written, not committed) and
 ``detector.batch`` (inside ultralytics' training loop). ``fuse_then_detect`` is killed at each point
 in turn in one run folder (every rerun resumes from the previous kill's leftovers), then rerun to
@@ -25,6 +25,7 @@ import pytest
 import torch
 from helpers import REPO_ROOT
 from PIL import Image
+from plugins import kill_at
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +46,9 @@ TRAIN_SETS = [
 PIPELINE_SETS = ["methods.3.train.max_steps=4", "methods.3.train.ckpt_every=2"]
 
 
-def run_command(args: list[str], kill_at: str | None = None) -> subprocess.CompletedProcess:
+def run_command(args: list[str], kill_point: str | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m pipelines.run ARGS`` in a child process; with ``kill_point`` (``POINT[@N]``) the
+    child SIGKILLs itself there (tests/plugins/kill_at.py) and must die of it."""
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO_ROOT),
@@ -53,20 +56,18 @@ def run_command(args: list[str], kill_at: str | None = None) -> subprocess.Compl
         "YOLO_AUTOINSTALL": "false",
         "MPLBACKEND": "Agg",
     }
-    env.pop("S4FUSE_TEST_KILL_AT", None)
-    if kill_at:
-        env["S4FUSE_TEST_KILL_AT"] = kill_at
+    module_args = ["pipelines.run", *args]
     proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.run", *args],
+        kill_at.command(kill_point, module_args) if kill_point else [sys.executable, "-m", *module_args],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
         text=True,
         timeout=900,
     )
-    expected = -signal.SIGKILL if kill_at else 0
+    expected = -signal.SIGKILL if kill_point else 0
     assert proc.returncode == expected, (
-        f"{args} (kill at {kill_at}): rc {proc.returncode}\n{proc.stderr[-3000:]}"
+        f"{args} (kill at {kill_point}): rc {proc.returncode}\n{proc.stderr[-3000:]}"
     )
     return proc
 
@@ -102,9 +103,11 @@ def train_reference(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("kill_at", ["train.step@1", "train.step@3"])  # before / after the first checkpoint
-def test_train_fusion_killed_and_rerun_equals_uninterrupted(train_reference, tmp_path, kill_at):
-    run_command(train_args(tmp_path), kill_at)
+@pytest.mark.parametrize(
+    "kill_point", ["train.step_end@1", "train.step_end@3"]
+)  # before / after the first checkpoint
+def test_train_fusion_killed_and_rerun_equals_uninterrupted(train_reference, tmp_path, kill_point):
+    run_command(train_args(tmp_path), kill_point)
     run_command(train_args(tmp_path))
     ref, got = exported_weights(train_reference / "s4fusion.pt"), exported_weights(tmp_path / "s4fusion.pt")
     assert ref.keys() == got.keys() and all(torch.equal(ref[k], got[k]) for k in ref)
@@ -145,7 +148,7 @@ def pipeline_reference(tmp_path_factory) -> Path:
 
 
 # In pipeline order: each rerun resumes from what the previous kill left and is killed at the next point.
-PIPELINE_KILL_POINTS = ["train.step@3", "fuse.image@5", "yolo.export", "detector.batch@2"]
+PIPELINE_KILL_POINTS = ["train.step_end@3", "fuse.image@5", "yolo.export", "detector.batch@2"]
 
 
 def test_fuse_then_detect_killed_at_each_point_in_turn_and_rerun_equals_uninterrupted(
@@ -154,8 +157,8 @@ def test_fuse_then_detect_killed_at_each_point_in_turn_and_rerun_equals_uninterr
     """One run folder, killed by SIGKILL during in-run S4Fusion training (after step 3, past the step-2
     checkpoint), then mid-fusion, then with the YOLO tree written but not committed, then inside
     ultralytics' training loop; the last rerun must give exactly the uninterrupted run."""
-    for kill_at in PIPELINE_KILL_POINTS:
-        run_command(pipeline_args(tmp_path), kill_at)  # asserts the process died by SIGKILL there
+    for kill_point in PIPELINE_KILL_POINTS:
+        run_command(pipeline_args(tmp_path), kill_point)  # asserts the process died by SIGKILL there
     run_command(pipeline_args(tmp_path))
     ref_table, ref_images = pipeline_outputs(pipeline_reference)
     table, images = pipeline_outputs(tmp_path)

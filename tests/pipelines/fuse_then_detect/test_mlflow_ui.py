@@ -4,8 +4,9 @@ One tiny run (module fixture; the YOLO detector is the orchestration tests' stub
 is real: synthetic data, fusion, an S4Fusion checkpoint, MLflow logging) is served by ``mlflow
 server`` in its own process on a free loopback port; the test reads what the UI reads, through the
 REST API: the experiment kind, one child per method named after it and in it one run per seed (params
-method, seed, kind; hashes as tags), Table VI as a table artifact on the parent, the saved Table VI
-view the printed link opens, the split as dataset input, and the logged S4Fusion pyfunc model, which
+method and seed only, so the compare page's default axes are those; hashes as tags), Table VI as a
+table artifact on the parent, the saved Table VI view the printed link opens (a chart and a table, and
+the runs its search returns), the split as dataset input, and the logged S4Fusion pyfunc model, which
 must fuse a pair.
 The server is killed by the fixture whatever the outcome.
 """
@@ -93,14 +94,14 @@ def test_one_named_child_per_method_and_one_run_per_method_and_seed(ui_runs, fin
     method_ids = {c["info"]["run_id"]: c["info"]["run_name"] for c in methods}
     assert len(seeds) == len(cfg.methods) * len(cfg.seeds) == len(children) - len(methods)
     class_names = finished_run["result"].outcomes[0].detections[0].ap50_per_class
-    for o, m in zip(finished_run["result"].outcomes, cfg.methods):
+    for o in finished_run["result"].outcomes:
         mine = [c for c in seeds if method_ids[_tags(c)["mlflow.parentRunId"]] == o.name]
         assert sorted(int(_params(c)["seed"]) for c in mine) == cfg.seeds
         for run, seed, detection in zip(
             sorted(mine, key=lambda c: int(_params(c)["seed"])), o.seeds, o.detections
         ):
-            # only method, seed and kind are params: the compare page's default axes are meaningful
-            assert _params(run) == {"method": o.name, "seed": str(seed), "kind": m.kind}
+            # only method and seed are params: the compare page's default axes (below)
+            assert _params(run) == {"method": o.name, "seed": str(seed)}
             assert run["info"]["run_name"] == f"{o.name} seed {seed}"
             metrics = _metrics(run)
             assert metrics["mAP50"] == pytest.approx(detection.map50)
@@ -161,9 +162,7 @@ def test_every_run_names_its_split_as_dataset_input(ui_runs, finished_run):
 
 
 def test_logged_s4fusion_model_fuses_a_pair(ui_runs, server, inputs, finished_run):
-    import mlflow
-    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
-
+    from fusion.mlflow_model import load_logged_model
     from pipelines.fuse_then_detect.report import summary_text
 
     _, _, children = ui_runs
@@ -172,8 +171,7 @@ def test_logged_s4fusion_model_fuses_a_pair(ui_runs, server, inputs, finished_ru
     printed = summary_text(finished_run["result"], finished_run["cfg"])
     (model_uri,) = re.findall(r"runs:/[0-9a-f]+/s4fusion", printed)  # the command prints the child's URI
     assert model_uri == f"runs:/{s4['info']['run_id']}/s4fusion"
-    with _use_tracking_uri(server):
-        model = mlflow.pyfunc.load_model(model_uri)
+    model = load_logged_model(model_uri, server)
     assert model.metadata.signature is not None and model.metadata.saved_input_example_info is not None
     vi = sample.vi if sample.vi.ndim == 3 else sample.vi[..., None]
     fused = model.predict({"ir": sample.ir, "vi": vi})
@@ -205,11 +203,54 @@ def test_printed_link_opens_the_saved_table6_chart_view(ui_runs, finished_run):
     view = json.loads(tags["mlflow.sharedViewState.table6"])
     assert view["searchFilter"] == "tags.`s4fuse.kind` = 'detector'"
     assert view["groupBy"]["groupByKeys"] == [{"mode": "param", "groupByData": "method"}]  # one sweep
-    (section,) = view["compareRunSections"]
+    charts, tables = view["compareRunSections"]
+    assert (charts["name"], tables["name"]) == ("Table VI", "Table VI as a table")
+    assert all(s["display"] and not s["deleted"] for s in (charts, tables))
     first = view["compareRunCharts"][0]
-    assert first["metricSectionId"] == section["uuid"] and section["name"] == "Table VI"
+    assert first["metricSectionId"] == charts["uuid"]
     assert (first["type"], first["xaxis"], first["yaxis"]) == (
         "SCATTER",
         {"key": "method", "type": "PARAM"},
         {"key": "mAP50", "type": "METRIC"},
     )
+    # Table VI as a table on the same page: MLflow's difference view, one column per (method, seed) run,
+    # one row per metric, nothing to switch on
+    (table,) = [c for c in view["compareRunCharts"] if c["metricSectionId"] == tables["uuid"]]
+    assert table["type"] == "DIFFERENCE" and table["compareGroups"] == ["Model metrics"]
+    assert not table["showDifferencesOnly"] and not table["showChangeFromBaseline"]
+    assert table["runsCountToCompare"] >= len(finished_run["cfg"].methods) * len(finished_run["cfg"].seeds)
+    assert not view["useGroupedValuesInCharts"]  # MLflow 3.17 leaves a grouped difference view empty
+
+
+def test_saved_view_search_returns_exactly_the_method_seed_runs(ui_runs, server, finished_run):
+    """What the UI asks for with the saved view's filter and order: the (method, seed) runs and nothing
+    else. Sorted by start time, MLflow's UI would also fetch their parents (the method runs)."""
+    experiment, _, children = ui_runs
+    tags = {t["key"]: t["value"] for t in experiment["tags"]}
+    view = json.loads(tags["mlflow.sharedViewState.table6"])
+    assert view["orderByKey"] != "attributes.start_time"
+    order = f"{view['orderByKey']} {'ASC' if view['orderByAsc'] else 'DESC'}"
+    found = _api(
+        server,
+        "runs/search",
+        experiment_ids=[experiment["experiment_id"]],
+        filter=view["searchFilter"],
+        order_by=[order],
+        max_results=100,
+    )["runs"]
+    seeds = [c for c in children if _tags(c)["s4fuse.kind"] == "detector"]
+    assert sorted(r["info"]["run_id"] for r in found) == sorted(r["info"]["run_id"] for r in seeds)
+    # newest first: the config's last method (the last to finish, serially) opens the table
+    ends = [int(r["info"]["end_time"]) for r in found]
+    assert ends == sorted(ends, reverse=True)
+    assert _params(found[0])["method"] == finished_run["cfg"].methods[-1].name
+
+
+def test_compare_page_default_axes_are_method_and_seed(ui_runs):
+    """MLflow's compare page (parallel coordinates) starts with the params whose values differ among
+    the compared runs, sorted, first three: for one sweep's (method, seed) runs, method and seed."""
+    _, _, children = ui_runs
+    seeds = [c for c in children if _tags(c)["s4fuse.kind"] == "detector"]
+    keys = sorted({k for run in seeds for k in _params(run)})
+    differing = [k for k in keys if len({_params(run).get(k) for run in seeds}) > 1]
+    assert differing[:3] == ["method", "seed"]
