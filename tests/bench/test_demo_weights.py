@@ -246,14 +246,7 @@ def test_card_ships_a_run_with_its_measured_cost(tmp_path, monkeypatch, shared_d
         {
             "name": "tiny",
             "seed": 0,
-            "model": {
-                "dims": [8, 16, 32],
-                "depths": [1, 1, 1],
-                "depths_decoder": [1, 1, 1],
-                "num_cmsa": 1,
-                "d_state": 4,
-                "d_state_fusion": 4,
-            },
+            "model": {"size": "tiny"},
             "data": {
                 "train": [
                     {"dataset": "roadscene", "root": str(roadscene), "stems": ["FLIR_00211", "FLIR_04269"]}

@@ -10,17 +10,11 @@ from pathlib import Path
 
 from detection.coco_eval import coco_map, ground_truth_from_yolo
 from detection.yolo import DetectionResult, Prediction
+from fusion.model import MODEL_SIZES
 from pipelines.config import parse_config
 
 SYNTH = {"n_images": 12, "width": 64, "height": 64, "seed": 5}
-TINY_MODEL = {
-    "dims": [8, 16, 32],
-    "depths": [1, 1, 1],
-    "depths_decoder": [1, 1, 1],
-    "num_cmsa": 1,
-    "d_state": 4,
-    "d_state_fusion": 4,
-}
+TINY_MODEL = MODEL_SIZES["tiny"]
 
 
 class StubDetector:
