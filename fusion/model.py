@@ -25,7 +25,7 @@ from fusion.modules.interactions import build_interaction
 from fusion.modules.patch import FoldHead, OverlapPatchEmbed
 from fusion.modules.ss2d import VSSLayer
 from fusion.shipped_weights import missing_checkpoint_message, resolve_checkpoint
-from runtime.config import build
+from runtime.config_loader import build
 from runtime.errors import InputError
 
 EXPORT_FORMAT = "s4fuse"

@@ -7,7 +7,7 @@ import argparse
 
 from data.adapters import DATASET_NAMES
 from data.dataset_check import check_dataset
-from pipelines.cli import run_cli
+from pipelines.cli_common import run_cli
 
 # Ctrl-C (pipelines.run)
 RESUME_HINT = "rerun the same command to check again (it writes nothing)"

@@ -1,4 +1,4 @@
-"""Configuration of ``fuse_then_detect``: dataclass sections read by the shared loader (runtime.config).
+"""Configuration of ``fuse_then_detect``: dataclass sections read by the shared loader (runtime.config_loader).
 
 Everything is validated on load -- nested sections included (``dataset.synthetic``, inline
 ``methods[].train``) -- so that a typo or a missing file fails in the first second, not after an
@@ -20,7 +20,7 @@ from typing import Any
 from detection.yolo import DetectorConfig
 from fusion.methods import FusionMethod, config_problems, method_from_config
 from pipelines.executor import ExecutorConfig
-from runtime.config import ConfigError, apply_overrides, build, read_yaml_mapping
+from runtime.config_loader import ConfigError, apply_overrides, build, read_yaml_mapping
 from runtime.profiles import config_data_path, experiments_dir, resolve_experiment
 
 EXPERIMENTS_DIR = experiments_dir()

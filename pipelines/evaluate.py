@@ -33,11 +33,11 @@ from data.io import digest, write_csv_atomic, write_text_atomic
 from fusion.baselines import BASELINES
 from fusion.methods import FusionMethod, MethodInputs, PairSet, fuse_checked, method_from_spec
 from fusion.metrics import CONVENTIONS, load_image, resolve_metrics
-from pipelines.cli import configure_logging, run_cli
+from pipelines.cli_common import configure_logging, run_cli
 from pipelines.fusion_metrics import per_image_metrics
 from pipelines.paper_columns import fusion_table_params, fusion_table_vs_paper, table7_params, table7_vs_paper
 from pipelines.reports import comparison_grid, markdown_table, summary_plain, write_summary
-from runtime.config import ConfigError
+from runtime.config_loader import ConfigError
 from runtime.errors import InputError
 
 LATENCY_SIZE = (480, 640)

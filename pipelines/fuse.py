@@ -37,8 +37,8 @@ from data.io import write_png_atomic, write_text_atomic
 from fusion.baselines import BASELINES
 from fusion.methods import FusionMethod, MethodInputs, PairSet, fuse_checked, method_from_spec
 from fusion.shipped_weights import resolve_checkpoint
-from pipelines.cli import run_cli
-from runtime.config import ConfigError
+from pipelines.cli_common import run_cli
+from runtime.config_loader import ConfigError
 from runtime.errors import RunFolderError, capped_list
 
 

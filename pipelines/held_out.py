@@ -31,10 +31,10 @@ from data.dataset_check import bad_pairs
 from data.io import write_csv_atomic, write_figure_atomic, write_text_atomic
 from fusion.baselines import BASELINES
 from fusion.metrics import CONVENTIONS, METRIC_DIRECTIONS, resolve_metrics
-from pipelines.cli import configure_logging, run_cli
+from pipelines.cli_common import configure_logging, run_cli
 from pipelines.reports import render_markdown
 from pipelines.statistics import paired_comparison
-from runtime.config import ConfigError
+from runtime.config_loader import ConfigError
 from runtime.errors import InputError
 
 DEFAULT_METRICS = ("SF", "AG", "Qabf", "VIF")

@@ -2,7 +2,7 @@
 
 Each command lives in its own module of this package (``fuse_then_detect``: its ``cli`` module)
 exposing ``add_arguments(parser)`` and ``main(args) -> int``; modules are imported lazily so
-``--help`` and light commands stay fast. Input errors exit with code 2 (pipelines.cli).
+``--help`` and light commands stay fast. Input errors exit with code 2 (pipelines.cli_common).
 """
 
 from __future__ import annotations

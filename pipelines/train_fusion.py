@@ -12,7 +12,7 @@ import argparse
 import os
 from pathlib import Path
 
-from pipelines.cli import add_set_argument, configure_logging, run_cli
+from pipelines.cli_common import add_set_argument, configure_logging, run_cli
 
 # Ctrl-C (pipelines.run)
 RESUME_HINT = (

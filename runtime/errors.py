@@ -2,7 +2,7 @@
 
 Library code raises subclasses of :class:`InputError` (config, dataset, image, annotation,
 checkpoint, run-folder problems) with a message that says the fix; each command line prints such an
-error as one line on stderr and exits with code 2 (pipelines.cli.run_cli). Anything else is a bug
+error as one line on stderr and exits with code 2 (pipelines.cli_common.run_cli). Anything else is a bug
 and keeps its traceback. Bottom floor (runtime/) so that every package can raise them.
 """
 

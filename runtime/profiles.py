@@ -12,7 +12,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from runtime.config import ConfigError
+from runtime.config_loader import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _REPO_EXPERIMENTS = REPO_ROOT / "experiments"

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runtime.config import flatten
+from runtime.config_loader import flatten
 
 KEY_TAG = "s4fuse.key"
 KIND_TAG = "s4fuse.kind"

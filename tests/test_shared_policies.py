@@ -14,7 +14,7 @@ from data.io import FolderIndexError, index_images_by_stem, write_png_atomic
 from fusion.baselines import fuse_baseline
 from fusion.inference import fuse, fuse_image_arrays
 from fusion.model import S4Fusion, S4FusionConfig
-from runtime.config import ConfigError, build
+from runtime.config_loader import ConfigError, build
 
 TINY = {"size": "tiny"}
 
@@ -97,7 +97,7 @@ class _Outer:
 
 
 def test_config_loader_coerces_and_reports_every_problem_with_its_path():
-    from runtime.config import apply_overrides
+    from runtime.config_loader import apply_overrides
 
     raw = apply_overrides({"items": [{"lr": 1}]}, ["inner.lr=1e-3", "items.0.steps=[1, 2]"])
     cfg = build(_Outer, raw)
@@ -142,7 +142,7 @@ def test_metric_cache_is_keyed_by_checkpoint_content_not_path(tmp_path, shared_d
 
 
 def test_cli_error_policy_one_line_exit_2_and_bugs_keep_their_traceback(capsys):
-    from pipelines.cli import run_cli
+    from pipelines.cli_common import run_cli
 
     def bad_input():
         raise ConfigError(["a.b: expected int, got 'x'", "c: unknown key(s) ['d']"])

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from data.adapters import PairedImageDataset
-from runtime.config import ConfigError
+from runtime.config_loader import ConfigError
 
 Fuser = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (ir_u8, vi_u8) -> fused_u8
 

@@ -156,7 +156,7 @@ class S4FusionTrained(_S4FusionModel):
 
     def problems(self) -> list[str]:
         from fusion.train import TrainConfig
-        from runtime.config import ConfigError, build
+        from runtime.config_loader import ConfigError, build
 
         try:
             if isinstance(self.train, str):

@@ -22,7 +22,7 @@ from PIL import Image
 
 from data.io import read_image
 from fusion.metrics import mmif, vifb
-from runtime.config import ConfigError, match_names
+from runtime.config_loader import ConfigError, match_names
 
 # +1: higher is better, -1: lower is better
 METRIC_DIRECTIONS: dict[str, int] = {

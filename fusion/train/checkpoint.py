@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from data.io import write_atomic
-from runtime.config import flatten
+from runtime.config_loader import flatten
 from runtime.errors import InputError
 
 CHECKPOINT_FORMAT = "s4fuse-train-checkpoint"

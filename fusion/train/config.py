@@ -1,4 +1,4 @@
-"""The training configuration: dataclass sections read from YAML by the shared loader (runtime.config)."""
+"""The training configuration: dataclass sections read from YAML by the shared loader (runtime.config_loader)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from fusion.losses import LossConfig
 from fusion.validation import ValidationConfig
-from runtime.config import ConfigError, apply_overrides, build, read_yaml_mapping, to_plain
+from runtime.config_loader import ConfigError, apply_overrides, build, read_yaml_mapping, to_plain
 
 
 @dataclass
@@ -90,7 +90,7 @@ class TrainConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)  # held-out metrics at val_every
 
     def validate(self) -> list[str]:
-        """Checks across sections, run on load (runtime.config.build)."""
+        """Checks across sections, run on load (runtime.config_loader.build)."""
         from fusion.model import S4FusionConfig  # torch: only when a training config is built
 
         try:

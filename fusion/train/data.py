@@ -23,7 +23,7 @@ from data.transforms import PairedAugment
 from fusion.train.config import DataSource, TrainConfig
 from fusion.train.distributed import DistContext
 from fusion.validation import HeldOutValidation
-from runtime.config import ConfigError
+from runtime.config_loader import ConfigError
 from runtime.profiles import config_data_path
 
 

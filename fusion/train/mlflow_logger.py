@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from data.io import digest
 from data.splits import split_hash
-from runtime.config import flatten
+from runtime.config_loader import flatten
 from runtime.tracking import RunHandle, Tracker, default_tracking_uri
 
 if TYPE_CHECKING:

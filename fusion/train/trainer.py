@@ -47,7 +47,7 @@ from fusion.train.schedule import build_optimizer
 from fusion.train.val_grid import validation_grid
 from fusion.validation import record_metrics
 from runtime import hooks
-from runtime.config import ConfigError
+from runtime.config_loader import ConfigError
 from runtime.errors import RunFolderError
 
 log = logging.getLogger(__name__)

@@ -6,8 +6,8 @@ import argparse
 import logging
 
 from pipelines.ablate.config import AblationConfig, load_ablation_config
-from pipelines.cli import add_run_folder_arguments, add_set_argument, run_cli, run_folder_overrides
-from runtime.config import ConfigError
+from pipelines.cli_common import add_run_folder_arguments, add_set_argument, run_cli, run_folder_overrides
+from runtime.config_loader import ConfigError
 
 DEFAULT_CONFIG = "table5_cpu.yaml"
 

@@ -19,7 +19,7 @@ from typing import Any
 from fusion.train.config import DataSource, TrainConfig
 from pipelines.config import TrackingConfig
 from pipelines.executor import ExecutorConfig
-from runtime.config import (
+from runtime.config_loader import (
     ConfigError,
     apply_overrides,
     build,

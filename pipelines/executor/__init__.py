@@ -12,7 +12,7 @@ tqdm, (lazily) ray, and runtime.errors (bad input -- :class:`runtime.errors.Inpu
 once: retrying cannot fix it).
 """
 
-from pipelines.executor.jobs import (
+from pipelines.executor.base import (
     Executor,
     ExecutorConfig,
     Job,

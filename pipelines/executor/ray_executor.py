@@ -14,7 +14,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from pipelines.executor.jobs import (
+from pipelines.executor.base import (
     Executor,
     ExecutorConfig,
     Job,

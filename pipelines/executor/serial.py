@@ -8,7 +8,7 @@ import traceback
 from collections import deque
 from typing import Any
 
-from pipelines.executor.jobs import Executor, Job, JobContext, JobFailure, JobKey, call_job
+from pipelines.executor.base import Executor, Job, JobContext, JobFailure, JobKey, call_job
 
 log = logging.getLogger(__name__)
 

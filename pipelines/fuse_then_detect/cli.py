@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from pipelines.cli import (
+from pipelines.cli_common import (
     add_run_folder_arguments,
     add_set_argument,
     configure_logging,
@@ -14,7 +14,7 @@ from pipelines.cli import (
     run_folder_overrides,
 )
 from pipelines.config import PipelineConfig, load_config
-from runtime.config import ConfigError
+from runtime.config_loader import ConfigError
 from runtime.errors import RunFolderError
 
 

@@ -27,7 +27,7 @@ from pipelines.config import DatasetConfig, MethodConfig, PipelineConfig, Report
 from pipelines.fuse_then_detect.types import FusedImages, PreparedData, RunContext, image_for
 from pipelines.fusion_metrics import metrics_cache_file, per_image_metrics
 from runtime import hooks
-from runtime.config import ConfigError
+from runtime.config_loader import ConfigError
 from runtime.errors import RunFolderError
 from runtime.profiles import config_data_path
 from runtime.tracking import RunHandle

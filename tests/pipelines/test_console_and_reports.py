@@ -110,7 +110,7 @@ def test_table6_figures_title_and_one_colour_per_method(tmp_path):
 def test_cli_logging_keeps_library_info_off_the_console():
     import mlflow  # noqa: F401 - MLflow sets its logger up on import; configure_logging must win afterwards
 
-    from pipelines.cli import configure_logging
+    from pipelines.cli_common import configure_logging
 
     configure_logging()
     assert not logging.getLogger("mlflow.store.db.utils").isEnabledFor(logging.INFO)

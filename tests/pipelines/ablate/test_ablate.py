@@ -15,7 +15,7 @@ from data.io import read_image, write_png_atomic
 from fusion import paper
 from pipelines import run as cli
 from pipelines.ablate.config import load_ablation_config
-from runtime.config import ConfigError
+from runtime.config_loader import ConfigError
 
 pytestmark = pytest.mark.filterwarnings("ignore:perception.weights=random")
 VARIANTS = ["CMSA → ADD", "w/o L_per", "full"]  # Exp. 1, 7, 8

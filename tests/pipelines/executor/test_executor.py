@@ -25,9 +25,9 @@ from pipelines.executor import (
     make_executor,
     ray_executor,
 )
-from pipelines.executor.jobs import check_jobs
+from pipelines.executor.base import check_jobs
 from pipelines.executor.ray_executor import gpus_per_job_on, job_slots
-from runtime.config import ConfigError
+from runtime.config_loader import ConfigError
 
 METHODS = ("IR", "VI", "avg")
 SEEDS = (0, 1)
