@@ -13,8 +13,8 @@ Stages (bench.scaling_stage), each in its own process per size: dataset check, c
 scaled to all images: ``--s4fusion-every``), YOLO export,
 per-image fusion metrics (test split), one YOLOv8n epoch at imgsz 640 (+ test evaluation), and the
 report + MLflow logging. Measured per stage and size: wall and CPU time of the stage body (imports
-excluded), peak RSS of its process (``os.wait4``'s ``ru_maxrss``: the largest process, dataloader
-workers included) and the disk it adds (blocks of files not already in its inputs: the YOLO tree
+excluded), peak RSS of its process (its own high-water mark or its dataloader workers', whichever is
+larger: bench.scaling_stage) and the disk it adds (blocks of files not already in its inputs: the YOLO tree
 hard-links the fused images).
 
 Writes OUT/scaling.json (``{"stages": {stage: [{"n", "wall_s", "cpu_s", "peak_rss_mb", "disk_mb"}]},
@@ -41,7 +41,6 @@ import numpy as np
 
 from bench.scaling_stage import STAGES
 from data.io import write_text_atomic
-from fusion.train.cost import cpu_model
 
 SIZES = {"quick": (25, 100, 200), "default": (100, 400, 1000), "full": (525, 1050, 2100, 4200)}
 S4FUSION_EVERY = {"quick": 32, "default": 16, "full": 16}
@@ -159,7 +158,7 @@ def measure(
     ]
     log = (work / f"{stage}.log").open("w")
     proc = subprocess.Popen(cmd, env={**os.environ, **CHILD_ENV}, stdout=log, stderr=subprocess.STDOUT)
-    _, status, usage = os.wait4(proc.pid, 0)
+    _, status, _ = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     log.close()
     if proc.returncode != 0:
@@ -174,7 +173,7 @@ def measure(
         "n": n,
         "wall_s": round(body["wall_s"] * scale, 2),
         "cpu_s": round(body["cpu_s"] * scale, 2),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "peak_rss_mb": body["peak_rss_mb"],
         "disk_mb": round(disk * scale, 2),
     }
     if scale != 1.0:
@@ -257,6 +256,13 @@ def extrapolate(stages: dict[str, list[dict]], slopes: dict, n_target: int) -> d
             "disk_mb": round(last["disk_mb"] * n_target / last["n"], 1),
         }
     return out
+
+
+def _cpu_model() -> str:
+    """fusion.train.cost's reader, imported only when the measurements are done (it imports torch)."""
+    from fusion.train.cost import cpu_model
+
+    return cpu_model()
 
 
 def _record_key(stage: str, n: int, s4fusion_every: int) -> tuple:
@@ -364,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         "s4fusion_every": args.s4fusion_every,
         "mode": mode_name,
         "machine": {
-            "cpu": cpu_model(),
+            "cpu": _cpu_model(),
             "cores": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),

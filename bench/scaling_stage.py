@@ -125,6 +125,19 @@ def _cpu_s() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def _peak_rss_mb() -> float:
+    """The stage's peak RSS: its own high-water mark (``VmHWM`` of this address space) and that of its
+    reaped children (dataloader workers). Not ``ru_maxrss`` of this process: on Linux it starts from the
+    RSS of the process this one was forked from (the benchmark's driver), kept across exec."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            own = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):  # no procfs: the inherited floor is the best there is
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return round(max(own, children), 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("stage", choices=list(STAGES))
@@ -138,7 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     wall, cpu = time.perf_counter() - wall, _cpu_s() - cpu
     write_text_atomic(
         Path(args.result),
-        json.dumps({"wall_s": wall, "cpu_s": cpu, "images": images, "outputs": [str(p) for p in outputs]})
+        json.dumps(
+            {
+                "wall_s": wall,
+                "cpu_s": cpu,
+                "peak_rss_mb": _peak_rss_mb(),
+                "images": images,
+                "outputs": [str(p) for p in outputs],
+            }
+        )
         + "\n",
     )
     return 0
