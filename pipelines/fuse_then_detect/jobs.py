@@ -97,18 +97,24 @@ def detect_job(
 
 # ---- the job list, without what is committed ----------------------------------------------------------
 def committed_fusion(run: RunContext, method: MethodConfig, inputs: MethodInputs) -> FusionOutput | None:
-    """The fusion job's result when its stage folders are complete (done.json), else None."""
+    """The fusion job's result when its stage folders are complete (done.json), else None. An in-run
+    training's recorded MLflow calls come with it, so that a driver that died before replaying them
+    (or a new MLflow store) still gets the curves: replaying is idempotent."""
+    calls: list[tuple[str, tuple]] = []
     if method.method().trains_in_run:
-        if stages.read_done(stages.s4fusion_dir(method, inputs.train_config, run.run_dir)) is None:
+        train_dir = stages.s4fusion_dir(method, inputs.train_config, run.run_dir)
+        if stages.read_done(train_dir) is None:
             return None
         inputs = stages.model_inputs(method, inputs, run.run_dir)  # the committed export
+        calls = RecordingTracker(train_dir / "tracking_calls.jsonl").calls
     key = stages.fused_key(method, run.data, inputs)
     fused = inputs.files if inputs.files is not None else run.run_dir / "fused" / f"{method.name}-{key}"
     if inputs.files is None and stages.read_done(fused) is None:
         return None
     if stages.read_done(run.run_dir / "yolo" / f"{method.name}-{key}") is None:
         return None
-    return FusionOutput(key, fused, stages.export_method(run, method.name, key, fused), inputs.checkpoint)
+    data_yaml = stages.export_method(run, method.name, key, fused)
+    return FusionOutput(key, fused, data_yaml, inputs.checkpoint, calls)
 
 
 def plan_jobs(
