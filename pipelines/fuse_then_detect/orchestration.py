@@ -22,7 +22,7 @@ from pipelines.executor import JobFailure, make_executor
 from pipelines.fuse_then_detect import mlflow_view, stages
 from pipelines.fuse_then_detect.jobs import plan_jobs
 from pipelines.fuse_then_detect.report import build_report, method_samples_png, table6_frame, verdict_line
-from pipelines.fuse_then_detect.types import MethodOutcome, PipelineResult, RunContext
+from pipelines.fuse_then_detect.types import MethodOutcome, PipelineResult, PreparedData, RunContext
 from pipelines.paper_columns import table6_params
 from runtime.tracking import Tracker, default_tracking_uri, environment_info, replay
 
@@ -170,7 +170,6 @@ class MethodRuns:
         placement: dict[tuple, str],
     ):
         self.run, self.method_inputs = run, method_inputs
-        self.cfg, self.data = run.cfg, run.data  # read everywhere below
         self.tracker, self.parent_id = tracker, parent_id
         self.placement = placement
         self.results: dict[tuple, Any] = {}
@@ -181,6 +180,14 @@ class MethodRuns:
         self.failures: list[JobFailure] = []
         self.job_seconds: dict[str, float] = {}
         self._open: set[str] = set()
+
+    @property
+    def cfg(self) -> PipelineConfig:
+        return self.run.cfg
+
+    @property
+    def data(self) -> PreparedData:
+        return self.run.data
 
     def job_ended(self, key: tuple, result: Any) -> None:
         self.results[key] = result

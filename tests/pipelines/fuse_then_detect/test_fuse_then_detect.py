@@ -376,46 +376,38 @@ def test_in_run_training_succeeds_on_its_first_attempt_and_its_run_gets_model_an
         "val_every": 1000,
         "device": "cpu",
     }
-    cfg = make_cfg(
-        inputs,
-        tmp_path / "run",
-        mlflow_db,
-        "in_run_training",
-        seeds=[0],
-        methods=[{"name": "S4Fusion", "kind": "s4fusion", "train": train}],
-        executor={"kind": "serial", "max_retries": 0},
-    )
-    run_pipeline(cfg, progress=False)  # a failed job raises JobsFailedError
     client = mlflow.MlflowClient(mlflow_db)
-    experiment = client.get_experiment_by_name("in_run_training")
-    (child,) = [
-        r
-        for r in client.search_runs([experiment.experiment_id])  # the method's run, not its seed runs
-        if r.data.tags.get("method") == "S4Fusion" and "method_kind" in r.data.tags
-    ]
+
+    def run_into(experiment: str):
+        """The pipeline on the same run folder, logged into ``experiment``: its experiment and the
+        method's run (not its seed runs)."""
+        cfg = make_cfg(
+            inputs,
+            tmp_path / "run",
+            mlflow_db,
+            experiment,
+            seeds=[0],
+            methods=[{"name": "S4Fusion", "kind": "s4fusion", "train": train}],
+            executor={"kind": "serial", "max_retries": 0},
+        )
+        run_pipeline(cfg, progress=False)  # a failed job raises JobsFailedError
+        found = client.get_experiment_by_name(experiment)
+        (method_run,) = [
+            r
+            for r in client.search_runs([found.experiment_id])
+            if r.data.tags.get("method") == "S4Fusion" and "method_kind" in r.data.tags
+        ]
+        return found, method_run
+
+    experiment, child = run_into("in_run_training")
     assert [m.step for m in client.get_metric_history(child.info.run_id, "train/loss")] == [1, 2]
     assert any(i.dataset.name.startswith("fusion_split@") for i in child.inputs.dataset_inputs)
     models = client.search_logged_models(experiment_ids=[experiment.experiment_id])
     assert [m.source_run_id for m in models] == [child.info.run_id]
 
     # The same run folder into a new experiment (as after a driver killed before it replayed the
-    # training's calls): the committed training is reused, and its recorded curve still reaches the run.
-    rerun = make_cfg(
-        inputs,
-        tmp_path / "run",
-        mlflow_db,
-        "in_run_training_again",
-        seeds=[0],
-        methods=[{"name": "S4Fusion", "kind": "s4fusion", "train": train}],
-        executor={"kind": "serial", "max_retries": 0},
-    )
+    # training's calls): every stage is committed and reused, and the recorded curve still reaches the run.
     stub.calls.clear()
-    run_pipeline(rerun, progress=False)
-    assert not stub.calls  # nothing retrained: every stage was committed
-    again = client.get_experiment_by_name("in_run_training_again")
-    (child,) = [
-        r
-        for r in client.search_runs([again.experiment_id])
-        if r.data.tags.get("method") == "S4Fusion" and "method_kind" in r.data.tags
-    ]
+    _, child = run_into("in_run_training_again")
+    assert not stub.calls  # no detector trained again
     assert [m.step for m in client.get_metric_history(child.info.run_id, "train/loss")] == [1, 2]
